@@ -1,0 +1,49 @@
+"""boto3 clients and plain HTTP for CLI commands that talk to a running dockyard server."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from typing import Any
+
+import boto3
+import click
+
+DEFAULT_URL = f"http://127.0.0.1:{os.environ.get('DOCKYARD_PORT', '8780')}"
+
+url_option = click.option(
+    "--endpoint-url",
+    "url",
+    envvar="DOCKYARD_URL",
+    default=DEFAULT_URL,
+    show_default=True,
+    help="The dockyard server to talk to.",
+)
+
+
+def sagemaker_clients(url: str, region: str = "us-east-1") -> tuple[Any, Any]:
+    """(sagemaker, sagemaker-runtime) boto3 clients pointed at ``url`` with dummy credentials."""
+    kw = dict(
+        endpoint_url=url,
+        region_name=region,
+        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "dockyard"),
+        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "dockyard"),
+    )
+    return boto3.client("sagemaker", **kw), boto3.client("sagemaker-runtime", **kw)
+
+
+def get_json(url: str, path: str) -> dict[str, Any]:
+    """GET one of dockyard's own ``/_dockyard`` routes; errors become a click error naming them."""
+    try:
+        with urllib.request.urlopen(f"{url}{path}", timeout=30) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read()).get("message", str(exc))
+        except ValueError:
+            message = str(exc)
+        raise click.ClickException(message) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot reach dockyard at {url}: {exc}") from None

@@ -1,0 +1,91 @@
+"""``dockyard``: serve, demo, endpoints, logs, stats."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from dockyard import __version__
+from dockyard.cli.client import get_json, sagemaker_clients, url_option
+from dockyard.settings import DEFAULT_PORT, Settings
+
+console = Console()
+
+
+@click.group()
+@click.version_option(__version__, prog_name="dockyard")
+def main() -> None:
+    """dockyard: the SageMaker hosting plane you run yourself."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on.  [default: 127.0.0.1]")
+@click.option("--port", type=int, default=None, help=f"Port for both APIs.  [default: {DEFAULT_PORT}]")
+@click.option("--state-dir", type=click.Path(path_type=Path), default=None, help="Where state, logs and caches live.")
+@click.option("--runtime", type=click.Choice(["process"]), default=None, help="Where containers run.  [default: process]")
+@click.option("--log-level", default="INFO", show_default=True)
+def serve(host: str | None, port: int | None, state_dir: Path | None, runtime: str | None, log_level: str) -> None:
+    """Serve the SageMaker control plane and runtime API on one port."""
+    from dockyard.server import serve as run
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env(host=host, port=port, state_dir=state_dir, runtime=runtime)
+    console.print(
+        f"dockyard {__version__} on [bold]http://{settings.host}:{settings.port}[/] "
+        f"(runtime {settings.runtime}, state {settings.state_dir})"
+    )
+    run(settings)
+
+
+@main.command()
+@url_option
+@click.option("--keep", is_flag=True, help="Leave the endpoint running (on --endpoint-url) instead of cleaning up.")
+def demo(url: str, keep: bool) -> None:
+    """Train a tiny model, deploy it on an embedded server, invoke it, clean up."""
+    from dockyard.cli.demo import run_demo
+
+    run_demo(console, url if keep else None)
+
+
+@main.command()
+@url_option
+def endpoints(url: str) -> None:
+    """List endpoints with their status."""
+    sm, _ = sagemaker_clients(url)
+    table = Table("Name", "Status", "Created", "Last modified")
+    for page in sm.get_paginator("list_endpoints").paginate():
+        for ep in page["Endpoints"]:
+            table.add_row(
+                ep["EndpointName"], _status(ep["EndpointStatus"]),
+                _time(ep["CreationTime"]), _time(ep["LastModifiedTime"]),
+            )
+    console.print(table)
+
+
+@main.command()
+@url_option
+@click.argument("endpoint")
+@click.option("-n", "--lines", default=100, show_default=True, help="Lines per container.")
+def logs(url: str, endpoint: str, lines: int) -> None:
+    """Show the stdout/stderr of every container of ENDPOINT."""
+    data = get_json(url, f"/_dockyard/endpoints/{endpoint}/logs?lines={lines}")
+    if not data["logs"]:
+        console.print(f"No logs yet for endpoint {endpoint}.")
+    for entry in data["logs"]:
+        console.rule(f"{entry['instance']} / {entry['container']}")
+        for line in entry["lines"]:
+            console.print(line, markup=False, highlight=False)
+
+
+def _status(status: str) -> str:
+    colour = {"InService": "green", "Failed": "red"}.get(status, "yellow")
+    return f"[{colour}]{status}[/]"
+
+
+def _time(value: dt.datetime) -> str:
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")

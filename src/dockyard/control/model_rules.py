@@ -1,0 +1,67 @@
+"""CreateModel consistency rules the service model cannot express (SageMaker enforces them
+server side): one of PrimaryContainer/Containers, hostnames for Direct, and size limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dockyard.api import errors
+from dockyard.control.plans import model_containers
+
+MAX_CONTAINERS = 15
+# All Environment keys and values of a model together, across its containers.
+MAX_ENVIRONMENT_BYTES = 32 * 1024
+
+
+def check_model(params: dict[str, Any]) -> None:
+    has_primary, has_list = "PrimaryContainer" in params, bool(params.get("Containers"))
+    if has_primary == has_list:
+        raise errors.validation(
+            "Exactly one of PrimaryContainer or Containers must be specified"
+            + (" (both were given)." if has_primary else " (neither was given).")
+        )
+    containers = model_containers(params)
+    mode = params.get("InferenceExecutionConfig", {}).get("Mode")
+    if has_primary and mode == "Direct":
+        raise errors.validation(
+            "InferenceExecutionConfig Mode Direct needs a multi-container model: give Containers, not PrimaryContainer."
+        )
+    if len(containers) > MAX_CONTAINERS:
+        raise errors.validation(
+            f"A model can have at most {MAX_CONTAINERS} containers; {len(containers)} were given."
+        )
+    for i, container in enumerate(containers, start=1):
+        where = "PrimaryContainer" if has_primary else f"Containers[{i}]"
+        if not container.get("Image"):
+            raise errors.validation(f"{where} has no Image: dockyard runs containers by image.")
+        if container.get("Mode") == "MultiModel":
+            raise errors.validation(
+                f"{where}: Mode MultiModel (multi-model endpoints) is not supported by dockyard yet."
+            )
+    if has_list:
+        _check_hostnames(containers, mode or "Serial")
+    size = sum(len(k) + len(v) for c in containers for k, v in c.get("Environment", {}).items())
+    if size > MAX_ENVIRONMENT_BYTES:
+        raise errors.validation(
+            f"The Environment variables of all containers total {size} characters; the limit is {MAX_ENVIRONMENT_BYTES}."
+        )
+
+
+def _check_hostnames(containers: list[dict[str, Any]], mode: str) -> None:
+    hostnames = [c.get("ContainerHostname") for c in containers]
+    missing = [i for i, h in enumerate(hostnames, start=1) if not h]
+    if mode == "Direct" and missing:
+        raise errors.validation(
+            "InferenceExecutionConfig Mode Direct requires a ContainerHostname for every container; "
+            f"container(s) {', '.join(map(str, missing))} have none."
+        )
+    if missing and len(missing) != len(hostnames):
+        raise errors.validation(
+            "Either all containers or none must set ContainerHostname; "
+            f"container(s) {', '.join(map(str, missing))} have none."
+        )
+    seen: set[str] = set()
+    for hostname in filter(None, hostnames):
+        if hostname.lower() in seen:
+            raise errors.validation(f"ContainerHostname {hostname} is used by more than one container.")
+        seen.add(hostname.lower())

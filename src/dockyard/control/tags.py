@@ -1,0 +1,43 @@
+"""AddTags, ListTags and DeleteTags on the ARNs of models, endpoint configs and endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dockyard.api import errors
+from dockyard.control.context import ControlContext
+
+Params = dict[str, Any]
+MAX_TAGS = 50
+
+
+class TagOps:
+    def __init__(self, ctx: ControlContext) -> None:
+        self.ctx = ctx
+
+    def _require(self, arn: str) -> None:
+        if not self.ctx.store.arn_exists(arn):
+            raise errors.validation(f'Could not find resource "{arn}".')
+
+    def add(self, params: Params) -> Params:
+        arn = params["ResourceArn"]
+        self._require(arn)
+        keys = {t["Key"] for t in self.ctx.store.list_tags(arn)} | {t["Key"] for t in params["Tags"]}
+        if len(keys) > MAX_TAGS:
+            raise errors.limit_exceeded(f"Resource {arn} would have {len(keys)} tags; the limit is {MAX_TAGS}.")
+        self.ctx.store.add_tags(arn, params["Tags"])
+        return {"Tags": params["Tags"]}
+
+    def list(self, params: Params) -> Params:
+        arn = params["ResourceArn"]
+        self._require(arn)
+        tags = self.ctx.store.list_tags(arn)
+        start = int(params["NextToken"]) if str(params.get("NextToken", "0")).isdigit() else 0
+        end = start + int(params.get("MaxResults", MAX_TAGS))
+        return {"Tags": tags[start:end], **({"NextToken": str(end)} if end < len(tags) else {})}
+
+    def delete(self, params: Params) -> Params:
+        arn = params["ResourceArn"]
+        self._require(arn)
+        self.ctx.store.delete_tags(arn, params["TagKeys"])
+        return {}

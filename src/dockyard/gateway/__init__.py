@@ -1,0 +1,2 @@
+"""The data plane: invocations routed over an immutable routing snapshot, bytes streamed
+through, per-container metrics."""

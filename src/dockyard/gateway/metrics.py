@@ -1,0 +1,57 @@
+"""Prometheus metrics of the data plane, one registry per server (no global state).
+
+Series are labelled by endpoint, variant and container hostname, so containers that share an
+instance (and so its CPU and memory) can be compared side by side. Each route binds its
+labelled children once, so the hot path only increments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+# Latency buckets from 0.5 ms to 60 s (the invocation timeout).
+_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_LABELS = ("endpoint", "variant", "container")
+
+
+@dataclass(frozen=True)
+class ContainerMetrics:
+    invocations: Counter
+    errors: Counter
+    latency: Histogram
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self._invocations = Counter(
+            "dockyard_container_invocations", "Requests sent to a container.", _LABELS, registry=registry
+        )
+        self._errors = Counter(
+            "dockyard_container_errors",
+            "Container requests that failed (non-2xx, timeout or connection error).",
+            _LABELS,
+            registry=registry,
+        )
+        self._latency = Histogram(
+            "dockyard_container_latency_seconds",
+            "Time a container took to answer, headers to last byte.",
+            _LABELS,
+            buckets=_BUCKETS,
+            registry=registry,
+        )
+
+    def for_container(self, endpoint: str, variant: str, container: str) -> ContainerMetrics:
+        labels = (endpoint, variant, container)
+        return ContainerMetrics(
+            self._invocations.labels(*labels), self._errors.labels(*labels), self._latency.labels(*labels)
+        )
+
+    def forget(self, endpoint: str, variant: str, container: str) -> None:
+        for metric in (self._invocations, self._errors, self._latency):
+            try:
+                metric.remove(endpoint, variant, container)
+            except KeyError:
+                pass

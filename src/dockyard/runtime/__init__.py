@@ -1,0 +1,1 @@
+"""Where instances run: the Runtime protocol and its implementations (process, docker)."""

@@ -1,0 +1,123 @@
+"""The Runtime protocol: what the reconciler asks of any place that runs instances.
+
+An *instance* is one copy of a variant's model: all of the model's containers side by side on
+one host, sharing its network, like one EC2 instance. A runtime starts an instance (and only
+returns once every container answers ``/ping``), stops it, says whether it is still alive, and
+reports logs and resource use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Iterable, Protocol
+
+
+class InstanceStartError(Exception):
+    """An instance could not start; ``str(e)`` is the FailureReason shown to the user."""
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    hostname: str
+    image: str
+    environment: dict[str, str]
+    # Host directory holding the unpacked model data (mounted at /opt/ml/model).
+    model_dir: Path
+    # Host directory holding SAGEMAKER_SUBMIT_DIRECTORY's code, when the model names one.
+    code_dir: Path | None = None
+    multi_model: bool = False
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    instance_id: str
+    endpoint: str
+    variant: str
+    instance_type: str
+    containers: tuple[ContainerSpec, ...]
+    startup_timeout: float
+    # Scratch space of this instance (model data, code); removed when the instance stops.
+    workdir: Path
+    # Where the containers' stdout/stderr go; kept until the endpoint is deleted.
+    log_dir: Path
+
+
+@dataclass
+class RunningContainer:
+    hostname: str
+    url: str
+    log_path: Path
+    # Runtime-specific handle (a process, a docker container).
+    handle: Any = None
+
+
+@dataclass
+class RunningInstance:
+    spec: InstanceSpec
+    containers: tuple[RunningContainer, ...]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ContainerStats:
+    hostname: str
+    cpu_percent: float | None
+    memory_bytes: int | None
+
+
+class Runtime(Protocol):
+    name: str
+
+    async def start_instance(self, spec: InstanceSpec) -> RunningInstance:
+        """Start every container, wait for all to pass ``/ping``; raise InstanceStartError."""
+
+    async def stop_instance(self, instance: RunningInstance) -> None:
+        """SIGTERM every container, SIGKILL after the grace period, release resources."""
+
+    def dead_containers(self, instance: RunningInstance) -> list[str]:
+        """Hostnames of containers that have exited."""
+
+    async def stats(self, instance: RunningInstance) -> list[ContainerStats]:
+        """CPU and resident memory per container."""
+
+    async def remove_orphans(self) -> None:
+        """Stop whatever an earlier, killed server left running."""
+
+    async def close(self) -> None:
+        """Release the runtime's own resources (clients, sessions)."""
+
+
+def tail(path: Path, lines: int = 20, max_chars: int = 700) -> str:
+    """The last lines of a log file, for a FailureReason (which SageMaker caps at 1024)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - 16384))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    last = "\n".join(text.splitlines()[-lines:])
+    return last[-max_chars:]
+
+
+async def first_error(checks: Iterable[Awaitable[None]]) -> BaseException | None:
+    """Run the checks together; on the first failure cancel the rest and return it."""
+    tasks = [asyncio.ensure_future(c) for c in checks]
+    if not tasks:
+        return None
+    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    return next((t.exception() for t in done if t.exception() is not None), None)
+
+
+def failure_reason(spec: InstanceSpec, container: RunningContainer, what: str) -> str:
+    """SageMaker-style FailureReason naming the container and quoting its last log lines."""
+    who = "The primary container" if container.hostname == "primary" else f"Container {container.hostname}"
+    head = f"{who} for production variant {spec.variant} {what}."
+    logs = tail(container.log_path, max_chars=1000 - len(head))
+    return f"{head} Last log lines:\n{logs}" if logs else head

@@ -1,0 +1,161 @@
+"""The process runtime: every container is a child process on a free loopback port.
+
+Needs nothing but Python. Managed images run dockyard's own ``serving`` model server with the
+framework installed in this environment; a local directory with an executable ``serve`` runs
+as a bring-your-own container (an extension for development and for ``dockyard check``). Any
+other image cannot run here and fails the instance with a FailureReason saying so.
+
+Children get SIGKILL when the server dies (parent-death signal) and carry a ``DOCKYARD_OWNER``
+marker in their environment so a restarted server can sweep any that survived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from dockyard.images import catalogue
+from dockyard.runtime import processes
+from dockyard.runtime.base import (
+    ContainerSpec,
+    ContainerStats,
+    InstanceSpec,
+    InstanceStartError,
+    RunningContainer,
+    RunningInstance,
+    failure_reason,
+    first_error,
+)
+from dockyard.runtime.health import NotHealthy, wait_healthy
+from dockyard.runtime.ports import free_port, free_range
+
+SAFE_PORT_RANGE_SIZE = 10
+
+
+def local_container_dir(image: str) -> Path | None:
+    """A BYOC directory image (``file:///dir`` or ``/dir``) holding an executable ``serve``."""
+    path = Path(image[len("file://"):] if image.startswith("file://") else image)
+    if path.is_absolute() and (path / "serve").is_file():
+        return path
+    return None
+
+
+def command_for(image: str) -> tuple[list[str], dict[str, str], Path | None]:
+    """The command line, extra environment and working directory that run ``image`` here."""
+    managed = catalogue.resolve(image)
+    if managed is not None:
+        if managed.installed_version() is None:
+            raise InstanceStartError(
+                f"Image {image} is dockyard's managed {managed.name} image, but {managed.distribution} "
+                f"is not installed where dockyard runs: pip install 'dockyard[{managed.extra}]'."
+            )
+        return [sys.executable, "-m", "dockyard.serving", "serve"], {"DOCKYARD_FRAMEWORK": managed.framework}, None
+    directory = local_container_dir(image)
+    if directory is not None:
+        return [str(directory / "serve"), "serve"], {}, directory
+    raise InstanceStartError(
+        f"Image {image} cannot run on the process runtime: it runs dockyard's managed images "
+        f"(see `dockyard images`) and local directories with a `serve` executable. "
+        f"Start the server with --runtime docker to run OCI images."
+    )
+
+
+class ProcessRuntime:
+    name = "process"
+
+    def __init__(self, owner: str, stop_grace: float) -> None:
+        self._owner = owner
+        self._stop_grace = stop_grace
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def start_instance(self, spec: InstanceSpec) -> RunningInstance:
+        spec.log_dir.mkdir(parents=True, exist_ok=True)
+        launched = await asyncio.gather(*(self._launch(spec, c) for c in spec.containers), return_exceptions=True)
+        instance = RunningInstance(spec, tuple(r for r in launched if isinstance(r, RunningContainer)))
+        error = next((r for r in launched if isinstance(r, BaseException)), None)
+        if error is None:
+            error = await first_error(self._await_healthy(spec, c) for c in instance.containers)
+        if error is not None:
+            await self.stop_instance(instance)
+            raise error
+        return instance
+
+    async def _launch(self, spec: InstanceSpec, container: ContainerSpec) -> RunningContainer:
+        command, extra_env, cwd = command_for(container.image)
+        try:
+            return await self._spawn(spec, container, command, extra_env, cwd)
+        except OSError as exc:
+            raise InstanceStartError(f"Container {container.hostname} could not start {command[0]}: {exc}") from None
+
+    async def _spawn(
+        self, spec: InstanceSpec, container: ContainerSpec, command: list[str], extra_env: dict[str, str], cwd: Path | None
+    ) -> RunningContainer:
+        port = free_port()
+        low, high = free_range(SAFE_PORT_RANGE_SIZE)
+        env = {
+            **os.environ,
+            **container.environment,
+            **extra_env,
+            "SAGEMAKER_BIND_TO_PORT": str(port),
+            "SAGEMAKER_SAFE_PORT_RANGE": f"{low}-{high}",
+            "DOCKYARD_BIND_HOST": "127.0.0.1",
+            "DOCKYARD_MODEL_DIR": str(container.model_dir),
+            "PYTHONUNBUFFERED": "1",
+            processes.OWNER_VARIABLE: self._owner,
+        }
+        if container.code_dir is not None:
+            env["SAGEMAKER_SUBMIT_DIRECTORY"] = str(container.code_dir)
+        if container.multi_model:
+            env["SAGEMAKER_MULTI_MODEL"] = "true"
+        log_path = spec.log_dir / f"{container.hostname}.log"
+        with log_path.open("ab") as log:
+            proc = await asyncio.create_subprocess_exec(
+                *command,
+                cwd=str(cwd or spec.workdir),
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=processes.die_with_parent,
+            )
+        return RunningContainer(container.hostname, f"http://127.0.0.1:{port}", log_path, proc)
+
+    async def _await_healthy(self, spec: InstanceSpec, container: RunningContainer) -> None:
+        proc: asyncio.subprocess.Process = container.handle
+
+        async def exited() -> int | None:
+            return proc.returncode
+
+        try:
+            await wait_healthy(self._http(), container.url, spec.startup_timeout, exited)
+        except NotHealthy as exc:
+            raise InstanceStartError(failure_reason(spec, container, str(exc))) from None
+
+    async def stop_instance(self, instance: RunningInstance) -> None:
+        await asyncio.gather(*(processes.stop_group(c.handle, self._stop_grace) for c in instance.containers))
+        shutil.rmtree(instance.spec.workdir, ignore_errors=True)
+
+    def dead_containers(self, instance: RunningInstance) -> list[str]:
+        return [c.hostname for c in instance.containers if c.handle.returncode is not None]
+
+    async def stats(self, instance: RunningInstance) -> list[ContainerStats]:
+        usage = await asyncio.gather(*(processes.group_usage(c.handle.pid) for c in instance.containers))
+        return [ContainerStats(c.hostname, cpu, rss) for c, (cpu, rss) in zip(instance.containers, usage)]
+
+    async def remove_orphans(self) -> None:
+        processes.kill_pids(processes.owned_pids(self._owner))
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()

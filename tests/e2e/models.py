@@ -1,0 +1,36 @@
+"""Tiny models trained in the tests (no downloads) and packaged as SageMaker model data."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import joblib
+import numpy as np
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+from dockyard.artifacts.package import make_model_tarball
+
+SKLEARN_URI = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+
+
+def iris() -> tuple[np.ndarray, np.ndarray]:
+    return load_iris(return_X_y=True)
+
+
+def iris_classifier() -> LogisticRegression:
+    x, y = iris()
+    return LogisticRegression(max_iter=500).fit(x, y)
+
+
+def package(tmp: Path, model: object | None = None, inference_py: str | None = None, name: str = "model") -> Path:
+    """model.tar.gz with ``model.joblib`` and, optionally, ``code/inference.py``."""
+    source = tmp / f"{name}-src"
+    source.mkdir(parents=True)
+    if model is not None:
+        joblib.dump(model, source / "model.joblib")
+    if inference_py is not None:
+        (source / "code").mkdir()
+        (source / "code" / "inference.py").write_text(textwrap.dedent(inference_py))
+    return make_model_tarball(source, tmp / f"{name}.tar.gz")
