@@ -60,7 +60,7 @@ def build_app(settings: Settings) -> web.Application:
         return rows
 
     app = web.Application(client_max_size=settings.max_payload_bytes + 1)
-    app.add_routes(admin.routes(registry, log_files, stats, lambda name: store.get_endpoint(name) is not None))
+    app.add_routes(admin.routes(registry, metrics.summary, log_files, stats, lambda name: store.get_endpoint(name) is not None))
     app.add_routes(runtime_api.routes(gateway, settings.max_payload_bytes))
     app.router.add_post("/", control_plane.handler(ops, sagemaker_validator()))
 

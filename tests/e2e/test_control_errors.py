@@ -62,7 +62,7 @@ def test_model_consistency_rules(sm):
                  Containers=[{"Image": SKLEARN_URI}])
     assert both == ("ValidationException", "Exactly one of PrimaryContainer or Containers must be specified (both were given).")
     assert "neither" in error(sm.create_model, ModelName="neither")[1]
-    assert "ModelDataUrl" in error(sm.create_model, ModelName="ftp",
+    assert "primaryContainer.modelDataUrl" in error(sm.create_model, ModelName="ftp",
                                     PrimaryContainer={"Image": SKLEARN_URI, "ModelDataUrl": "ftp://x/m.tar.gz"})[1]
 
 

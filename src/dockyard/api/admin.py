@@ -17,6 +17,7 @@ PREFIX = "/_dockyard"
 
 def routes(
     registry: CollectorRegistry,
+    latency: Callable[[str], dict[tuple[str, str], dict[str, float]]],
     log_files: Callable[[str], list[tuple[str, str, Path]]],
     stats: Callable[[str], Awaitable[list[tuple[str, str, ContainerStats]]]],
     known: Callable[[str], bool],
@@ -50,9 +51,11 @@ def routes(
             name = _endpoint(request)
         except errors.ApiError as exc:
             return exc.to_response()
+        traffic = latency(name)
         rows = [
             {"variant": variant, "instance": instance, "container": s.hostname,
-             "cpu_percent": s.cpu_percent, "memory_bytes": s.memory_bytes}
+             "cpu_percent": s.cpu_percent, "memory_bytes": s.memory_bytes,
+             **_finite(traffic.get((variant, s.hostname), {}))}
             for variant, instance, s in await stats(name)
         ]
         return web.json_response({"endpoint": name, "containers": rows})
@@ -63,3 +66,8 @@ def routes(
         web.get(f"{PREFIX}/endpoints/{{name}}/logs", logs),
         web.get(f"{PREFIX}/endpoints/{{name}}/stats", endpoint_stats),
     ]
+
+
+def _finite(row: dict[str, float]) -> dict[str, float | None]:
+    # JSON has no NaN: a container with no traffic yet has no percentiles.
+    return {k: (None if v != v else v) for k, v in row.items()}

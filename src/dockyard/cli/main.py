@@ -82,6 +82,32 @@ def logs(url: str, endpoint: str, lines: int) -> None:
             console.print(line, markup=False, highlight=False)
 
 
+@main.command()
+@url_option
+@click.argument("endpoint")
+def stats(url: str, endpoint: str) -> None:
+    """Per container of ENDPOINT: requests, errors, p50/p99 latency, CPU and memory.
+
+    Containers of one instance share its CPU and memory; this shows who uses what.
+    """
+    data = get_json(url, f"/_dockyard/endpoints/{endpoint}/stats")
+    table = Table("Variant", "Instance", "Container", "Requests", "Errors", "p50 ms", "p99 ms", "CPU %", "Memory MiB",
+                  title=f"Endpoint {endpoint}")
+    for row in data["containers"]:
+        table.add_row(
+            row["variant"], row["instance"], row["container"],
+            f"{row.get('count', 0):.0f}", f"{row.get('errors', 0):.0f}",
+            _ms(row.get("p50")), _ms(row.get("p99")),
+            "-" if row["cpu_percent"] is None else f"{row['cpu_percent']:.1f}",
+            "-" if row["memory_bytes"] is None else f"{row['memory_bytes'] / 2**20:.1f}",
+        )
+    console.print(table)
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.2f}"
+
+
 def _status(status: str) -> str:
     colour = {"InService": "green", "Failed": "red"}.get(status, "yellow")
     return f"[{colour}]{status}[/]"

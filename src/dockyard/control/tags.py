@@ -32,7 +32,10 @@ class TagOps:
         arn = params["ResourceArn"]
         self._require(arn)
         tags = self.ctx.store.list_tags(arn)
-        start = int(params["NextToken"]) if str(params.get("NextToken", "0")).isdigit() else 0
+        token = params.get("NextToken", "0")
+        if not token.isdigit():
+            raise errors.validation(f"Invalid pagination token {token[:64]}.")
+        start = int(token)
         end = start + int(params.get("MaxResults", MAX_TAGS))
         return {"Tags": tags[start:end], **({"NextToken": str(end)} if end < len(tags) else {})}
 

@@ -49,9 +49,48 @@ class GatewayMetrics:
             self._invocations.labels(*labels), self._errors.labels(*labels), self._latency.labels(*labels)
         )
 
+    def summary(self, endpoint: str) -> dict[tuple[str, str], dict[str, float]]:
+        """Per (variant, container) of ``endpoint``: request and error counts, p50 and p99 latency
+        estimated from the histogram buckets (as Prometheus' histogram_quantile does)."""
+        out: dict[tuple[str, str], dict[str, float]] = {}
+        buckets: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        for family in (*self._invocations.collect(), *self._errors.collect(), *self._latency.collect()):
+            for sample in family.samples:
+                labels = sample.labels
+                if labels.get("endpoint") != endpoint:
+                    continue
+                key = (labels["variant"], labels["container"])
+                row = out.setdefault(key, {"count": 0.0, "errors": 0.0})
+                if sample.name == "dockyard_container_invocations_total":
+                    row["count"] = sample.value
+                elif sample.name == "dockyard_container_errors_total":
+                    row["errors"] = sample.value
+                elif sample.name == "dockyard_container_latency_seconds_bucket":
+                    buckets.setdefault(key, []).append((float(labels["le"]), sample.value))
+        for key, cumulative in buckets.items():
+            cumulative.sort()
+            out[key]["p50"] = _quantile(0.5, cumulative)
+            out[key]["p99"] = _quantile(0.99, cumulative)
+        return out
+
     def forget(self, endpoint: str, variant: str, container: str) -> None:
         for metric in (self._invocations, self._errors, self._latency):
             try:
                 metric.remove(endpoint, variant, container)
             except KeyError:
                 pass
+
+
+def _quantile(q: float, cumulative: list[tuple[float, float]]) -> float:
+    """Linear interpolation inside the bucket that holds the q-th observation."""
+    total = cumulative[-1][1]
+    if total == 0:
+        return float("nan")
+    rank, lower, below = q * total, 0.0, 0.0
+    for upper, count in cumulative:
+        if count >= rank:
+            if upper == float("inf"):
+                return lower
+            return lower + (upper - lower) * (rank - below) / max(count - below, 1e-12)
+        lower, below = upper, count
+    return lower
