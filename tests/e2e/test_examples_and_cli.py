@@ -50,6 +50,12 @@ def test_dockyard_endpoints_logs_and_stats(server, sm, tmp_path):
     from e2e.models import SKLEARN_URI, iris_classifier, package
 
     create_endpoint(sm, "cli-ep", {"PrimaryContainer": {"Image": SKLEARN_URI, "ModelDataUrl": package(tmp_path, iris_classifier()).as_uri()}})
+    out = run(["aws", "sagemaker-runtime", "invoke-endpoint", "--endpoint-url", server.url, "--region", "us-east-1",
+               "--endpoint-name", "cli-ep", "--content-type", "text/csv", "--body", "5.1,3.5,1.4,0.2",
+               str(tmp_path / "out.json")], server.url)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["InvokedProductionVariant"] == "AllTraffic"
+    assert json.loads((tmp_path / "out.json").read_text()) == [0]
     out = run([sys.executable, "-m", "dockyard", "endpoints"], server.url)
     assert out.returncode == 0, out.stderr
     assert "cli-ep" in out.stdout and "InService" in out.stdout
