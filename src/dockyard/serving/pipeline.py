@@ -1,0 +1,150 @@
+"""One model, loaded, and the request path through its handlers: bytes in, ``Reply`` out.
+
+``Pipeline`` is what a worker (thread or process) calls per request. It never raises: every
+failure becomes a reply with a status and a plain-text body, so a bad request or a failing handler
+can never take the server down. Status rules (SageMaker inference toolkit): 415 for a Content-Type
+the default input_fn cannot decode, 406 for an Accept the default output_fn cannot produce, 400 for
+a malformed body, 500 ``"<ExceptionType>: <message>"`` for a failing handler, or the exception's
+own int ``status_code``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from dockyard.serving import codecs
+from dockyard.serving.errors import (
+    InferenceError,
+    NotAcceptable,
+    StartupError,
+    UnsupportedMediaType,
+)
+from dockyard.serving.frameworks import Framework
+from dockyard.serving.handlers import ARITY, Context, UserModule, with_context
+from dockyard.serving.settings import Settings
+
+log = logging.getLogger("dockyard.serving")
+
+# (HTTP status, body, Content-Type): plain tuples, since one crosses a pipe per request.
+Reply = tuple[int, bytes, str]
+
+
+class Pipeline:
+    """The loaded model and the handler chain chosen at start."""
+
+    def __init__(self, settings: Settings, framework: Framework, user: UserModule) -> None:
+        self._user = user
+        self._decoders = framework.decoders
+        self._encoders = framework.encoders
+        self._default_accept = settings.default_accept
+        self._system_properties = {"model_dir": settings.model_dir, "gpu_id": None}
+        self._model_dir = settings.model_dir
+        fns = user.functions
+        self._needs_context = False
+        self.load_seconds = 0.0
+        self.model = self._load_model(settings, framework)
+
+        self._transform_fn = self._bind("transform_fn")
+        self._user_input = "input_fn" in fns
+        self._input_fn = self._bind("input_fn") or self._default_input
+        self._predict_fn = self._bind("predict_fn") or (
+            lambda data, model, context: framework.predict_fn(data, model)
+        )
+        self._output_fn = self._bind("output_fn") or (
+            lambda prediction, accept, context: self._encoders[accept](prediction)
+        )
+        # A user output_fn (or transform_fn) decides which types it produces, so any Accept is
+        # passed through; the default output_fn is limited to the framework's encoders.
+        user_output = "output_fn" in fns or self._transform_fn is not None
+        self._accept_types = None if user_output else tuple(self._encoders)
+        self._checks_content_type = not self._user_input and self._transform_fn is None
+
+    def _bind(self, name: str) -> Callable[..., Any] | None:
+        fn = self._user.functions.get(name)
+        if fn is None:
+            return None
+        bound = with_context(fn, ARITY[name])
+        self._needs_context |= bound is fn
+        return bound
+
+    def _load_model(self, settings: Settings, framework: Framework) -> Any:
+        user_model_fn = self._user.functions.get("model_fn")
+        if user_model_fn is not None:
+            user_model_fn = with_context(user_model_fn, ARITY["model_fn"])
+        where = f"model_fn in {self._user.path}" if user_model_fn else "model_fn"
+        started = time.perf_counter()
+        try:
+            if user_model_fn is None:
+                model = framework.model_fn(settings.model_dir, settings)
+            else:
+                model = user_model_fn(settings.model_dir, self._context(""))
+        except (Exception, SystemExit) as exc:
+            raise StartupError(
+                f"{where} failed for {settings.model_dir}: {type(exc).__name__}: {exc}"
+            ) from exc
+        self.load_seconds = time.perf_counter() - started
+        return model
+
+    def _context(self, custom_attributes: str) -> Context:
+        return Context(self._model_dir, custom_attributes, self._system_properties)
+
+    def __call__(
+        self, body: bytes, content_type: str, accept: str, custom_attributes: str = ""
+    ) -> Reply:
+        """Run one request through the handlers. Header values are passed raw ("" if absent)."""
+        stage = "input_fn"
+        try:
+            media = codecs.media_type(content_type)
+            if self._checks_content_type and media not in self._decoders:
+                raise UnsupportedMediaType(
+                    f"Content-Type {media} is not supported; supported: {', '.join(self._decoders)}"
+                )
+            response_type = codecs.negotiate(accept, self._accept_types, self._default_accept)
+            if response_type is None:
+                wanted = accept or self._default_accept
+                raise NotAcceptable(
+                    f"Accept {wanted} is not supported; supported: {', '.join(self._encoders)}"
+                )
+            context = self._context(custom_attributes) if self._needs_context else None
+            data: bytes | str = body
+            if media in codecs.TEXT_TYPES and (self._user_input or self._transform_fn):
+                data = codecs.decode_text(body)
+            if self._transform_fn is not None:
+                stage = "transform_fn"
+                result = self._transform_fn(self.model, data, media, response_type, context)
+            else:
+                decoded = self._input_fn(data, media, context)
+                stage = "predict_fn"
+                prediction = self._predict_fn(decoded, self.model, context)
+                stage = "output_fn"
+                result = self._output_fn(prediction, response_type, context)
+            return _reply(result, response_type, stage)
+        except InferenceError as exc:
+            return exc.status_code, str(exc).encode(), codecs.TEXT
+        except (Exception, SystemExit) as exc:
+            # SystemExit too: a handler calling sys.exit() must fail its request, not the server.
+            log.exception("%s failed", stage)
+            status = getattr(exc, "status_code", 500)
+            if not isinstance(status, int) or not 400 <= status <= 599:
+                status = 500
+            return status, f"{type(exc).__name__}: {exc}".encode(), codecs.TEXT
+
+    def _default_input(self, body: bytes | str, media: str, context: Context | None) -> Any:
+        return self._decoders[media](body)
+
+
+def _reply(result: Any, accept: str, stage: str) -> Reply:
+    """An output_fn/transform_fn result → a reply; ``(body, content_type)`` overrides the type."""
+    content_type = accept
+    if isinstance(result, tuple) and len(result) == 2:
+        result, content_type = result[0], result[1] or accept
+    if isinstance(result, str):
+        return 200, result.encode(), str(content_type)
+    if isinstance(result, (bytes, bytearray, memoryview)):
+        return 200, bytes(result), str(content_type)
+    raise TypeError(
+        f"{stage} returned {type(result).__name__}; return bytes, str or (body, content_type)"
+    )

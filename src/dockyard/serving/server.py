@@ -1,0 +1,182 @@
+"""The HTTP server of the SageMaker container contract, and the start-up sequence.
+
+``GET /ping``, ``POST /invocations`` and ``GET /execution-parameters`` on SAGEMAKER_BIND_TO_PORT.
+The model is loaded before the port opens, so a broken model makes the process exit non-zero
+instead of listening unhealthy. The last line on stderr of a failed start is always the reason
+(``dockyard.serving: …``): dockyard quotes a failed container's last log lines to the user.
+SIGTERM or SIGINT stop the server gracefully: the port closes, requests in flight get
+``GRACE_SECONDS`` to finish, and the process exits 0 (during start-up: at once, also 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+import traceback
+
+from aiohttp import hdrs, web
+
+from dockyard.serving import codecs
+from dockyard.serving.errors import StartupError
+from dockyard.serving.frameworks import load_framework
+from dockyard.serving.handlers import load_user_module
+from dockyard.serving.pipeline import Pipeline
+from dockyard.serving.runners import Runner, make_runner
+from dockyard.serving.settings import Settings
+
+log = logging.getLogger("dockyard.serving")
+
+# Well inside SageMaker's 30 s between SIGTERM and SIGKILL.
+GRACE_SECONDS = 10.0
+CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+_PREFIX = "dockyard.serving: "
+
+
+def build_app(settings: Settings, runner: Runner) -> web.Application:
+    """The aiohttp application serving ``runner``."""
+    submit = runner.submit
+    timeout = settings.timeout
+    timeout_message = f"the prediction did not finish within {timeout:g} s"
+    timed_out = (500, f"{timeout_message} (SAGEMAKER_MODEL_SERVER_TIMEOUT)".encode(), codecs.TEXT)
+    execution_parameters = json.dumps(
+        {
+            "MaxConcurrentTransforms": settings.workers,
+            "BatchStrategy": "MULTI_RECORD",
+            "MaxPayloadInMB": settings.max_payload_mb,
+        }
+    ).encode()
+
+    async def ping(request: web.Request) -> web.Response:
+        # The model is loaded before the port opens, so reaching here means ready.
+        if runner.healthy:
+            return web.Response()
+        return web.Response(status=500, text="no inference worker can be started; see the log")
+
+    async def invocations(request: web.Request) -> web.Response:
+        body = await request.read()
+        headers = request.headers
+        try:
+            status, reply, content_type = await asyncio.wait_for(
+                submit(
+                    body,
+                    headers.get(hdrs.CONTENT_TYPE, ""),
+                    headers.get(hdrs.ACCEPT, ""),
+                    headers.get(CUSTOM_ATTRIBUTES, ""),
+                ),
+                timeout,
+            )
+        except asyncio.TimeoutError:
+            log.error("a prediction ran past SAGEMAKER_MODEL_SERVER_TIMEOUT=%g s", timeout)
+            status, reply, content_type = timed_out
+        return web.Response(status=status, body=reply, headers={hdrs.CONTENT_TYPE: content_type})
+
+    async def execution_parameters_handler(request: web.Request) -> web.Response:
+        return web.Response(body=execution_parameters, content_type=codecs.JSON)
+
+    app = web.Application(client_max_size=settings.max_payload_mb * 1024 * 1024)
+    app.router.add_get("/ping", ping)
+    app.router.add_post("/invocations", invocations)
+    app.router.add_get("/execution-parameters", execution_parameters_handler)
+    return app
+
+
+async def _serve(settings: Settings, runner: Runner, pipeline: Pipeline) -> None:
+    await runner.start()
+    # Access lines cost time on every request; they are logged at DEBUG only.
+    access_log = log if settings.log_level <= logging.DEBUG else None
+    app_runner = web.AppRunner(
+        build_app(settings, runner), access_log=access_log, shutdown_timeout=GRACE_SECONDS
+    )
+    await app_runner.setup()
+    site = web.TCPSite(app_runner, settings.host, settings.port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await app_runner.cleanup()
+        await runner.close()
+        raise StartupError(f"cannot listen on {settings.host}:{settings.port}: {exc}") from None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    log.info(
+        "serving %s on http://%s:%d with %d worker%s (model loaded in %.2f s)",
+        settings.framework,
+        settings.host,
+        settings.port,
+        settings.workers,
+        "" if settings.workers == 1 else "s",
+        pipeline.load_seconds,
+    )
+    await stop.wait()
+    log.info("stopping: letting requests in flight finish (up to %g s)", GRACE_SECONDS)
+    await app_runner.cleanup()
+    await runner.close()
+    log.info("stopped")
+
+
+def _configure_logging(level: int) -> None:
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
+    )
+    # User code's print() goes to the container log promptly, not when a buffer fills.
+    sys.stdout.reconfigure(line_buffering=True)
+
+
+def _report(error: BaseException) -> None:
+    """The reason first and last, with the traceback of a failure in user code between."""
+    line = _PREFIX + str(error)
+    cause = error.__cause__
+    if cause is not None:
+        print(line, file=sys.stderr)
+        traceback.print_exception(type(cause), cause, cause.__traceback__, file=sys.stderr)
+    print(line, file=sys.stderr, flush=True)
+
+
+def serve(settings: Settings) -> int:
+    """Load the model, serve until SIGTERM/SIGINT; return the process exit code."""
+    try:
+        framework = load_framework(settings.framework)
+        user = load_user_module(settings)
+        log.info("handlers from %s; loading the model from %s", user.describe(), settings.model_dir)
+        pipeline = Pipeline(settings, framework, user)
+        runner = make_runner(settings, pipeline)
+        runner.prepare()
+        asyncio.run(_serve(settings, runner, pipeline))
+    except KeyboardInterrupt:
+        log.info("stopped before the server was ready")
+        return 0
+    except StartupError as exc:
+        _report(exc)
+        return 1
+    except Exception as exc:
+        error = StartupError(f"unexpected error: {type(exc).__name__}: {exc}")
+        error.__cause__ = exc
+        _report(error)
+        return 1
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """``python -m dockyard.serving serve``: SageMaker starts containers with the argument serve."""
+    if argv != ["serve"]:
+        print("usage: python -m dockyard.serving serve", file=sys.stderr)
+        return 2
+    try:
+        settings = Settings.from_env()
+    except StartupError as exc:
+        _report(exc)
+        return 1
+    _configure_logging(settings.log_level)
+    # Until the event loop takes the signals over, SIGTERM stops a start in progress as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
+    return serve(settings)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
