@@ -8,7 +8,7 @@ typed plans the reconciler and the routing table use.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,3 @@ def variant_plans(deployment: dict[str, Any]) -> list[VariantPlan]:
         )
     return plans
 
-
-def images(plans: Iterable[VariantPlan]) -> set[str]:
-    return {c.image for p in plans for c in p.containers}

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import shutil
 from dataclasses import dataclass, field
+from typing import Any, Coroutine
 
 from dockyard.control.plans import VariantPlan, variant_plans
 from dockyard.control.provision import Provisioner
@@ -89,7 +90,8 @@ class Reconciler:
             log.error("reconciling endpoint %s failed", key, exc_info=task.exception())
         self.poke()
 
-    def _step(self, ep: Endpoint):  # -> Coroutine | None
+    def _step(self, ep: Endpoint) -> Coroutine[Any, Any, None] | None:
+        """The work an endpoint needs now, or None when it is where it should be."""
         key = ep.name.lower()
         if ep.status == "Deleting":
             return self._delete(ep)

@@ -1,0 +1,76 @@
+"""Model data and code from S3, as the SageMaker SDK uploads them: ``model.tar.gz`` by
+``ModelDataUrl`` and ``sourcedir.tar.gz`` by ``SAGEMAKER_SUBMIT_DIRECTORY`` — served from an
+S3-compatible store (moto's server) through a dockyard server that honours AWS_ENDPOINT_URL_S3."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from conftest import Server
+from dockyard.runtime.ports import free_port
+from e2e.deploy import create_endpoint, wait_settled
+from e2e.models import SKLEARN_URI, iris_classifier, package
+
+ENTRY_POINT = """
+import json
+
+def predict_fn(data, model):
+    return model.predict_proba(data)
+
+def output_fn(prediction, accept):
+    return json.dumps({"proba": prediction.round(3).tolist()}), "application/json"
+"""
+
+
+@pytest.fixture(scope="module")
+def s3_server(tmp_path_factory):
+    port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    moto.start()
+    url = f"http://127.0.0.1:{port}"
+    root = tmp_path_factory.mktemp("s3")
+    srv = Server(root / "state", root / "server.log", {"AWS_ENDPOINT_URL_S3": url}).start()
+    s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1")
+    s3.create_bucket(Bucket="models")
+    yield srv, s3
+    srv.stop()
+    moto.stop()
+
+
+def test_model_and_sourcedir_from_s3_like_the_sdk(s3_server, tmp_path):
+    srv, s3 = s3_server
+    s3.upload_file(str(package(tmp_path, iris_classifier())), "models", "iris/model.tar.gz")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "serve_iris.py").write_text(ENTRY_POINT)
+    with tarfile.open(tmp_path / "sourcedir.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "src" / "serve_iris.py", arcname="serve_iris.py")
+    s3.upload_file(str(tmp_path / "sourcedir.tar.gz"), "models", "code/sourcedir.tar.gz")
+
+    sm, rt = srv.client("sagemaker"), srv.client("sagemaker-runtime")
+    create_endpoint(sm, "from-s3", {"PrimaryContainer": {
+        "Image": SKLEARN_URI,
+        "ModelDataUrl": "s3://models/iris/model.tar.gz",
+        # What SKLearnModel(entry_point="serve_iris.py") sets.
+        "Environment": {"SAGEMAKER_PROGRAM": "serve_iris.py",
+                        "SAGEMAKER_SUBMIT_DIRECTORY": "s3://models/code/sourcedir.tar.gz",
+                        "SAGEMAKER_CONTAINER_LOG_LEVEL": "20", "SAGEMAKER_REGION": "us-east-1"},
+    }})
+    resp = rt.invoke_endpoint(EndpointName="from-s3", ContentType="text/csv", Body="5.1,3.5,1.4,0.2")
+    proba = json.loads(resp["Body"].read())["proba"][0]
+    assert proba[0] > 0.9 and abs(sum(proba) - 1) < 0.01
+
+
+def test_missing_s3_object_fails_the_endpoint_naming_it(s3_server):
+    srv, _ = s3_server
+    sm = srv.client("sagemaker")
+    create_endpoint(sm, "s3-missing", {"PrimaryContainer": {"Image": SKLEARN_URI, "ModelDataUrl": "s3://models/none/model.tar.gz"}},
+                    wait=False)
+    desc = wait_settled(sm, "s3-missing")
+    assert desc["EndpointStatus"] == "Failed"
+    assert "s3://models/none/model.tar.gz" in desc["FailureReason"]
+    assert "NoSuchKey" in desc["FailureReason"]
