@@ -7,7 +7,7 @@ import os
 import signal
 import time
 
-from conftest import Server
+from servers import Server
 from dockyard.runtime.processes import owned_pids
 from e2e.deploy import FAST_WAIT, create_endpoint
 from e2e.models import SKLEARN_URI, iris_classifier, package

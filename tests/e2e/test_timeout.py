@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import Server
+from servers import Server
 from e2e.deploy import create_endpoint
 from e2e.models import SKLEARN_URI, iris_classifier, package
 

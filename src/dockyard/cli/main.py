@@ -1,4 +1,5 @@
-"""``dockyard``: serve, demo, endpoints, logs, stats."""
+"""``dockyard``: serve, demo, endpoints, logs, stats — plus the commands registered at the end,
+which live in their own modules (advise, init, check, package)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ from rich.console import Console
 from rich.table import Table
 
 from dockyard import __version__
+from dockyard.cli.advise import advise_command
+from dockyard.cli.check import check_command
 from dockyard.cli.client import get_json, sagemaker_clients, url_option
+from dockyard.cli.init import init_command
+from dockyard.cli.package import package_command
 from dockyard.settings import DEFAULT_PORT, Settings
 
 console = Console()
@@ -115,3 +120,7 @@ def _status(status: str) -> str:
 
 def _time(value: dt.datetime) -> str:
     return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+for _command in (advise_command, init_command, check_command, package_command):
+    main.add_command(_command)
