@@ -236,7 +236,10 @@ class Reconciler:
     async def shutdown(self) -> None:
         """Stop every instance; the store is untouched, so a restart brings them back."""
         for task in self._work.values():
-            task.cancel()
+            # A delete is let finish (it only stops things): cancelling it half way would leave
+            # the instances it already took out of the deployment running.
+            if task.get_name() != "Deleting":
+                task.cancel()
         await asyncio.gather(*self._work.values(), return_exceptions=True)
         await self._stop([i for d in self._deployed.values() for v in d.values() for i in v.instances])
         self._deployed.clear()
