@@ -31,8 +31,20 @@ def make_runtime(settings: Settings) -> Runtime:
     if settings.runtime == "process":
         from dockyard.runtime.process import ProcessRuntime
 
-        return ProcessRuntime(owner=str(settings.state_dir.resolve()), stop_grace=settings.stop_grace)
-    raise ValueError(f"unknown runtime {settings.runtime!r}; choose 'process'")
+        return ProcessRuntime(owner=str(settings.state_dir.resolve()), stop_grace=settings.stop_grace,
+                              layers_dir=settings.state_dir / "layers")
+    if settings.runtime == "docker":
+        from dockyard.runtime.docker_engine import EngineUnavailable, connect
+
+        try:
+            client = connect()  # first: it says what to do when the docker SDK is not installed
+        except EngineUnavailable as exc:
+            raise SystemExit(f"dockyard serve --runtime docker: {exc}") from None
+        from dockyard.runtime.docker import DockerRuntime
+
+        return DockerRuntime(client, owner=str(settings.state_dir.resolve()), stop_grace=settings.stop_grace,
+                             registry=settings.registry, base_image=settings.base_image)
+    raise ValueError(f"unknown runtime {settings.runtime!r}; choose 'process' or 'docker'")
 
 
 def build_app(settings: Settings) -> web.Application:
@@ -78,6 +90,16 @@ def build_app(settings: Settings) -> web.Application:
     return app
 
 
+def event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop when it is installed (``pip install 'dockyard[fast]'``): its sockets
+    cost the gateway less CPU per invocation (docs/benchmarks.md). Otherwise asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 def serve(settings: Settings) -> None:
     """Run the server until SIGINT/SIGTERM; every container it started is stopped on the way out."""
     web.run_app(
@@ -87,4 +109,5 @@ def serve(settings: Settings) -> None:
         access_log=None,
         print=lambda _: log.info("dockyard listening on http://%s:%d", settings.host, settings.port),
         shutdown_timeout=5,
+        loop=event_loop(),
     )

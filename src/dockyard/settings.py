@@ -48,6 +48,12 @@ class Settings:
     health_interval: float = 2.0
     # Most containers all endpoints may run together (ResourceLimitExceeded beyond).
     max_containers: int = 200
+    # Docker runtime: the registry that ECR-style image URIs are pulled from (host[:port][/prefix]):
+    # <account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag> → <registry>/<repo>:<tag>.
+    registry: str | None = None
+    # Docker runtime: the Python base image (instance sandboxes run `sleep` in it); None picks
+    # python:3.11-slim or dockyard/base:bookworm, whichever the engine has.
+    base_image: str | None = None
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":
@@ -63,6 +69,8 @@ class Settings:
             startup_timeout=_env_float("DOCKYARD_STARTUP_TIMEOUT", cls.startup_timeout),
             stop_grace=_env_float("DOCKYARD_STOP_GRACE", cls.stop_grace),
             max_containers=int(env.get("DOCKYARD_MAX_CONTAINERS", cls.max_containers)),
+            registry=env.get("DOCKYARD_REGISTRY") or None,
+            base_image=env.get("DOCKYARD_BASE_IMAGE") or None,
         )
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 

@@ -61,7 +61,8 @@ def test_unknown_framework(run_failing, tmp_path):
     result = run_failing(tmp_path, DOCKYARD_FRAMEWORK="caffe")
     assert result.returncode == 1
     assert last_line(result) == (
-        "dockyard.serving: unknown framework 'caffe' in DOCKYARD_FRAMEWORK; known: sklearn"
+        "dockyard.serving: unknown framework 'caffe' in DOCKYARD_FRAMEWORK; known: sklearn, xgboost, "
+        "pytorch, tensorflow"
     )
 
 

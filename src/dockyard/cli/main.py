@@ -1,5 +1,5 @@
 """``dockyard``: serve, demo, endpoints, logs, stats — plus the commands registered at the end,
-which live in their own modules (advise, init, check, package)."""
+which live in their own modules (images, advise, init, check, package)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from dockyard import __version__
 from dockyard.cli.advise import advise_command
 from dockyard.cli.check import check_command
 from dockyard.cli.client import get_json, sagemaker_clients, url_option
+from dockyard.cli.images import images
 from dockyard.cli.init import init_command
 from dockyard.cli.package import package_command
 from dockyard.settings import DEFAULT_PORT, Settings
@@ -32,7 +33,7 @@ def main() -> None:
 @click.option("--host", default=None, help="Address to listen on.  [default: 127.0.0.1]")
 @click.option("--port", type=int, default=None, help=f"Port for both APIs.  [default: {DEFAULT_PORT}]")
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None, help="Where state, logs and caches live.")
-@click.option("--runtime", type=click.Choice(["process"]), default=None, help="Where containers run.  [default: process]")
+@click.option("--runtime", type=click.Choice(["process", "docker"]), default=None, help="Where containers run.  [default: process]")
 @click.option("--log-level", default="INFO", show_default=True)
 def serve(host: str | None, port: int | None, state_dir: Path | None, runtime: str | None, log_level: str) -> None:
     """Serve the SageMaker control plane and runtime API on one port."""
@@ -122,5 +123,5 @@ def _time(value: dt.datetime) -> str:
     return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-for _command in (advise_command, init_command, check_command, package_command):
+for _command in (images, advise_command, init_command, check_command, package_command):
     main.add_command(_command)

@@ -1,7 +1,8 @@
 """The process runtime: every container is a child process on a free loopback port.
 
 Needs nothing but Python. Managed images run dockyard's own ``serving`` model server with the
-framework installed in this environment; a local directory with an executable ``serve`` runs
+framework installed in this environment (on the interpreter of a cached virtualenv layer when the
+model brings a ``requirements.txt``, see ``layers``); a local directory with an executable ``serve`` runs
 as a bring-your-own container (an extension for development and for ``dockyard check``). Any
 other image cannot run here and fails the instance with a FailureReason saying so.
 
@@ -12,6 +13,7 @@ marker in their environment so a restarted server can sweep any that survived.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import sys
@@ -32,9 +34,12 @@ from dockyard.runtime.base import (
     first_error,
 )
 from dockyard.runtime.health import NotHealthy, wait_healthy
+from dockyard.runtime.layers import LayerError, Layers, requirement_files
 from dockyard.runtime.ports import free_port, free_range
 
 SAFE_PORT_RANGE_SIZE = 10
+
+log = logging.getLogger("dockyard.runtime.process")
 
 
 def local_container_dir(image: str) -> Path | None:
@@ -54,6 +59,8 @@ def command_for(image: str) -> tuple[list[str], dict[str, str], Path | None]:
                 f"Image {image} is dockyard's managed {managed.name} image, but {managed.distribution} "
                 f"is not installed where dockyard runs: pip install 'dockyard[{managed.extra}]'."
             )
+        if catalogue.gpu_tag(image):
+            log.info("Image %s is a GPU build; the process runtime serves it on the CPU", image)
         return [sys.executable, "-m", "dockyard.serving", "serve"], {"DOCKYARD_FRAMEWORK": managed.framework}, None
     directory = local_container_dir(image)
     if directory is not None:
@@ -68,9 +75,11 @@ def command_for(image: str) -> tuple[list[str], dict[str, str], Path | None]:
 class ProcessRuntime:
     name = "process"
 
-    def __init__(self, owner: str, stop_grace: float) -> None:
+    def __init__(self, owner: str, stop_grace: float, layers_dir: Path | None = None) -> None:
         self._owner = owner
         self._stop_grace = stop_grace
+        # Where requirements.txt layers of managed images go; None: requirements are not installed.
+        self._layers = Layers(layers_dir) if layers_dir is not None else None
         self._session: aiohttp.ClientSession | None = None
 
     def _http(self) -> aiohttp.ClientSession:
@@ -92,6 +101,15 @@ class ProcessRuntime:
 
     async def _launch(self, spec: InstanceSpec, container: ContainerSpec) -> RunningContainer:
         command, extra_env, cwd = command_for(container.image)
+        requirements = requirement_files(container.code_dir, container.model_dir)
+        if self._layers is not None and requirements and catalogue.resolve(container.image) is not None:
+            # A managed image runs on the interpreter of a layer holding its requirements.txt.
+            log_path = spec.log_dir / f"{container.hostname}.log"
+            try:
+                command[0] = str(await self._layers.python_for(requirements, log_path, spec.startup_timeout))
+            except LayerError as exc:
+                what = f"could not install its requirements.txt ({exc})"
+                raise InstanceStartError(failure_reason(spec, RunningContainer(container.hostname, "", log_path), what)) from None
         try:
             return await self._spawn(spec, container, command, extra_env, cwd)
         except OSError as exc:

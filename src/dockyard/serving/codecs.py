@@ -23,6 +23,8 @@ from dockyard.serving.errors import BadRequest, InferenceError
 JSON = "application/json"
 CSV = "text/csv"
 NPY = "application/x-npy"
+LIBSVM = "text/libsvm"
+X_LIBSVM = "text/x-libsvm"
 TEXT = "text/plain; charset=utf-8"
 
 # The SageMaker inference toolkit hands these bodies to a user input_fn as UTF-8 decoded ``str``.
@@ -114,6 +116,39 @@ def decode_json(body: bytes | str) -> np.ndarray:
         return np.array(data)
     except ValueError as exc:
         raise BadRequest(f"application/json body is not a rectangular array: {exc}") from None
+
+
+def decode_libsvm(body: bytes | str) -> Any:
+    """LIBSVM text (``[label] index:value …`` per line) → a ``scipy.sparse.csr_matrix``.
+
+    A leading label and ``qid:`` tokens are ignored, as the SageMaker XGBoost container does;
+    indices are taken as given, so the matrix has as many columns as the largest index + 1.
+    """
+    from scipy.sparse import csr_matrix
+
+    rows: list[int] = []
+    columns: list[int] = []
+    values: list[float] = []
+    lines = [line for line in decode_text(body).splitlines() if line.strip()]
+    if not lines:
+        raise BadRequest("text/libsvm body is empty")
+    for row, line in enumerate(lines):
+        for token in line.split():
+            index, colon, value = token.partition(":")
+            if not colon or index == "qid":
+                continue
+            try:
+                columns.append(int(index))
+                values.append(float(value))
+            except ValueError:
+                raise BadRequest(
+                    f"text/libsvm line {row + 1}: {token!r} is not index:value"
+                ) from None
+            rows.append(row)
+    if any(c < 0 for c in columns):
+        raise BadRequest("text/libsvm indices must not be negative")
+    shape = (len(lines), max(columns, default=-1) + 1)
+    return csr_matrix((values, (rows, columns)), shape=shape, dtype=np.float32)
 
 
 def decode_npy(body: bytes | str) -> np.ndarray:

@@ -52,8 +52,12 @@ class UserModule:
         return self.path or "the framework defaults"
 
 
-def load_user_module(settings: Settings) -> UserModule:
-    """Find, import and check the user module; raise ``StartupError`` naming what is wrong."""
+def load_user_module(settings: Settings, hooks: tuple[str, ...] = ()) -> UserModule:
+    """Find, import and check the user module; raise ``StartupError`` naming what is wrong.
+
+    ``hooks`` names more functions to pick up, for frameworks whose containers call their own
+    (TensorFlow Serving's ``input_handler`` and ``output_handler``).
+    """
     for directory in reversed(settings.code_dirs):
         if os.path.isdir(directory) and directory not in sys.path:
             sys.path.insert(0, directory)
@@ -61,7 +65,9 @@ def load_user_module(settings: Settings) -> UserModule:
     if path is None:
         return UserModule(None, {})
     module = _import(path)
-    functions = {name: fn for name in ARITY if callable(fn := getattr(module, name, None))}
+    functions = {
+        name: fn for name in (*ARITY, *hooks) if callable(fn := getattr(module, name, None))
+    }
     if "transform_fn" in functions:
         clashes = [name for name in REQUEST_HANDLERS if name in functions]
         if clashes:

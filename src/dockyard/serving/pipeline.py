@@ -23,6 +23,7 @@ from dockyard.serving.errors import (
     UnsupportedMediaType,
 )
 from dockyard.serving.frameworks import Framework
+from dockyard.serving.frameworks.base import RequestHandler
 from dockyard.serving.handlers import ARITY, Context, UserModule, with_context
 from dockyard.serving.settings import Settings
 
@@ -39,13 +40,17 @@ class Pipeline:
         self._user = user
         self._decoders = framework.decoders
         self._encoders = framework.encoders
-        self._default_accept = settings.default_accept
+        self._default_accept = settings.default_accept or framework.default_accept
+        self._default_content_type = framework.default_content_type
         self._system_properties = {"model_dir": settings.model_dir, "gpu_id": None}
         self._model_dir = settings.model_dir
         fns = user.functions
         self._needs_context = False
         self.load_seconds = 0.0
         self.model = self._load_model(settings, framework)
+        self._request_handler: RequestHandler | None = None
+        if framework.request_handler is not None:
+            self._request_handler = framework.request_handler(self.model, user, settings)
 
         self._transform_fn = self._bind("transform_fn")
         self._user_input = "input_fn" in fns
@@ -71,7 +76,11 @@ class Pipeline:
         return bound
 
     def _load_model(self, settings: Settings, framework: Framework) -> Any:
-        user_model_fn = self._user.functions.get("model_fn")
+        if framework.setup is not None:
+            framework.setup(settings)
+        # A framework with its own request path (TensorFlow Serving) has no model_fn hook.
+        own_path = framework.request_handler is not None
+        user_model_fn = None if own_path else self._user.functions.get("model_fn")
         if user_model_fn is not None:
             user_model_fn = with_context(user_model_fn, ARITY["model_fn"])
         where = f"model_fn in {self._user.path}" if user_model_fn else "model_fn"
@@ -97,7 +106,10 @@ class Pipeline:
         """Run one request through the handlers. Header values are passed raw ("" if absent)."""
         stage = "input_fn"
         try:
-            media = codecs.media_type(content_type)
+            if self._request_handler is not None:
+                stage = "the request handler"
+                return self._request_handler(body, content_type, accept, custom_attributes)
+            media = codecs.media_type(content_type) if content_type else self._default_content_type
             if self._checks_content_type and media not in self._decoders:
                 raise UnsupportedMediaType(
                     f"Content-Type {media} is not supported; supported: {', '.join(self._decoders)}"

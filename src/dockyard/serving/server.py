@@ -11,11 +11,14 @@ SIGTERM or SIGINT stop the server gracefully: the port closes, requests in fligh
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import signal
 import sys
 import traceback
+from collections.abc import Coroutine
+from typing import Any
 
 from aiohttp import hdrs, web
 
@@ -138,16 +141,34 @@ def _report(error: BaseException) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on uvloop when it is installed (cheaper sockets per request), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
 def serve(settings: Settings) -> int:
     """Load the model, serve until SIGTERM/SIGINT; return the process exit code."""
     try:
         framework = load_framework(settings.framework)
-        user = load_user_module(settings)
+        if settings.workers > 1 and not framework.fork_safe:
+            log.warning(
+                "SAGEMAKER_MODEL_SERVER_WORKERS=%d ignored: %s hangs in forked worker processes; "
+                "serving with one worker, which uses every CPU",
+                settings.workers,
+                framework.name,
+            )
+            settings = dataclasses.replace(settings, workers=1)
+        user = load_user_module(settings, framework.hooks)
         log.info("handlers from %s; loading the model from %s", user.describe(), settings.model_dir)
         pipeline = Pipeline(settings, framework, user)
         runner = make_runner(settings, pipeline)
         runner.prepare()
-        asyncio.run(_serve(settings, runner, pipeline))
+        _run(_serve(settings, runner, pipeline))
     except KeyboardInterrupt:
         log.info("stopped before the server was ready")
         return 0

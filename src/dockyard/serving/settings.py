@@ -41,7 +41,9 @@ class Settings:
     # set SAGEMAKER_MODEL_SERVER_WORKERS for models whose predict holds the GIL for long.
     workers: int = 1
     timeout: float = 60.0
-    default_accept: str = "application/json"
+    # SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT; None: the framework's own default (JSON, or CSV for
+    # XGBoost, as in each SageMaker container).
+    default_accept: str | None = None
     log_level: int = logging.INFO
     restricted_unpickle: bool = False
     max_payload_mb: int = 6
@@ -64,7 +66,7 @@ class Settings:
             submit_dir=submit_dir,
             workers=_number(env, "SAGEMAKER_MODEL_SERVER_WORKERS", 1, int, minimum=1),
             timeout=_number(env, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60.0, float, minimum=0.001),
-            default_accept=env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or "application/json",
+            default_accept=env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or None,
             log_level=_log_level(env.get("SAGEMAKER_CONTAINER_LOG_LEVEL", "")),
             restricted_unpickle=_flag(env, "DOCKYARD_RESTRICTED_UNPICKLE"),
             max_payload_mb=_number(env, "SAGEMAKER_MAX_PAYLOAD_IN_MB", 6, int, minimum=1),

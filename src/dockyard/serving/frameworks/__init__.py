@@ -12,8 +12,12 @@ import importlib
 from dockyard.serving.errors import StartupError
 from dockyard.serving.frameworks.base import Framework
 
+# Each name is also the pip extra that installs the framework: dockyard[<name>].
 _MODULES = {
     "sklearn": "dockyard.serving.frameworks.sklearn",
+    "xgboost": "dockyard.serving.frameworks.xgboost",
+    "pytorch": "dockyard.serving.frameworks.pytorch",
+    "tensorflow": "dockyard.serving.frameworks.tensorflow",
 }
 
 __all__ = ["Framework", "load_framework", "names"]
@@ -34,6 +38,8 @@ def load_framework(name: str) -> Framework:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise StartupError(f"framework {name} is not installed: {exc}") from exc
+        raise StartupError(
+            f"framework {name} is not installed: {exc}; pip install 'dockyard[{name}]'"
+        ) from exc
     framework: Framework = module.FRAMEWORK
     return framework

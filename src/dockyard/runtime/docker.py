@@ -1,0 +1,416 @@
+"""The docker runtime: every instance is a pod of real OCI containers in a container engine.
+
+An instance's containers share one network namespace, that of a small *sandbox* container
+(``sleep infinity`` in the Python base image) which publishes each container's
+``SAGEMAKER_BIND_TO_PORT`` on a random ``127.0.0.1`` port of the host, where the gateway reaches
+it; the model containers join it (network mode ``container:<sandbox>``), so they also reach each
+other on ``localhost`` and by their ``ContainerHostname``. Each model container runs as SageMaker
+runs it: argument ``serve``; port 8080 when alone (8080, 8081, … side by side); a disjoint
+``SAGEMAKER_SAFE_PORT_RANGE``; the model's ``Environment``; model data read-only at
+``/opt/ml/model``; the instance type's CPUs and memory as its limits (every container of the
+instance may use all of them, as on one SageMaker instance). Stop is SIGTERM, then SIGKILL after
+the grace period (30 s).
+
+All containers carry labels (owner = the server's state directory, endpoint, variant, instance,
+hostname), so a server restarted after a crash removes whatever its predecessor left behind.
+The Engine API client is blocking: every call runs on the runtime's worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import math
+import shutil
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import aiohttp
+
+from dockyard.images.build_base import DEBIAN_BASE, local_base
+from dockyard.runtime.base import (
+    ContainerSpec,
+    ContainerStats,
+    InstanceSpec,
+    InstanceStartError,
+    RunningContainer,
+    RunningInstance,
+    failure_reason,
+    first_error,
+)
+from dockyard.runtime.docker_engine import has_cpu_baseline, usage
+from dockyard.runtime.docker_images import ImageResolver, LocalImage
+from dockyard.runtime.docker_watch import ExitWatcher, LogFollower
+from dockyard.runtime.health import NotHealthy, wait_healthy
+from dockyard.runtime.instance_types import resources_for
+
+if TYPE_CHECKING:
+    import docker
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+LABEL_PREFIX = "io.dockyard."
+OWNER_LABEL = LABEL_PREFIX + "owner"
+ROLE_LABEL = LABEL_PREFIX + "role"
+INSTANCE_LABEL = LABEL_PREFIX + "instance"
+BIND_TO_PORT_LABEL = "com.amazonaws.sagemaker.capabilities.accept-bind-to-port"
+
+CONTAINER_MODEL_DIR = "/opt/ml/model"
+CONTAINER_CODE_DIR = "/opt/ml/code"
+# SageMaker: a container alone listens on 8080; side by side, each gets its own port.
+FIRST_PORT = 8080
+SAFE_PORTS_START = 9000
+SAFE_PORTS_PER_CONTAINER = 100
+ENGINE_EVENTS_TIMEOUT = 10.0
+# How long to wait for a stopped container's last output to reach its log file.
+LOG_DRAIN_TIMEOUT = 5.0
+# The window CPU % is measured over when the engine's reading has no earlier sample of its own.
+STATS_WINDOW = 0.2
+
+
+@dataclass
+class DockerContainer:
+    """The runtime's handle on one running model container."""
+
+    container: Any
+    follower: LogFollower
+
+    @property
+    def id(self) -> str:
+        return self.container.id
+
+
+class DockerRuntime:
+    """The Runtime protocol (runtime/base.py) on a container engine; see the module docstring."""
+
+    name = "docker"
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        owner: str,
+        stop_grace: float,
+        registry: str | None = None,
+        base_image: str | None = None,
+    ) -> None:
+        self._client = client
+        self._owner = owner
+        self._stop_grace = stop_grace
+        self._base_image = base_image
+        self._sandbox_image: str | None = None
+        self._host_cpus: int | None = None
+        self._images = ImageResolver(client, registry)
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="docker")
+        self._watcher = ExitWatcher(client)
+        self._session: aiohttp.ClientSession | None = None
+        self._stopping: set[asyncio.Future[None]] = set()
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    # --- start ---------------------------------------------------------------------------------
+
+    async def start_instance(self, spec: InstanceSpec) -> RunningInstance:
+        spec.log_dir.mkdir(parents=True, exist_ok=True)
+        if not await self._call(self._watcher.wait_connected, ENGINE_EVENTS_TIMEOUT):
+            raise InstanceStartError("The container engine did not open its event stream; is the engine healthy?")
+        images = await asyncio.gather(*(self._call(self._images.resolve, c.image) for c in spec.containers))
+        if len(spec.containers) > 1:
+            _check_bind_to_port(spec, images)
+        limits = await self._call(self._limits, spec.instance_type)
+        instance = RunningInstance(spec, (), extra={"sandbox": None})
+        try:
+            sandbox = instance.extra["sandbox"] = await self._call(self._start_sandbox, spec)
+            host_ports = [_published_port(sandbox, FIRST_PORT + i) for i in range(len(spec.containers))]
+            started = await asyncio.gather(
+                *(self._call(self._start_container, spec, i, c, image, sandbox, host_ports[i], limits)
+                  for i, (c, image) in enumerate(zip(spec.containers, images))),
+                return_exceptions=True,
+            )
+            instance.containers = tuple(r for r in started if isinstance(r, RunningContainer))
+            error = next((r for r in started if isinstance(r, BaseException)), None)
+            if error is None:
+                error = await first_error(self._await_healthy(spec, c) for c in instance.containers)
+            if error is not None:
+                raise error
+        except BaseException:
+            # Also on cancellation: shielded, the removal finishes regardless.
+            await asyncio.shield(self._discard(instance))
+            raise
+        return instance
+
+    def _limits(self, instance_type: str) -> dict[str, int]:
+        resources = resources_for(instance_type)
+        if resources is None:
+            log.info("instance type %s has no size in dockyard's table: its containers run without limits", instance_type)
+            return {}
+        if self._host_cpus is None:
+            self._host_cpus = int(self._client.info().get("NCPU") or 1)
+        # The engine refuses a CPU limit above the host's CPU count.
+        cpus = min(resources.vcpus, self._host_cpus)
+        if cpus < resources.vcpus:
+            log.info("%s has %g vCPUs; this host has %d, so its containers get %d", instance_type,
+                     resources.vcpus, self._host_cpus, cpus)
+        return {"nano_cpus": int(cpus * 1e9), "mem_limit": resources.memory_bytes}
+
+    def _labels(self, spec: InstanceSpec, role: str, hostname: str | None = None) -> dict[str, str]:
+        labels = {
+            OWNER_LABEL: self._owner,
+            ROLE_LABEL: role,
+            LABEL_PREFIX + "endpoint": spec.endpoint,
+            LABEL_PREFIX + "variant": spec.variant,
+            INSTANCE_LABEL: spec.instance_id,
+            LABEL_PREFIX + "instance-type": spec.instance_type,
+        }
+        if hostname is not None:
+            labels[LABEL_PREFIX + "hostname"] = hostname
+        return labels
+
+    def _sandbox_image_name(self) -> str:
+        if self._sandbox_image is None:
+            self._sandbox_image = local_base(self._client, self._base_image)
+        if self._sandbox_image is None:
+            raise InstanceStartError(
+                f"No image for the instance's network sandbox: it runs `sleep infinity` in the Python base image. "
+                f"Run `dockyard images build sklearn` (which makes {DEBIAN_BASE}), or set DOCKYARD_BASE_IMAGE "
+                f"to a local image that has `sleep`."
+            )
+        return self._sandbox_image
+
+    def _start_sandbox(self, spec: InstanceSpec) -> Any:
+        """The container owning the instance's network namespace and its published ports."""
+        import docker
+
+        ports = {f"{FIRST_PORT + i}/tcp": ("127.0.0.1",) for i in range(len(spec.containers))}
+        try:
+            sandbox = self._client.containers.run(
+                self._sandbox_image_name(),
+                entrypoint=["sleep", "infinity"],
+                command=[],
+                name=f"dockyard-{spec.instance_id}",
+                hostname=spec.instance_id[:63].rstrip("-"),
+                # Containers reach each other by ContainerHostname, as on SageMaker.
+                extra_hosts={c.hostname: "127.0.0.1" for c in spec.containers},
+                labels=self._labels(spec, "sandbox"),
+                ports=ports,
+                detach=True,
+            )
+            self._watcher.watch(sandbox.id)
+            sandbox.reload()
+        except docker.errors.APIError as exc:
+            raise InstanceStartError(
+                f"The network sandbox of instance {spec.instance_id} could not start: {exc.explanation or exc}"
+            ) from None
+        return sandbox
+
+    def _start_container(
+        self,
+        spec: InstanceSpec,
+        index: int,
+        c: ContainerSpec,
+        image: LocalImage,
+        sandbox: Any,
+        host_port: str,
+        limits: dict[str, int],
+    ) -> RunningContainer:
+        import docker
+
+        port = FIRST_PORT + index
+        safe_low = SAFE_PORTS_START + index * SAFE_PORTS_PER_CONTAINER
+        environment = {
+            **c.environment,
+            "SAGEMAKER_BIND_TO_PORT": str(port),
+            "SAGEMAKER_SAFE_PORT_RANGE": f"{safe_low}-{safe_low + SAFE_PORTS_PER_CONTAINER - 1}",
+        }
+        volumes = {str(c.model_dir.resolve()): {"bind": CONTAINER_MODEL_DIR, "mode": "ro"}}
+        if c.code_dir is not None:
+            environment["SAGEMAKER_SUBMIT_DIRECTORY"] = self._code_mount(c, volumes)
+        if c.multi_model:
+            environment["SAGEMAKER_MULTI_MODEL"] = "true"
+        log_path = spec.log_dir / f"{c.hostname}.log"
+        container = None
+        try:
+            container = self._client.containers.create(
+                image.reference,
+                command=["serve"],
+                name=f"dockyard-{spec.instance_id}-{c.hostname}",
+                labels=self._labels(spec, "container", c.hostname),
+                environment=environment,
+                volumes=volumes,
+                network_mode=f"container:{sandbox.id}",
+                **limits,
+            )
+            self._watcher.watch(container.id)
+            container.start()
+        except docker.errors.APIError as exc:
+            if container is not None:
+                self._remove(container)
+            unstarted = RunningContainer(c.hostname, "", log_path)
+            what = f"could not start image {c.image}: {exc.explanation or exc}"
+            raise InstanceStartError(failure_reason(spec, unstarted, what)) from None
+        return RunningContainer(c.hostname, f"http://127.0.0.1:{host_port}", log_path,
+                                DockerContainer(container, LogFollower(container, log_path)))
+
+    @staticmethod
+    def _code_mount(c: ContainerSpec, volumes: dict[str, dict[str, str]]) -> str:
+        """Where SAGEMAKER_SUBMIT_DIRECTORY's code is inside the container (mounting it if needed)."""
+        assert c.code_dir is not None
+        code, model = c.code_dir.resolve(), c.model_dir.resolve()
+        if code.is_relative_to(model):  # a repacked model: code/ inside the model data
+            return str(Path(CONTAINER_MODEL_DIR) / code.relative_to(model))
+        volumes[str(code)] = {"bind": CONTAINER_CODE_DIR, "mode": "ro"}
+        return CONTAINER_CODE_DIR
+
+    async def _await_healthy(self, spec: InstanceSpec, running: RunningContainer) -> None:
+        handle: DockerContainer = running.handle
+
+        async def exited() -> int | None:
+            return self._watcher.exit_code(handle.id)
+
+        try:
+            await wait_healthy(self._http(), running.url, spec.startup_timeout, exited)
+        except NotHealthy as exc:
+            what = str(exc)
+            if await self._call(self._stop_for_logs, handle):
+                what += f", killed for using more than the memory of one {spec.instance_type}"
+            raise InstanceStartError(failure_reason(spec, running, what)) from None
+
+    def _stop_for_logs(self, handle: DockerContainer) -> bool:
+        """Kill a failed container and wait for its output to reach the log; whether it ran out of memory."""
+        import docker
+
+        try:
+            handle.container.kill()
+        except docker.errors.APIError:  # it had exited already
+            pass
+        handle.follower.join(LOG_DRAIN_TIMEOUT)
+        try:
+            handle.container.reload()
+        except docker.errors.APIError:
+            return False
+        return bool(handle.container.attrs.get("State", {}).get("OOMKilled"))
+
+    # --- stop ----------------------------------------------------------------------------------
+
+    async def stop_instance(self, instance: RunningInstance) -> None:
+        # Shielded: a stop the reconciler abandons (a server shutting down cancels its work) still
+        # finishes, and close() waits for it — containers outlive the server otherwise.
+        stop = asyncio.ensure_future(self._stop(instance))
+        self._stopping.add(stop)
+        stop.add_done_callback(self._stopping.discard)
+        await asyncio.shield(stop)
+
+    async def _stop(self, instance: RunningInstance) -> None:
+        await asyncio.gather(*(self._call(self._stop_container, c.handle) for c in instance.containers))
+        await self._discard(instance)
+        shutil.rmtree(instance.spec.workdir, ignore_errors=True)
+
+    def _stop_container(self, handle: DockerContainer) -> None:
+        import docker
+
+        try:
+            # SIGTERM (or the image's STOPSIGNAL), then SIGKILL once the grace period is over.
+            handle.container.stop(timeout=math.ceil(self._stop_grace))
+        except docker.errors.APIError:  # already gone
+            pass
+        self._remove(handle.container)
+        handle.follower.join(LOG_DRAIN_TIMEOUT)
+
+    async def _discard(self, instance: RunningInstance) -> None:
+        """Remove every container of the instance at once (SIGKILL).
+
+        Found by label, not from ``instance``: a start cancelled half-way may have created
+        containers it never recorded. Once the sandbox is gone, any later one cannot start.
+        """
+        labels = [f"{OWNER_LABEL}={self._owner}", f"{INSTANCE_LABEL}={instance.spec.instance_id}"]
+        await self._remove_all(await self._call(self._client.containers.list, all=True, filters={"label": labels}))
+
+    async def _remove_all(self, containers: list[Any]) -> None:
+        """Remove ``containers``, model containers before the sandboxes whose network they use."""
+        for sandboxes in (False, True):
+            await asyncio.gather(
+                *(self._call(self._remove, c) for c in containers if (c.labels.get(ROLE_LABEL) == "sandbox") == sandboxes)
+            )
+
+    def _remove(self, container: Any) -> None:
+        import docker
+
+        try:
+            container.remove(force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: removal already in progress
+                log.warning("could not remove container %s: %s", container.short_id, exc.explanation or exc)
+        self._watcher.forget(container.id)
+
+    # --- observe -------------------------------------------------------------------------------
+
+    def dead_containers(self, instance: RunningInstance) -> list[str]:
+        sandbox = instance.extra.get("sandbox")
+        if sandbox is not None and self._watcher.exit_code(sandbox.id) is not None:
+            # Without its network namespace no container of the instance is reachable.
+            return [c.hostname for c in instance.containers]
+        return [c.hostname for c in instance.containers if self._watcher.exit_code(c.handle.id) is not None]
+
+    async def stats(self, instance: RunningInstance) -> list[ContainerStats]:
+        return list(await asyncio.gather(*(self._container_stats(c) for c in instance.containers)))
+
+    async def _container_stats(self, running: RunningContainer) -> ContainerStats:
+        import docker
+
+        try:
+            reading = await self._call(self._client.api.stats, running.handle.id, stream=False)
+            earlier = None
+            if not has_cpu_baseline(reading):
+                # A reading without its own earlier sample (Podman): take a second one to compare.
+                await asyncio.sleep(STATS_WINDOW)
+                earlier, reading = reading, await self._call(self._client.api.stats, running.handle.id, stream=False)
+        except docker.errors.APIError:  # the container is gone
+            return ContainerStats(running.hostname, None, None)
+        return ContainerStats(running.hostname, *usage(reading, earlier))
+
+    async def remove_orphans(self) -> None:
+        found = await self._call(self._client.containers.list, all=True, filters={"label": f"{OWNER_LABEL}={self._owner}"})
+        if found:
+            log.info("removing %d container(s) of no running instance", len(found))
+            await self._remove_all(found)
+
+    async def close(self) -> None:
+        await asyncio.gather(*self._stopping, return_exceptions=True)
+        # Whatever is still labelled ours belongs to no instance any more: a graceful stop leaves nothing.
+        await self.remove_orphans()
+        if self._session is not None:
+            await self._session.close()
+        await self._call(self._watcher.close)
+        self._pool.shutdown(wait=False)
+        self._client.close()
+
+
+def _check_bind_to_port(spec: InstanceSpec, images: list[LocalImage]) -> None:
+    """Side by side, every container must listen where SAGEMAKER_BIND_TO_PORT says, not on 8080."""
+    for c, image in zip(spec.containers, images):
+        if image.labels.get(BIND_TO_PORT_LABEL, "").lower() != "true":
+            raise InstanceStartError(
+                f"Container {c.hostname}'s image {c.image} does not have the label {BIND_TO_PORT_LABEL}=true, "
+                f"which every container of a multi-container model needs: listen on the port in "
+                f"SAGEMAKER_BIND_TO_PORT and add LABEL {BIND_TO_PORT_LABEL}=true to its Dockerfile."
+            )
+
+
+def _published_port(sandbox: Any, port: int) -> str:
+    bindings = (sandbox.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(f"{port}/tcp") or []
+    for binding in bindings:
+        if binding.get("HostIp") in ("127.0.0.1", "", "0.0.0.0"):
+            return binding["HostPort"]
+    raise InstanceStartError(f"The engine did not publish port {port} of the instance's sandbox {sandbox.name}.")

@@ -1,0 +1,85 @@
+"""Fixtures for the docker runtime's tests: a reachable container engine, the images the tests
+need (built once; the engine's cache keeps them between runs), and a ``dockyard serve
+--runtime docker`` with boto3 clients for it.
+
+Tests marked ``docker`` skip when no engine answers — unless ``DOCKYARD_REQUIRE_DOCKER=1`` (as in
+CI), where a missing engine fails them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from docker_helpers import owned_containers
+from e2e.models import SKLEARN_URI
+from servers import Server
+
+from dockyard.images.build import BuildOptions, build, run_build
+from dockyard.images.build_base import local_base
+from dockyard.runtime.docker_engine import EngineUnavailable, connect
+
+TESTS = Path(__file__).resolve().parents[1]
+BYOC_DIR = TESTS.parent / "examples" / "byoc-cpp"
+BYOC_IMAGE = "dockyard-tests/byoc-cpp:latest"
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[Any]:
+    try:
+        client = connect()
+    except EngineUnavailable as exc:
+        if os.environ.get("DOCKYARD_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"DOCKYARD_REQUIRE_DOCKER=1, but {exc}", pytrace=False)
+        pytest.skip(f"no container engine: {exc}")
+    yield client
+    client.close()
+
+
+@pytest.fixture(autouse=True)
+def _engine_for_docker_tests(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("docker") is not None:
+        request.getfixturevalue("engine")
+
+
+def _report(line: str) -> None:
+    print(line, flush=True)
+
+
+@pytest.fixture(scope="session")
+def sklearn_image(engine: Any) -> str:
+    """The managed scikit-learn image (and the base image) with this tree's ``serving`` code: built
+    every session, in seconds once the engine's layer cache has the framework."""
+    build(engine, ["sklearn"], BuildOptions(), _report)
+    return SKLEARN_URI
+
+
+@pytest.fixture(scope="session")
+def byoc_image(engine: Any, sklearn_image: str) -> str:
+    """examples/byoc-cpp built on the base image (layers cached by the engine)."""
+    run_build(engine, _report, path=str(BYOC_DIR), tag=BYOC_IMAGE, buildargs={"BASE": local_base(engine)})
+    return BYOC_IMAGE
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory, engine: Any, sklearn_image: str) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("dockyard-docker")
+    srv = Server(root / "state", root / "server.log", {"DOCKYARD_RUNTIME": "docker"}).start()
+    yield srv
+    srv.stop()
+    assert owned_containers(engine, srv.state_dir) == [], "a stopped server must leave no container behind"
+
+
+# Redefined here, not inherited: a session fixture of tests/conftest.py would keep the clients of
+# whichever server it was first built for.
+@pytest.fixture(scope="session")
+def sm(server: Server) -> Any:
+    return server.client("sagemaker")
+
+
+@pytest.fixture(scope="session")
+def rt(server: Server) -> Any:
+    return server.client("sagemaker-runtime", retries={"max_attempts": 1, "mode": "standard"})

@@ -1,0 +1,73 @@
+"""Extend without Docker: a requirements.txt next to inference.py is pip-installed into a cached
+virtualenv layered on dockyard's environment; the second endpoint with the same requirements
+reuses the layer without running pip; a requirement pip cannot install fails the endpoint with
+pip's error in the FailureReason."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+
+import pytest
+from e2e.deploy import create_endpoint, delete_all, wait_settled
+
+from frameworks.deploy import invoke
+from frameworks.models import SKLEARN_URI, package
+
+# A tiny pure-Python package that dockyard's environment does not have.
+REQUIREMENT = "text-unidecode==1.3"
+INFERENCE = """
+    from text_unidecode import unidecode  # from requirements.txt
+
+    def model_fn(model_dir):
+        return unidecode
+
+    def transform_fn(model, input_data, content_type, accept):
+        return model(input_data), "text/plain"
+"""
+LAYER_LINE = re.compile(r"installing \S+ into layer (\w+)")
+
+
+def deploy(sm, tmp, name: str, requirements: str, wait: bool = True) -> dict:
+    url = package(tmp, name, lambda d: None, {"inference.py": INFERENCE, "requirements.txt": requirements})
+    return create_endpoint(sm, name, {"PrimaryContainer": {"Image": SKLEARN_URI, "ModelDataUrl": url}}, wait=wait)
+
+
+@pytest.fixture(scope="module")
+def layer(sm, server, tmp_path_factory):
+    assert importlib.util.find_spec("text_unidecode") is None, "the test needs text-unidecode not installed here"
+    deploy(sm, tmp_path_factory.mktemp("layer-a"), "layer-a", REQUIREMENT + "\n")
+    keys = LAYER_LINE.findall(server.log())
+    assert len(keys) == 1, server.log()[-3000:]
+    return server.state_dir / "layers" / keys[0]
+
+
+def test_requirements_are_installed_for_inference_py(layer, rt):
+    content_type, body = invoke(rt, "layer-a", "Ünïcödé straße", ContentType="text/csv")
+    assert (content_type, body.decode()) == ("text/plain", "Unicode strasse")
+    assert (layer / ".dockyard-complete").is_file()
+
+
+def test_second_endpoint_reuses_the_layer_without_pip(layer, sm, rt, server, tmp_path):
+    marker = layer / ".dockyard-complete"
+    installed_at = marker.stat().st_mtime_ns
+    deploy(sm, tmp_path, "layer-b", REQUIREMENT + "\n")
+    _, body = invoke(rt, "layer-b", "Ålesund", ContentType="text/csv")
+    assert body.decode() == "Alesund"
+    log = server.log()
+    assert len(LAYER_LINE.findall(log)) == 1  # pip ran for layer-a only
+    assert f"reusing layer {layer.name} for " in log
+    assert marker.stat().st_mtime_ns == installed_at
+    delete_all(sm, "layer-b")
+
+
+def test_requirement_pip_cannot_install_fails_the_endpoint_with_pips_error(sm, tmp_path):
+    deploy(sm, tmp_path, "layer-bad", "this is not a requirement!!\n", wait=False)
+    desc = wait_settled(sm, "layer-bad", timeout=180)
+    assert desc["EndpointStatus"] == "Failed"
+    reason = desc["FailureReason"]
+    assert reason.startswith("The primary container for production variant AllTraffic could not install its "
+                             "requirements.txt (pip install exited with code 1).")
+    assert "Invalid requirement" in reason
+    assert len(reason) <= 1024
+    delete_all(sm, "layer-bad")

@@ -1,0 +1,41 @@
+"""A managed image whose framework cannot be imported ends Failed, telling the user which extra
+to install. The framework is hidden for real: a second server runs with a ``PYTHONPATH`` whose
+``xgboost`` package raises ImportError, as a missing package does."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from e2e.deploy import create_endpoint, wait_settled
+
+from dockyard.cli.embedded import start_server, stop_server, wait_until_up
+from dockyard.runtime.ports import free_port
+from frameworks.models import XGBOOST_URI, package
+
+
+@pytest.fixture
+def hidden_xgboost_server(tmp_path):
+    stub = tmp_path / "stub" / "xgboost"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text('raise ImportError("No module named \'xgboost\'")\n')
+    port = free_port()
+    proc = start_server(tmp_path / "state", port, tmp_path / "server.log", env={"PYTHONPATH": str(stub.parent)})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, proc)
+        yield boto3.client("sagemaker", endpoint_url=url, region_name="us-east-1")
+    finally:
+        stop_server(proc)
+
+
+def test_missing_framework_fails_naming_the_extra(hidden_xgboost_server, tmp_path):
+    sm = hidden_xgboost_server
+    url = package(tmp_path, "model", lambda d: (d / "xgboost-model").write_text("{}"))
+    create_endpoint(sm, "no-xgboost", {"PrimaryContainer": {"Image": XGBOOST_URI, "ModelDataUrl": url}}, wait=False)
+    desc = wait_settled(sm, "no-xgboost")
+    assert desc["EndpointStatus"] == "Failed"
+    reason = desc["FailureReason"]
+    assert reason.startswith("The primary container for production variant AllTraffic exited with code 1")
+    assert reason.rstrip().endswith(
+        "dockyard.serving: framework xgboost is not installed: No module named 'xgboost'; "
+        "pip install 'dockyard[xgboost]'")
