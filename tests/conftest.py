@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -14,6 +14,22 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[Any]:
+    """A container engine's client. Without one, tests that need it skip — unless
+    DOCKYARD_REQUIRE_DOCKER=1 (as in CI), where they fail."""
+    from dockyard.runtime.docker_engine import EngineUnavailable, connect
+
+    try:
+        client = connect()
+    except EngineUnavailable as exc:
+        if os.environ.get("DOCKYARD_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"DOCKYARD_REQUIRE_DOCKER=1, but {exc}", pytrace=False)
+        pytest.skip(f"no container engine: {exc}")
+    yield client
+    client.close()
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ check. And the scaffolds' images deploy with ``deploy.py --image`` on a docker-r
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,28 +20,12 @@ from e2e.models import SKLEARN_URI, iris_classifier
 from dockyard.cli.embedded import start_server, stop_server, wait_until_up
 from dockyard.images.build import BuildOptions, build, run_build
 from dockyard.images.build_base import image_present, local_base
-from dockyard.runtime.docker_engine import EngineUnavailable, connect
 from dockyard.runtime.ports import free_port
 from dockyard.strategy.scaffolds import SCAFFOLDS, render
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def engine() -> Iterator[Any]:
-    """The container engine; without one these tests skip, unless DOCKYARD_REQUIRE_DOCKER=1 (then fail).
-
-    Defined here rather than in a conftest.py: a second top-level ``conftest`` module would shadow
-    tests/conftest.py for the tests that import ``Server`` from it.
-    """
-    try:
-        client = connect()
-    except EngineUnavailable as exc:
-        if os.environ.get("DOCKYARD_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"DOCKYARD_REQUIRE_DOCKER=1, but {exc}", pytrace=False)
-        pytest.skip(f"no container engine: {exc}")
-    yield client
-    client.close()
 FAST = ["--startup-timeout", "30", "--stop-grace", "5", "--concurrency", "4"]
 
 

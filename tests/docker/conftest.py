@@ -8,7 +8,6 @@ CI), where a missing engine fails them.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,23 +19,10 @@ from servers import Server
 
 from dockyard.images.build import BuildOptions, build, run_build
 from dockyard.images.build_base import local_base
-from dockyard.runtime.docker_engine import EngineUnavailable, connect
 
 TESTS = Path(__file__).resolve().parents[1]
 BYOC_DIR = TESTS.parent / "examples" / "byoc-cpp"
 BYOC_IMAGE = "dockyard-tests/byoc-cpp:latest"
-
-
-@pytest.fixture(scope="session")
-def engine() -> Iterator[Any]:
-    try:
-        client = connect()
-    except EngineUnavailable as exc:
-        if os.environ.get("DOCKYARD_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"DOCKYARD_REQUIRE_DOCKER=1, but {exc}", pytrace=False)
-        pytest.skip(f"no container engine: {exc}")
-    yield client
-    client.close()
 
 
 @pytest.fixture(autouse=True)

@@ -11,27 +11,14 @@ import numpy as np
 import pytest
 from docker_helpers import owned_containers
 from e2e.deploy import create_endpoint, delete_all, wait_settled
-from e2e.models import SKLEARN_URI, iris, iris_classifier, package
+from e2e.models import SKLEARN_URI, csv_stage_inference, iris, iris_classifier, package
 
 from dockyard.artifacts.package import make_model_tarball
 from dockyard.images.build_base import local_base
 
 pytestmark = pytest.mark.docker
 
-PROBA_AS_CSV = """
-    import io
-
-    import numpy as np
-
-    def predict_fn(data, model):
-        return model.predict_proba(data)
-
-    def output_fn(prediction, accept):
-        # The next container of the pipeline reads CSV rows, whatever the client accepts.
-        buf = io.StringIO()
-        np.savetxt(buf, prediction, delimiter=",", fmt="%.17g")
-        return buf.getvalue(), "text/csv"
-"""
+PROBA_AS_CSV = csv_stage_inference("predict_proba")
 
 
 def linear_model(tmp, weights: list[float], bias: float, name: str = "linear"):

@@ -34,3 +34,21 @@ def package(tmp: Path, model: object | None = None, inference_py: str | None = N
         (source / "code").mkdir()
         (source / "code" / "inference.py").write_text(textwrap.dedent(inference_py))
     return make_model_tarball(source, tmp / f"{name}.tar.gz")
+
+
+def csv_stage_inference(method: str) -> str:
+    """inference.py for a pipeline stage: ``model.<method>(data)``, answered as CSV rows whatever
+    the client accepts, so the next container of a Serial pipeline reads CSV."""
+    return f"""
+    import io
+
+    import numpy as np
+
+    def predict_fn(data, model):
+        return model.{method}(data)
+
+    def output_fn(prediction, accept):
+        buf = io.StringIO()
+        np.savetxt(buf, prediction, delimiter=",", fmt="%.17g")
+        return buf.getvalue(), "text/csv"
+"""

@@ -17,22 +17,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
 from e2e.deploy import create_endpoint
-from e2e.models import SKLEARN_URI, iris, iris_classifier, package
+from e2e.models import SKLEARN_URI, csv_stage_inference, iris, iris_classifier, package
 
-SCALER_INFERENCE = """
-    import io
-
-    import numpy as np
-
-    def predict_fn(data, model):
-        return model.transform(data)
-
-    def output_fn(prediction, accept):
-        # The next container in the pipeline gets CSV, whatever the client accepts.
-        buf = io.StringIO()
-        np.savetxt(buf, prediction, delimiter=",", fmt="%.17g")
-        return buf.getvalue(), "text/csv"
-"""
+SCALER_INFERENCE = csv_stage_inference("transform")
 FAILING_INFERENCE = """
     def predict_fn(data, model):
         raise RuntimeError("postprocessor is broken")

@@ -15,6 +15,7 @@ import xgboost as xgb
 from botocore.exceptions import ClientError
 from sklearn.preprocessing import StandardScaler
 
+from e2e.models import csv_stage_inference
 from frameworks.deploy import deploy_all, invoke
 from frameworks.models import (
     ROWS,
@@ -35,20 +36,7 @@ LABELS_INFERENCE = """
         # Class labels instead of the booster's probabilities.
         return json.dumps(np.argmax(prediction, axis=1).tolist()), "application/json"
 """
-SCALER_INFERENCE = """
-    import io
-
-    import numpy as np
-
-    def predict_fn(data, model):
-        return model.transform(data)
-
-    def output_fn(prediction, accept):
-        # The next container gets CSV whatever the client accepts.
-        buffer = io.StringIO()
-        np.savetxt(buffer, prediction, delimiter=",", fmt="%.17g")
-        return buffer.getvalue(), "text/csv"
-"""
+SCALER_INFERENCE = csv_stage_inference("transform")
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,15 @@ reset the connection, and boto3 retries a reset four times.
 
 from __future__ import annotations
 
+import logging
+
 import aiohttp
 from aiohttp import web
 
 from dockyard.api import errors
-from dockyard.gateway.proxy import WHOLE_BODY, Gateway, Invocation
+from dockyard.gateway.proxy import STREAMING, WHOLE_BODY, Gateway, Invocation
+
+log = logging.getLogger(__name__)
 
 # Header limits of the InvokeEndpoint input shape (botocore's sagemaker-runtime model).
 _HEADER_LIMITS = {
@@ -74,8 +78,17 @@ def routes(gateway: Gateway, max_payload: int) -> list[web.RouteDef]:
             inv = parse_invocation(request)
             body = await read_body(request, max_payload)
             return await gateway.invoke(inv, body, request)
-        except errors.ApiError as exc:
-            return exc.to_response()
+        except Exception as exc:
+            if request.get(STREAMING):
+                raise  # the status line is sent: all that is left is to drop the connection
+            if isinstance(exc, errors.ApiError):
+                return exc.to_response()
+            # A bug of ours: say so without a stack trace, and not as a 5xx that boto3 would
+            # retry by invoking the model again.
+            log.exception("invocation of %s failed", request.match_info["name"])
+            return errors.ApiError(
+                "InternalFailure", f"The invocation failed inside dockyard: {type(exc).__name__}: {exc}"
+            ).to_response()
 
     async def unsupported(request: web.Request) -> web.Response:
         kind = request.match_info["kind"]

@@ -34,7 +34,7 @@ def main() -> None:
 @click.option("--port", type=int, default=None, help=f"Port for both APIs.  [default: {DEFAULT_PORT}]")
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None, help="Where state, logs and caches live.")
 @click.option("--runtime", type=click.Choice(["process", "docker"]), default=None, help="Where containers run.  [default: process]")
-@click.option("--log-level", default="INFO", show_default=True)
+@click.option("--log-level", default="INFO", show_default=True, envvar="DOCKYARD_LOG_LEVEL")
 def serve(host: str | None, port: int | None, state_dir: Path | None, runtime: str | None, log_level: str) -> None:
     """Serve the SageMaker control plane and runtime API on one port."""
     from dockyard.server import serve as run

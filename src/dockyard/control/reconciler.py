@@ -171,11 +171,14 @@ class Reconciler:
                             ep.name, ", ".join(dead), instance.spec.instance_id)
                 variant.instances.remove(instance)
                 self._publish(ep.name, "InService", deployment)
-                await self._stop([instance])
+                # Start the replacement before removing the dead instance, so that nothing of the
+                # new one (a port, a network) can collide with what the old one is releasing.
                 try:
                     variant.instances.append(await self._start_instance(ep.name, variant.plan))
                 except InstanceStartError as exc:
                     log.error("endpoint %s: replacing an instance failed: %s", ep.name, exc)
+                finally:
+                    await self._stop([instance])
                 self._publish(ep.name, "InService", deployment)
 
     async def _delete(self, ep: Endpoint) -> None:

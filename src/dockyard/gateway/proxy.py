@@ -2,13 +2,14 @@
 
 Picks a variant (``TargetVariant`` or by weight), an instance (round-robin), then one container
 (Single, or Direct by ``TargetContainerHostname``) or every container in order (Serial). Bodies
-are never decoded. Keep-alive pools per container come from one shared client session.
-A container that fails becomes ``ModelError`` (424), which boto3 does not retry.
+are never decoded. Containers are reached through ``upstream.Upstream``: keep-alive pools per
+container. A container that fails becomes ``ModelError`` (424), which boto3 does not retry.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import uuid
 from dataclasses import dataclass
@@ -16,10 +17,10 @@ from typing import Mapping
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict
 
 from dockyard.api import errors
 from dockyard.gateway.routing import ContainerRoute, EndpointRoute, RoutingTable, VariantRoute
+from dockyard.gateway.upstream import Upstream, UpstreamError, UpstreamResponse
 
 # Request headers of the InvokeEndpoint API that containers receive (SageMaker strips the rest).
 FORWARDED_REQUEST_HEADERS = (
@@ -39,10 +40,11 @@ RETURNED_RESPONSE_HEADERS = (
     "X-Amzn-SageMaker-New-Session-Id",
     "X-Amzn-SageMaker-Closed-Session-Id",
 )
-# Headers of ours that the container must not set for us: aiohttp adds these by default.
-_NO_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 # Bodies up to this size are read in one piece; larger ones stream chunk by chunk.
 WHOLE_BODY = 256 * 1024
+# Set on a request once its response has started streaming: an error after that cannot become an
+# error response any more.
+STREAMING = "dockyard.streaming"
 _ORIGINAL_MESSAGE_LIMIT = 4096
 
 
@@ -61,8 +63,7 @@ class Gateway:
         self.table: RoutingTable = {}
         self._account_id = account_id
         self._region = region
-        self._timeout = aiohttp.ClientTimeout(total=invocation_timeout)
-        self._session: aiohttp.ClientSession | None = None
+        self._upstream = Upstream(invocation_timeout)
 
     def publish(self, route: EndpointRoute | None, name: str) -> None:
         """Swap in a table where ``name`` routes by ``route`` (or is gone)."""
@@ -77,17 +78,7 @@ class Gateway:
         return f"arn:aws:logs:{self._region}:{self._account_id}:log-group:/aws/sagemaker/Endpoints/{endpoint}"
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60),
-                auto_decompress=False,
-                skip_auto_headers=_NO_AUTO_HEADERS,
-            )
-        return self._session
+        await self._upstream.close()
 
     # --- routing -----------------------------------------------------------------------------
 
@@ -149,13 +140,14 @@ class Gateway:
         """Answer one invocation; ``body`` is the whole request body, or its stream when large."""
         route, variant = self._route(inv)
         containers = self._containers(inv, variant)
-        headers = CIMultiDict((k, v) for k in FORWARDED_REQUEST_HEADERS if (v := inv.headers.get(k)) is not None)
+        headers = {k: v for k in FORWARDED_REQUEST_HEADERS if (v := inv.headers.get(k)) is not None}
         # Serial: each container's response body and Content-Type are the next one's request.
         for container in containers[:-1]:
             async with self._call(route, variant, container, headers, body) as resp:
                 body = await resp.read()
-                if "Content-Type" in resp.headers:
-                    headers["Content-Type"] = resp.headers["Content-Type"]
+                content_type = resp.headers.get("Content-Type")
+                if content_type is not None:
+                    headers["Content-Type"] = content_type
                 else:
                     headers.pop("Content-Type", None)
         async with self._call(route, variant, containers[-1], headers, body) as resp:
@@ -163,22 +155,24 @@ class Gateway:
 
     def _call(
         self, route: EndpointRoute, variant: VariantRoute, container: ContainerRoute,
-        headers: CIMultiDict[str], body: "bytes | aiohttp.StreamReader",
+        headers: dict[str, str], body: "bytes | aiohttp.StreamReader",
     ) -> "_ContainerCall":
         return _ContainerCall(self, route, variant, container, headers, body)
 
-    async def _relay(self, resp: aiohttp.ClientResponse, request: web.Request, variant: str) -> web.StreamResponse:
+    async def _relay(self, resp: UpstreamResponse, request: web.Request, variant: str) -> web.StreamResponse:
         out_headers = {k: v for k in RETURNED_RESPONSE_HEADERS if (v := resp.headers.get(k)) is not None}
         out_headers["x-Amzn-Invoked-Production-Variant"] = variant
-        out_headers["x-amzn-RequestId"] = str(uuid.uuid4())
+        # A random version-4 UUID without uuid4()'s os.urandom call: it names a request, it is no secret.
+        out_headers["x-amzn-RequestId"] = str(uuid.UUID(int=random.getrandbits(128), version=4))
         length = resp.content_length
         if length is not None and length <= WHOLE_BODY:
             return web.Response(body=await resp.read(), headers=out_headers)
         out = web.StreamResponse(headers=out_headers)
         if length is not None:
             out.content_length = length
+        request[STREAMING] = True
         await out.prepare(request)
-        async for chunk in resp.content.iter_any():
+        async for chunk in resp.iter_chunks():
             await out.write(chunk)
         await out.write_eof()
         return out
@@ -201,45 +195,53 @@ class _ContainerCall:
 
     def __init__(
         self, gateway: Gateway, route: EndpointRoute, variant: VariantRoute, container: ContainerRoute,
-        headers: CIMultiDict[str], body: "bytes | aiohttp.StreamReader",
+        headers: dict[str, str], body: "bytes | aiohttp.StreamReader",
     ) -> None:
         self._gw, self._route, self._container = gateway, route, container
         self._headers, self._body = headers, body
-        self._resp: aiohttp.ClientResponse | None = None
+        self._resp: UpstreamResponse | None = None
         self._start = 0.0
 
-    async def __aenter__(self) -> aiohttp.ClientResponse:
+    async def __aenter__(self) -> UpstreamResponse:
         gw, c = self._gw, self._container
         c.metrics.invocations.inc()
         self._start = time.perf_counter()
         try:
-            self._resp = await gw._http().post(
-                c.invocations_url, data=self._body, headers=self._headers, timeout=gw._timeout
+            resp = await gw._upstream.post(c.host, c.port, "/invocations", self._headers.items(), self._body)
+            if resp.status >= 300:
+                text = (await resp.read_at_most(_ORIGINAL_MESSAGE_LIMIT)).decode("utf-8", "replace")
+                resp.release()
+                raise gw.model_error(self._route.name, c.hostname, resp.status, text)
+        except (asyncio.TimeoutError, UpstreamError, errors.ApiError) as exc:
+            self._failed()
+            raise self._as_model_error(exc) from None
+        self._resp = resp
+        return resp
+
+    def _as_model_error(self, exc: BaseException) -> BaseException:
+        """The ModelError a failure of the container becomes (an ApiError stays as it is)."""
+        if isinstance(exc, asyncio.TimeoutError):
+            return self._gw.model_error(
+                self._route.name, self._container.hostname, 0,
+                f"Your invocation timed out while waiting for a response from container "
+                f"{self._container.hostname}. Review the latency metrics for each container, resolve "
+                "the issue, and try again.",
             )
-            if self._resp.status >= 300:
-                text = (await self._resp.content.read(_ORIGINAL_MESSAGE_LIMIT)).decode("utf-8", "replace")
-                self._resp.release()
-                raise gw.model_error(self._route.name, c.hostname, self._resp.status, text)
-        except asyncio.TimeoutError:
-            self._failed()
-            raise gw.model_error(
-                self._route.name, c.hostname, 0,
-                f"Your invocation timed out while waiting for a response from container {c.hostname}. "
-                "Review the latency metrics for each container, resolve the issue, and try again.",
-            ) from None
-        except aiohttp.ClientError as exc:
-            self._failed()
-            raise gw.model_error(self._route.name, c.hostname, 0, f"the container could not be reached: {exc}") from None
-        except errors.ApiError:
-            self._failed()
-            raise
-        return self._resp
+        if isinstance(exc, UpstreamError):
+            return self._gw.model_error(
+                self._route.name, self._container.hostname, 0, f"the container could not be reached: {exc}"
+            )
+        return exc
 
     def _failed(self) -> None:
         self._container.metrics.errors.inc()
         self._container.metrics.latency.observe(time.perf_counter() - self._start)
 
-    async def __aexit__(self, *_: object) -> None:
-        self._container.metrics.latency.observe(time.perf_counter() - self._start)
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         if self._resp is not None:
             self._resp.release()
+        if isinstance(exc, (asyncio.TimeoutError, UpstreamError)):
+            # The container failed while its body was being read (it died, or was too slow).
+            self._failed()
+            raise self._as_model_error(exc) from None
+        self._container.metrics.latency.observe(time.perf_counter() - self._start)

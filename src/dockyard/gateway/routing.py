@@ -11,6 +11,7 @@ import itertools
 import random
 from dataclasses import dataclass, field
 from typing import Mapping
+from urllib.parse import urlsplit
 
 from dockyard.gateway.metrics import ContainerMetrics
 
@@ -20,10 +21,14 @@ class ContainerRoute:
     hostname: str
     url: str
     metrics: ContainerMetrics
+    # The url's host and port, split once here rather than on every request.
+    host: str = field(init=False, compare=False)
+    port: int = field(init=False, compare=False)
 
-    @property
-    def invocations_url(self) -> str:
-        return f"{self.url}/invocations"
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        object.__setattr__(self, "host", parts.hostname or "127.0.0.1")
+        object.__setattr__(self, "port", parts.port or 80)
 
 
 @dataclass(frozen=True)

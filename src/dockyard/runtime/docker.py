@@ -105,7 +105,8 @@ class DockerRuntime:
         self._sandbox_image: str | None = None
         self._host_cpus: int | None = None
         self._images = ImageResolver(client, registry)
-        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="docker")
+        # Generous: a stop holds a thread for up to the stop grace, and starts must not queue behind stops.
+        self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="docker")
         self._watcher = ExitWatcher(client)
         self._session: aiohttp.ClientSession | None = None
         self._stopping: set[asyncio.Future[None]] = set()

@@ -1,0 +1,59 @@
+"""A container that dies: the invocation in flight gets ModelError (never a 5xx boto3 would retry),
+and the reconciler replaces the instance so the endpoint answers again by itself."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from botocore.exceptions import ClientError
+
+from dockyard.runtime.processes import owned_pids
+from e2e.deploy import create_endpoint
+from e2e.models import SKLEARN_URI, iris_classifier, package
+
+DYING_INFERENCE = """
+    import os
+    import signal
+
+    def predict_fn(data, model):
+        if data[0][0] < 0:  # a request that crashes the whole container
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+        return model.predict(data)
+"""
+
+
+def container_pids(server) -> set[int]:
+    return set(owned_pids(str(server.state_dir.resolve())))
+
+
+def test_crashing_container_is_model_error_then_replaced(server, sm, rt, tmp_path):
+    before = container_pids(server)
+    create_endpoint(sm, "crashy", {"PrimaryContainer": {"Image": SKLEARN_URI,
+                                                        "ModelDataUrl": package(tmp_path, iris_classifier(), DYING_INFERENCE).as_uri()}})
+    assert rt.invoke_endpoint(EndpointName="crashy", ContentType="text/csv", Body="5.1,3.5,1.4,0.2")["Body"].read()
+    mine = container_pids(server) - before
+    assert mine
+
+    with pytest.raises(ClientError) as info:
+        rt.invoke_endpoint(EndpointName="crashy", ContentType="text/csv", Body="-1,3.5,1.4,0.2")
+    err = info.value.response
+    assert err["Error"]["Code"] == "ModelError"
+    assert err["ResponseMetadata"]["HTTPStatusCode"] == 424
+    assert "from primary" in err["Error"]["Message"]
+
+    # The reconciler notices the exit and starts a new instance; the endpoint stays InService.
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            body = rt.invoke_endpoint(EndpointName="crashy", ContentType="text/csv", Body="5.1,3.5,1.4,0.2")["Body"].read()
+            break
+        except ClientError as exc:
+            assert exc.response["Error"]["Code"] in ("ModelError", "ServiceUnavailable")
+            assert time.monotonic() < deadline, "the crashed instance was not replaced"
+            time.sleep(0.2)
+    assert body.strip() == b"[0]"
+    assert sm.describe_endpoint(EndpointName="crashy")["EndpointStatus"] == "InService"
+    assert not any(pid in container_pids(server) for pid in mine)
+    assert "Error handling request" not in server.log()
+    sm.delete_endpoint(EndpointName="crashy")
