@@ -77,3 +77,10 @@ def test_dockyard_demo_runs_from_scratch():
     assert out.returncode == 0, out.stdout + out.stderr
     assert '{"species": ["setosa", "versicolor", "virginica"]}' in out.stdout
     assert "cleaned up" in out.stdout
+
+
+def test_cli_says_when_no_server_answers():
+    out = run([sys.executable, "-m", "dockyard", "endpoints"], "http://127.0.0.1:1")
+    assert out.returncode == 1
+    assert "cannot reach dockyard at http://127.0.0.1:1" in out.stderr
+    assert "Traceback" not in out.stderr

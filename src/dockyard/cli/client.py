@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import urllib.error
 import urllib.request
-from typing import Any
+from typing import Any, Iterator
 
 import boto3
 import click
+from botocore.config import Config
+from botocore.exceptions import ClientError, EndpointConnectionError
 
 DEFAULT_URL = f"http://127.0.0.1:{os.environ.get('DOCKYARD_PORT', '8780')}"
 
@@ -23,9 +26,10 @@ url_option = click.option(
 )
 
 
-def sagemaker_clients(url: str, region: str = "us-east-1") -> tuple[Any, Any]:
+def sagemaker_clients(url: str, region: str = "us-east-1", retries: bool = True) -> tuple[Any, Any]:
     """(sagemaker, sagemaker-runtime) boto3 clients pointed at ``url`` with dummy credentials."""
     kw = dict(
+        config=None if retries else Config(retries={"max_attempts": 1, "mode": "standard"}),
         endpoint_url=url,
         region_name=region,
         aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "dockyard"),
@@ -47,3 +51,15 @@ def get_json(url: str, path: str) -> dict[str, Any]:
         raise click.ClickException(message) from None
     except OSError as exc:
         raise click.ClickException(f"cannot reach dockyard at {url}: {exc}") from None
+
+
+@contextlib.contextmanager
+def talking_to(url: str) -> Iterator[None]:
+    """Turn a server that cannot be reached, or an AWS error, into a one-line CLI error."""
+    try:
+        yield
+    except EndpointConnectionError:
+        raise click.ClickException(f"cannot reach dockyard at {url}: is `dockyard serve` running?") from None
+    except ClientError as exc:
+        err = exc.response.get("Error", {})
+        raise click.ClickException(f"{err.get('Code')}: {err.get('Message')}") from None

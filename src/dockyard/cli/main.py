@@ -14,7 +14,7 @@ from rich.table import Table
 from dockyard import __version__
 from dockyard.cli.advise import advise_command
 from dockyard.cli.check import check_command
-from dockyard.cli.client import get_json, sagemaker_clients, url_option
+from dockyard.cli.client import get_json, sagemaker_clients, talking_to, url_option
 from dockyard.cli.images import images
 from dockyard.cli.init import init_command
 from dockyard.cli.package import package_command
@@ -62,14 +62,15 @@ def demo(url: str, keep: bool) -> None:
 @url_option
 def endpoints(url: str) -> None:
     """List endpoints with their status."""
-    sm, _ = sagemaker_clients(url)
+    sm, _ = sagemaker_clients(url, retries=False)
     table = Table("Name", "Status", "Created", "Last modified")
-    for page in sm.get_paginator("list_endpoints").paginate():
-        for ep in page["Endpoints"]:
-            table.add_row(
-                ep["EndpointName"], _status(ep["EndpointStatus"]),
-                _time(ep["CreationTime"]), _time(ep["LastModifiedTime"]),
-            )
+    with talking_to(url):
+        for page in sm.get_paginator("list_endpoints").paginate():
+            for ep in page["Endpoints"]:
+                table.add_row(
+                    ep["EndpointName"], _status(ep["EndpointStatus"]),
+                    _time(ep["CreationTime"]), _time(ep["LastModifiedTime"]),
+                )
     console.print(table)
 
 
