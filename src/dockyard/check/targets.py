@@ -141,19 +141,9 @@ class ProcessTarget:
         executable = Path(self._command[0])
         if self._cwd is not None and not os.access(executable, os.X_OK):
             raise StartFailed(f"{executable} is not executable: chmod +x {executable}")
-        with log_path.open("ab") as log:  # noqa: ASYNC230  (a local file: opening it does not block)
-            try:
-                proc = await asyncio.create_subprocess_exec(
-                    *self._command,
-                    cwd=str(self._cwd or self._workdir),
-                    env=env,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=asyncio.subprocess.STDOUT,
-                    start_new_session=True,
-                    preexec_fn=processes.die_with_parent,
-                )
-            except OSError as exc:
-                raise StartFailed(f"could not run {' '.join(self._command)}: {exc}") from None
+        try:
+            proc = await processes.spawn(self._command, self._cwd or self._workdir, env, log_path)
+        except OSError as exc:
+            raise StartFailed(f"could not run {' '.join(self._command)}: {exc}") from None
         return ProcessContainer(proc, port, log_path, model_dir)
 

@@ -136,17 +136,7 @@ class ProcessRuntime:
         if container.multi_model:
             env["SAGEMAKER_MULTI_MODEL"] = "true"
         log_path = spec.log_dir / f"{container.hostname}.log"
-        with log_path.open("ab") as log:
-            proc = await asyncio.create_subprocess_exec(
-                *command,
-                cwd=str(cwd or spec.workdir),
-                env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=processes.die_with_parent,
-            )
+        proc = await processes.spawn(command, cwd or spec.workdir, env, log_path)
         return RunningContainer(container.hostname, f"http://127.0.0.1:{port}", log_path, proc)
 
     async def _await_healthy(self, spec: InstanceSpec, container: RunningContainer) -> None:

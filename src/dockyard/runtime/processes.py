@@ -22,6 +22,22 @@ def die_with_parent() -> None:
         pass
 
 
+async def spawn(command: list[str], cwd: Path, env: dict[str, str], log_path: Path) -> asyncio.subprocess.Process:
+    """Start a container process: its own process group (so a stop reaches its children), output
+    appended to ``log_path``, and SIGKILL when the server dies."""
+    with log_path.open("ab") as log:
+        return await asyncio.create_subprocess_exec(
+            *command,
+            cwd=str(cwd),
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+
+
 def _signal_group(pgid: int, sig: int) -> bool:
     try:
         os.killpg(pgid, sig)
