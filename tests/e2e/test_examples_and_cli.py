@@ -84,3 +84,11 @@ def test_cli_says_when_no_server_answers():
     assert out.returncode == 1
     assert "cannot reach dockyard at http://127.0.0.1:1" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_serve_on_a_taken_port_says_so(server, tmp_path):
+    out = run([sys.executable, "-m", "dockyard", "serve", "--port", str(server.port), "--state-dir", str(tmp_path)],
+              server.url, timeout=60)
+    assert out.returncode == 1
+    assert f"cannot serve on 127.0.0.1:{server.port}" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -50,7 +50,7 @@ def _class_body(body: str, negate: bool, in_class: bool) -> str | None:
 
 
 def _u_escape(p: str, i: int) -> int | None:
-    """The code unit of a `\\uXXXX` escape starting at p[i], or None."""
+    """The code unit of a backslash-u escape (four hex digits) starting at p[i], or None."""
     digits = p[i + 2:i + 6]
     if p.startswith("\\u", i) and len(digits) == 4 and set(digits) <= _HEX:
         return int(digits, 16)

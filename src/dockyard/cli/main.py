@@ -45,7 +45,11 @@ def serve(host: str | None, port: int | None, state_dir: Path | None, runtime: s
         f"dockyard {__version__} on [bold]http://{settings.host}:{settings.port}[/] "
         f"(runtime {settings.runtime}, state {settings.state_dir})"
     )
-    run(settings)
+    try:
+        run(settings)
+    except OSError as exc:
+        # Most often the port is taken: say which, without a traceback.
+        raise click.ClickException(f"cannot serve on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
 
 
 @main.command()
