@@ -16,9 +16,7 @@ from dockyard.artifacts.errors import ArtifactError
 from dockyard.artifacts.store import ArtifactStore
 from dockyard.control.plans import ContainerPlan, VariantPlan
 from dockyard.runtime.base import ContainerSpec, InstanceSpec, InstanceStartError
-
-# Where SageMaker mounts model data; a repacked model's code lives below it.
-CONTAINER_MODEL_DIR = "/opt/ml/model"
+from dockyard.runtime.contract import MODEL_DIR
 
 
 class Provisioner:
@@ -67,8 +65,8 @@ class Provisioner:
     async def _code(self, submit_directory: str | None, model_dir: Path, dest: Path) -> Path | None:
         if not submit_directory:
             return None
-        if submit_directory.rstrip("/").startswith(CONTAINER_MODEL_DIR):
+        if submit_directory.rstrip("/").startswith(MODEL_DIR):
             # A repacked model (network isolation): code/ inside the model data.
-            return model_dir / submit_directory.rstrip("/")[len(CONTAINER_MODEL_DIR):].lstrip("/")
+            return model_dir / submit_directory.rstrip("/")[len(MODEL_DIR):].lstrip("/")
         dest.mkdir(parents=True, exist_ok=True)
         return await asyncio.to_thread(self._artifacts.materialize_code, submit_directory, dest)
