@@ -20,8 +20,7 @@ from dataclasses import dataclass, field, replace
 
 from aiohttp import web
 
-from dockyard.runtime.base import ContainerSpec, ContainerStats, InstanceSpec, InstanceStartError
-from dockyard.runtime.base import RunningContainer, RunningInstance
+from dockyard.runtime import base
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,7 @@ class Behaviour:
 class FakeContainer:
     """One running fake container: its aiohttp runner, its behaviour, what it has seen."""
 
-    spec: ContainerSpec
+    spec: base.ContainerSpec
     instance_id: str
     behaviour: Behaviour
     runner: web.AppRunner | None = None
@@ -119,19 +118,19 @@ class FakeRuntime:
         self.images: dict[str, Behaviour] = dict(images or {})
         # While set and not yet fired, every start waits on it (to act while instances start).
         self.gate: asyncio.Event | None = None
-        self.running: dict[str, RunningInstance] = {}
+        self.running: dict[str, base.RunningInstance] = {}
         self.started: list[str] = []
         self.stopped: list[str] = []
         self.orphan_sweeps = 0
 
-    def behaviour(self, container: ContainerSpec) -> Behaviour:
+    def behaviour(self, container: base.ContainerSpec) -> Behaviour:
         return self.images.get(container.image, Behaviour()).with_environment(container.environment)
 
-    async def start_instance(self, spec: InstanceSpec) -> RunningInstance:
+    async def start_instance(self, spec: base.InstanceSpec) -> base.RunningInstance:
         fakes = [FakeContainer(c, spec.instance_id, self.behaviour(c)) for c in spec.containers]
-        instance = RunningInstance(
+        instance = base.RunningInstance(
             spec,
-            tuple(RunningContainer(f.spec.hostname, "", spec.log_dir / f"{f.spec.hostname}.log", f) for f in fakes),
+            tuple(base.RunningContainer(f.spec.hostname, "", spec.log_dir / f"{f.spec.hostname}.log", f) for f in fakes),
         )
         self.started.append(spec.instance_id)
         self.running[spec.instance_id] = instance
@@ -146,7 +145,7 @@ class FakeRuntime:
             await asyncio.sleep(max(f.behaviour.start_delay for f in fakes))
             for fake in fakes:
                 if fake.behaviour.ping_status != 200:
-                    raise InstanceStartError(
+                    raise base.InstanceStartError(
                         f"Container {fake.spec.hostname} for production variant {spec.variant} did not pass "
                         f"the ping health check (/ping answered {fake.behaviour.ping_status})."
                     )
@@ -155,17 +154,17 @@ class FakeRuntime:
             raise
         return instance
 
-    async def stop_instance(self, instance: RunningInstance) -> None:
+    async def stop_instance(self, instance: base.RunningInstance) -> None:
         await asyncio.gather(*(c.handle.exit() for c in instance.containers))
         if self.running.pop(instance.spec.instance_id, None) is not None:
             self.stopped.append(instance.spec.instance_id)
         shutil.rmtree(instance.spec.workdir, ignore_errors=True)
 
-    def dead_containers(self, instance: RunningInstance) -> list[str]:
+    def dead_containers(self, instance: base.RunningInstance) -> list[str]:
         return [c.hostname for c in instance.containers if c.handle.exited]
 
-    async def stats(self, instance: RunningInstance) -> list[ContainerStats]:
-        return [ContainerStats(c.hostname, 0.0, 0) for c in instance.containers]
+    async def stats(self, instance: base.RunningInstance) -> list[base.ContainerStats]:
+        return [base.ContainerStats(c.hostname, 0.0, 0) for c in instance.containers]
 
     async def remove_orphans(self) -> None:
         self.orphan_sweeps += 1
