@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from dockyard.api import errors
+from dockyard import errors
 
 
 def check_endpoint_config(params: dict[str, Any], get_model: Callable[[str], object]) -> None:

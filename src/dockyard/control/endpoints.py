@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from dockyard.api import errors
+from dockyard import errors
 from dockyard.control import listing
 from dockyard.control.context import ControlContext
 from dockyard.control.plans import build_deployment, variant_plans

@@ -34,6 +34,10 @@ class UpstreamError(Exception):
     """The container could not be reached, or did not answer with valid HTTP/1.x."""
 
 
+class ConnectError(UpstreamError):
+    """No connection could be made (refused, unreachable): nothing of the request was sent."""
+
+
 class UpstreamResponse:
     """Status, headers and body of one container response; ``release()`` it when done."""
 
@@ -116,7 +120,7 @@ class Upstream:
                 loop.create_connection(lambda: _Connection(self, (host, port)), host, port), self._timeout
             )
         except OSError as exc:
-            raise UpstreamError(f"Cannot connect to {host}:{port}: {exc.strerror or exc}") from None
+            raise ConnectError(f"Cannot connect to {host}:{port}: {exc.strerror or exc}") from None
         return conn
 
     def put_back(self, conn: _Connection) -> None:
