@@ -32,7 +32,7 @@ from dockyard.gateway.routing import (
     VariantRoute,
 )
 from dockyard.gateway.upstream import (
-    ConnectError,
+    UpstreamNotSent,
     Upstream,
     UpstreamError,
     UpstreamResponse,
@@ -243,7 +243,7 @@ class Gateway:
     ) -> UpstreamResponse:
         try:
             return await call.start(headers, body)
-        except ConnectError as exc:
+        except UpstreamNotSent as exc:
             # An instance that refuses connections is out of rotation at once.
             self._take_out(inv.endpoint, instance)
             if first:
@@ -272,7 +272,7 @@ class _Refused(Exception):
 
 class _ContainerCall:
     """One request to one container: maps every failure of the container to ModelError (except a
-    refused connection, ``ConnectError``, left for failover) and records the container's metrics
+    refused connection, ``UpstreamNotSent``, left for failover) and records the container's metrics
     once, in ``finish``."""
 
     def __init__(self, gateway: Gateway, endpoint: str, container: ContainerRoute) -> None:
@@ -286,7 +286,7 @@ class _ContainerCall:
         c = self._container
         try:
             resp = await self._gw._upstream.post(c.host, c.port, "/invocations", headers.items(), body)
-        except ConnectError:
+        except UpstreamNotSent:
             self._failed = True
             raise
         except (asyncio.TimeoutError, UpstreamError) as exc:
