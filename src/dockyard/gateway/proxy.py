@@ -32,9 +32,9 @@ from dockyard.gateway.routing import (
     VariantRoute,
 )
 from dockyard.gateway.upstream import (
-    UpstreamNotSent,
     Upstream,
     UpstreamError,
+    UpstreamNotSent,
     UpstreamResponse,
 )
 
