@@ -85,6 +85,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await reconciler.shutdown()
+        await provisioner.close()
         await runtime.close()
         await gateway.close()
         store.close()
