@@ -12,6 +12,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from dockyard.api import admin, control_plane, runtime_api
+from dockyard.api.errors import control_plane_errors, runtime_errors
 from dockyard.api.validation import sagemaker_validator
 from dockyard.artifacts.store import ArtifactStore
 from dockyard.control.context import ControlContext
@@ -61,6 +62,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
         settings.state_dir, ArtifactStore(settings.state_dir / "cache", settings.region), settings.startup_timeout
     )
     reconciler = Reconciler(store, runtime, provisioner, gateway, metrics, settings.health_interval)
+    gateway.on_refused = reconciler.poke  # an instance refused a connection: look at it now
     ops = operations(ControlContext(store, settings, reconciler.poke))
 
     def log_files(endpoint: str) -> list[tuple[str, str, Path]]:
@@ -74,7 +76,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
                 rows.append((instance.spec.variant, instance.spec.instance_id, s))
         return rows
 
-    app = web.Application(client_max_size=settings.max_payload_bytes + 1)
+    app = web.Application(middlewares=[control_plane_errors, runtime_errors])
     app.add_routes(admin.routes(registry, metrics.summary, log_files, stats, lambda name: store.get_endpoint(name) is not None))
     app.add_routes(runtime_api.routes(gateway, settings.max_payload_bytes))
     app.router.add_post("/", control_plane.handler(ops, sagemaker_validator()))

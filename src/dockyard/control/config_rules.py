@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from dockyard.api import errors
+from dockyard import errors
 
 # SageMaker's documented ServerlessConfig memory sizes; botocore carries only the minimum and maximum.
 SERVERLESS_MEMORY_SIZES = tuple(range(1024, 6144 + 1, 1024))

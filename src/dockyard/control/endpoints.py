@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from dockyard.api import errors
+from dockyard import errors
 from dockyard.control import listing
 from dockyard.control.config_rules import check_desired_weights
 from dockyard.control.context import ControlContext

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dockyard.api import errors
+from dockyard import errors
 from dockyard.control.context import ControlContext
 
 Params = dict[str, Any]
