@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from dockyard import console
 from dockyard.api import admin, control_plane, runtime_api
+from dockyard.api.errors import control_plane_errors, runtime_errors
 from dockyard.api.validation import sagemaker_validator
 from dockyard.artifacts.store import ArtifactStore
 from dockyard.control.context import ControlContext
@@ -48,17 +49,21 @@ def make_runtime(settings: Settings) -> Runtime:
     raise ValueError(f"unknown runtime {settings.runtime!r}; choose 'process' or 'docker'")
 
 
-def build_app(settings: Settings) -> web.Application:
+def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Application:
+    """The whole server as one aiohttp app; ``runtime`` defaults to the one ``settings`` names
+    (tests pass an in-process fake)."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     store = Store(settings.state_dir / "dockyard.db")
     registry = CollectorRegistry()
     metrics = GatewayMetrics(registry)
     gateway = Gateway(settings.account_id, settings.region, settings.invocation_timeout)
-    runtime = make_runtime(settings)
+    if runtime is None:
+        runtime = make_runtime(settings)
     provisioner = Provisioner(
         settings.state_dir, ArtifactStore(settings.state_dir / "cache", settings.region), settings.startup_timeout
     )
     reconciler = Reconciler(store, runtime, provisioner, gateway, metrics, settings.health_interval)
+    gateway.on_refused = reconciler.poke  # an instance refused a connection: look at it now
 
     def changed() -> None:
         reconciler.poke()
@@ -82,7 +87,7 @@ def build_app(settings: Settings) -> web.Application:
         instances=reconciler.running, dead_containers=runtime.dead_containers, stats=stats,
         log_files=log_files, registry=registry, runtime=runtime.name,
     ))
-    app = web.Application(client_max_size=settings.max_payload_bytes + 1)
+    app = web.Application(middlewares=[control_plane_errors, runtime_errors])
     console.install(app, live)
     app.add_routes(admin.routes(registry, metrics.summary, log_files, stats, lambda name: store.get_endpoint(name) is not None))
     app.add_routes(runtime_api.routes(gateway, settings.max_payload_bytes))
@@ -94,6 +99,7 @@ def build_app(settings: Settings) -> web.Application:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await reconciler.shutdown()
+        await provisioner.close()
         await runtime.close()
         await gateway.close()
         store.close()
@@ -103,8 +109,8 @@ def build_app(settings: Settings) -> web.Application:
 
 
 def event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's event loop when it is installed (``pip install 'dockyard[fast]'``): its sockets
-    cost the gateway less CPU per invocation (docs/benchmarks.md). Otherwise asyncio's."""
+    """uvloop's event loop (a dependency wherever it has wheels): its sockets cost the gateway
+    less CPU per invocation (docs/benchmarks.md). Without it, asyncio's."""
     try:
         import uvloop
     except ImportError:
