@@ -59,6 +59,12 @@ def css(driver: Any, selector: str) -> list[Any]:
     return driver.find_elements(By.CSS_SELECTOR, selector)
 
 
+def text(driver: Any, selector: str) -> str | None:
+    """An element's text, read in one script: the views are redrawn live, so an element found a
+    moment ago may be gone."""
+    return driver.execute_script("const e = document.querySelector(arguments[0]); return e ? e.textContent : null", selector)
+
+
 def status_of(driver: Any, name: str) -> str | None:
     """The status the endpoint list shows (read in one script: the list is redrawn live)."""
     return driver.execute_script(
@@ -119,8 +125,9 @@ def _chart(driver: Any, container: str, title: str) -> dict[str, float]:
 
 def test_charts_have_points_after_invocations(page: Any, server: Server, iris: str, rt: Any, screenshot: Any) -> None:
     open_endpoint(page, server, iris)
-    instances = css(page, "section.endpoint table")[1].text
-    assert "primary" in instances and "managed" in instances and "serving" in instances
+    wait(page, 30, lambda d: "serving" in (text(d, "section.endpoint .health") or ""), "the instance is not serving")
+    row = page.execute_script("return document.querySelectorAll('section.endpoint table')[1].tBodies[0].rows[0].textContent")
+    assert "primary" in row and "managed" in row and "process" in row
 
     def busy(driver: Any) -> bool:
         for _ in range(20):
@@ -143,11 +150,11 @@ def test_the_invoke_form_returns_the_models_answer(page: Any, server: Server, ir
     form = css(page, "form.invoke")[0]
     form.find_element(By.NAME, "body").send_keys(body)
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    wait(page, 30, lambda d: css(d, "#invoke-response"), "the invoke form showed no response")
+    wait(page, 30, lambda d: text(d, "#invoke-response"), "the invoke form showed no response")
     expected = rt.invoke_endpoint(EndpointName=iris, ContentType="text/csv", Accept="application/json", Body=body.encode())
-    assert css(page, "#invoke-status")[0].text == "HTTP 200"
-    assert json.loads(css(page, "#invoke-response")[0].text) == json.loads(expected["Body"].read())
-    assert "ms" in css(page, "#invoke-latency")[0].text
+    assert text(page, "#invoke-status") == "HTTP 200"
+    assert json.loads(text(page, "#invoke-response") or "") == json.loads(expected["Body"].read())
+    assert (text(page, "#invoke-latency") or "").endswith(" ms")
     headers = page.execute_script(
         "return [...document.querySelectorAll('.invoke-result tr')].map(r => r.textContent)")
     assert any(h.startswith("content-type") and "application/json" in h for h in headers), headers
@@ -159,9 +166,9 @@ def test_a_containers_new_log_line_appears_in_the_log_view(page: Any, server: Se
     wait(page, 30, lambda d: css(d, "#logs div"), "the log view showed no tail")
     token = uuid.uuid4().int % 10**9
     line = f"console-test input 5.1,3.5,1.4,0.{token}"
-    assert line not in css(page, "#logs")[0].text
+    assert line not in (text(page, "#logs") or "")
     rt.invoke_endpoint(EndpointName=iris, ContentType="text/csv", Body=f"5.1,3.5,1.4,0.{token}".encode())
-    wait(page, 30, lambda d: line in css(d, "#logs")[0].text, "the container's log line did not appear")
+    wait(page, 30, lambda d: line in (text(d, "#logs") or ""), "the container's log line did not appear")
     assert console_errors(page) == []
 
 
@@ -169,7 +176,7 @@ def test_environment_values_are_masked(page: Any, server: Server, iris: str) -> 
     open_endpoint(page, server, iris)
     details = css(page, "details.deployment")[0]
     details.click()
-    wait(page, 30, lambda d: "CONSOLE_TEST_SECRET" in css(d, "details.deployment pre")[0].text,
+    wait(page, 30, lambda d: "CONSOLE_TEST_SECRET" in (text(d, "details.deployment pre") or ""),
          "the model behind the endpoint was not shown")
     assert SECRET not in page.page_source
     assert console_errors(page) == []
@@ -181,14 +188,14 @@ def test_the_strategy_form_ends_in_the_advisors_init_command(page: Any, server: 
     from dockyard.strategy.advisor import Answers, advise
 
     page.get(f"{server.url}/#/choose")
-    wait(page, 30, lambda d: css(d, "#advice-command"), "no advice was shown")
-    assert css(page, "#advice-command")[0].text == advise(Answers()).next_command
+    wait(page, 30, lambda d: text(d, "#advice-command"), "no advice was shown")
+    assert text(page, "#advice-command") == advise(Answers()).next_command
     models = page.find_element(By.NAME, "models")
     models.clear()
     models.send_keys("3")
     page.find_element(By.NAME, "chain").click()
     expected = advise(Answers(models=3, chain=True))
-    wait(page, 30, lambda d: css(d, "#advice-title")[0].text == expected.strategy.title, "the advice did not change")
-    assert css(page, "#advice-command")[0].text == expected.next_command
+    wait(page, 30, lambda d: text(d, "#advice-title") == expected.strategy.title, "the advice did not change")
+    assert text(page, "#advice-command") == expected.next_command
     screenshot("choose")
     assert console_errors(page) == []
