@@ -11,7 +11,9 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from dockyard import console
 from dockyard.api import admin, control_plane, runtime_api
+from dockyard.api.errors import control_plane_errors, runtime_errors
 from dockyard.api.validation import sagemaker_validator
 from dockyard.artifacts.store import ArtifactStore
 from dockyard.control.context import ControlContext
@@ -61,7 +63,13 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
         settings.state_dir, ArtifactStore(settings.state_dir / "cache", settings.region), settings.startup_timeout
     )
     reconciler = Reconciler(store, runtime, provisioner, gateway, metrics, settings.health_interval)
-    ops = operations(ControlContext(store, settings, reconciler.poke))
+    gateway.on_refused = reconciler.poke  # an instance refused a connection: look at it now
+
+    def changed() -> None:
+        reconciler.poke()
+        live.wake()
+
+    ops = operations(ControlContext(store, settings, changed))
 
     def log_files(endpoint: str) -> list[tuple[str, str, Path]]:
         root = provisioner.log_dir(endpoint)
@@ -74,7 +82,13 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
                 rows.append((instance.spec.variant, instance.spec.instance_id, s))
         return rows
 
-    app = web.Application(client_max_size=settings.max_payload_bytes + 1)
+    live = console.LiveChannel(console.Sources(
+        endpoints=store.list_endpoints, endpoint=store.get_endpoint, routing=lambda: gateway.table,
+        instances=reconciler.running, dead_containers=runtime.dead_containers, stats=stats,
+        log_files=log_files, registry=registry, runtime=runtime.name,
+    ))
+    app = web.Application(middlewares=[control_plane_errors, runtime_errors])
+    console.install(app, live)
     app.add_routes(admin.routes(registry, metrics.summary, log_files, stats, lambda name: store.get_endpoint(name) is not None))
     app.add_routes(runtime_api.routes(gateway, settings.max_payload_bytes))
     app.router.add_post("/", control_plane.handler(ops, sagemaker_validator()))
@@ -95,8 +109,8 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
 
 
 def event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's event loop when it is installed (``pip install 'dockyard[fast]'``): its sockets
-    cost the gateway less CPU per invocation (docs/benchmarks.md). Otherwise asyncio's."""
+    """uvloop's event loop (a dependency wherever it has wheels): its sockets cost the gateway
+    less CPU per invocation (docs/benchmarks.md). Without it, asyncio's."""
     try:
         import uvloop
     except ImportError:
