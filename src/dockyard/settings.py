@@ -74,6 +74,9 @@ class Settings:
     # Docker runtime: the Python base image (instance sandboxes run `sleep` in it); None picks
     # python:3.11-slim or dockyard/base:bookworm, whichever the engine has.
     base_image: str | None = None
+    # Process runtime, server running as root: the user (name or uid) containers run as, so that
+    # user code never runs as root; "root" runs them as root.
+    container_user: str = "nobody"
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import functools
 import os
 import signal
 import time
 from pathlib import Path
+
+from dockyard.runtime.privileges import ContainerUser
 
 _PR_SET_PDEATHSIG = 1
 OWNER_VARIABLE = "DOCKYARD_OWNER"
@@ -22,9 +25,22 @@ def die_with_parent() -> None:
         pass
 
 
-async def spawn(command: list[str], cwd: Path, env: dict[str, str], log_path: Path) -> asyncio.subprocess.Process:
+def _become(user: ContainerUser | None) -> None:
+    """preexec_fn: drop to ``user`` (done here: uvloop's subprocesses take no user=), then ask for
+    the parent-death signal, which a change of user would clear."""
+    if user is not None:
+        os.setgroups([])
+        os.setgid(user.gid)
+        os.setuid(user.uid)
+    die_with_parent()
+
+
+async def spawn(
+    command: list[str], cwd: Path, env: dict[str, str], log_path: Path, user: ContainerUser | None = None
+) -> asyncio.subprocess.Process:
     """Start a container process: its own process group (so a stop reaches its children), output
-    appended to ``log_path``, and SIGKILL when the server dies."""
+    appended to ``log_path`` (opened here: the container needs no access to it), SIGKILL when the
+    server dies, and run as ``user`` with no supplementary groups when given."""
     with log_path.open("ab") as log:
         return await asyncio.create_subprocess_exec(
             *command,
@@ -34,7 +50,7 @@ async def spawn(command: list[str], cwd: Path, env: dict[str, str], log_path: Pa
             stdout=log,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=die_with_parent,
+            preexec_fn=functools.partial(_become, user),
         )
 
 
