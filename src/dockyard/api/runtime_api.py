@@ -12,7 +12,7 @@ import logging
 import aiohttp
 from aiohttp import web
 
-from dockyard.api import errors
+from dockyard.api import auth, errors
 from dockyard.gateway.proxy import STREAMING, WHOLE_BODY, Gateway, Invocation
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,9 @@ def _too_large(max_payload: int) -> errors.ApiError:
 
 
 async def read_body(request: web.Request, max_payload: int) -> "bytes | aiohttp.StreamReader":
+    verified = request.get(auth.VERIFIED_BODY)
+    if verified is not None:  # read (once) to check its signature
+        return verified
     length = request.content_length
     if length is not None and length > max_payload:
         if length <= _DRAIN_LIMIT:

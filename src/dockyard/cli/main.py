@@ -34,16 +34,27 @@ def main() -> None:
 @click.option("--port", type=int, default=None, help=f"Port for both APIs.  [default: {DEFAULT_PORT}]")
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None, help="Where state, logs and caches live.")
 @click.option("--runtime", type=click.Choice(["process", "docker"]), default=None, help="Where containers run.  [default: process]")
+@click.option("--credentials", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="INI file of [sections] with aws_access_key_id/aws_secret_access_key: every request must be SigV4-signed with one.")
+@click.option("--insecure-no-auth", is_flag=True, default=None, help="Allow a non-loopback --host without --credentials.")
+@click.option("--tls-cert", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Serve HTTPS: certificate chain (PEM).")
+@click.option("--tls-key", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Serve HTTPS: private key (PEM).")
+@click.option("--metrics-open", is_flag=True, default=None, help="Answer /metrics unsigned even with --credentials.")
+@click.option("--max-connections", type=int, default=None, help="Most client connections at once.  [default: 1000]")
+@click.option("--header-timeout", type=float, default=None, help="Seconds a client has to send its request headers.  [default: 10]")
+@click.option("--body-timeout", type=float, default=None, help="Seconds a client has to send a request body.  [default: 60]")
 @click.option("--log-level", default="INFO", show_default=True, envvar="DOCKYARD_LOG_LEVEL")
-def serve(host: str | None, port: int | None, state_dir: Path | None, runtime: str | None, log_level: str) -> None:
+def serve(log_level: str, **flags: object) -> None:
     """Serve the SageMaker control plane and runtime API on one port."""
     from dockyard.server import serve as run
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_env(host=host, port=port, state_dir=state_dir, runtime=runtime)
+    settings = Settings.from_env(**flags)
+    scheme = "https" if settings.tls_cert else "http"
     console.print(
-        f"dockyard {__version__} on [bold]http://{settings.host}:{settings.port}[/] "
-        f"(runtime {settings.runtime}, state {settings.state_dir})"
+        f"dockyard {__version__} on [bold]{scheme}://{settings.host}:{settings.port}[/] "
+        f"(runtime {settings.runtime}, state {settings.state_dir}, "
+        f"{'SigV4 credentials from ' + str(settings.credentials) if settings.credentials else 'no authentication'})"
     )
     try:
         run(settings)
