@@ -50,13 +50,16 @@ def make_runtime(settings: Settings) -> Runtime:
     raise ValueError(f"unknown runtime {settings.runtime!r}; choose 'process' or 'docker'")
 
 
-def build_app(settings: Settings) -> web.Application:
+def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Application:
+    """The whole server as one aiohttp app; ``runtime`` defaults to the one ``settings`` names
+    (tests pass an in-process fake)."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     store = Store(settings.state_dir / DATABASE)
     registry = CollectorRegistry()
     metrics = GatewayMetrics(registry)
     gateway = Gateway(settings.account_id, settings.region, settings.invocation_timeout)
-    runtime = make_runtime(settings)
+    if runtime is None:
+        runtime = make_runtime(settings)
     provisioner = Provisioner(
         settings.state_dir, ArtifactStore(settings.state_dir / "cache", settings.region), settings.startup_timeout
     )
@@ -85,6 +88,7 @@ def build_app(settings: Settings) -> web.Application:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await reconciler.shutdown()
+        await provisioner.close()
         await runtime.close()
         await gateway.close()
         store.close()
@@ -94,8 +98,8 @@ def build_app(settings: Settings) -> web.Application:
 
 
 def event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's event loop when it is installed (``pip install 'dockyard[fast]'``): its sockets
-    cost the gateway less CPU per invocation (docs/benchmarks.md). Otherwise asyncio's."""
+    """uvloop's event loop (a dependency wherever it has wheels): its sockets cost the gateway
+    less CPU per invocation (docs/benchmarks.md). Without it, asyncio's."""
     try:
         import uvloop
     except ImportError:

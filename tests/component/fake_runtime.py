@@ -1,0 +1,190 @@
+"""A ``Runtime`` whose containers are tiny aiohttp apps on free loopback ports, in-process.
+
+Each container's behaviour comes from the ``Behaviour`` registered for its image, overridden by
+``FAKE_*`` variables in the container's Environment (so one test can give two models different
+behaviours): a slow start, a failing ``/ping``, a crash after N invocations, a fixed response
+status and body. By default ``/invocations`` echoes what the container received (headers, body,
+its hostname and instance) as JSON, so tests assert what a container *was sent*.
+
+The runtime keeps records for assertions: ``running`` (instance id → instance),
+``started``/``stopped`` (instance ids in order), ``orphan_sweeps``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from aiohttp import web
+
+from dockyard.runtime import base
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    # Seconds between "the container started" and "/ping answers 200".
+    start_delay: float = 0.0
+    # /ping's status; anything but 200 fails the instance start (FailureReason names it).
+    ping_status: int = 200
+    # After this many invocations the container exits (its port closes, dead_containers says so).
+    crash_after: int | None = None
+    # A fixed /invocations answer instead of the echo.
+    status: int = 200
+    body: str | None = None
+    content_type: str = "application/json"
+
+    def with_environment(self, env: Mapping[str, str]) -> Behaviour:
+        """This behaviour with the container's ``FAKE_*`` variables applied."""
+        changes: dict[str, object] = {}
+        if "FAKE_START_DELAY" in env:
+            changes["start_delay"] = float(env["FAKE_START_DELAY"])
+        if "FAKE_PING_STATUS" in env:
+            changes["ping_status"] = int(env["FAKE_PING_STATUS"])
+        if "FAKE_CRASH_AFTER" in env:
+            changes["crash_after"] = int(env["FAKE_CRASH_AFTER"])
+        if "FAKE_STATUS" in env:
+            changes["status"] = int(env["FAKE_STATUS"])
+        if "FAKE_BODY" in env:
+            changes["body"] = env["FAKE_BODY"]
+        if "FAKE_CONTENT_TYPE" in env:
+            changes["content_type"] = env["FAKE_CONTENT_TYPE"]
+        return replace(self, **changes)
+
+
+@dataclass
+class FakeContainer:
+    """One running fake container: its aiohttp runner, its behaviour, what it has seen."""
+
+    spec: base.ContainerSpec
+    instance_id: str
+    behaviour: Behaviour
+    runner: web.AppRunner | None = None
+    port: int = 0
+    invocations: int = 0
+    # Set when the container exited (crash, or killed by a test).
+    exited: bool = False
+    received: list[dict[str, object]] = field(default_factory=list)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/ping", self._ping)
+        app.router.add_post("/invocations", self._invocations)
+        return app
+
+    async def _ping(self, _: web.Request) -> web.Response:
+        return web.Response(status=self.behaviour.ping_status)
+
+    async def _invocations(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.invocations += 1
+        seen = {
+            "container": self.spec.hostname,
+            "instance": self.instance_id,
+            "headers": dict(request.headers),
+            "body": body.decode("utf-8", "replace"),
+        }
+        self.received.append(seen)
+        b = self.behaviour
+        if b.crash_after is not None and self.invocations >= b.crash_after:
+            # Answer this one, then die: the next request finds the port closed.
+            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self.exit()))
+        text = b.body if b.body is not None else json.dumps(seen)
+        return web.Response(status=b.status, body=text.encode(), headers={"Content-Type": b.content_type})
+
+    async def start(self) -> None:
+        self.runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def exit(self) -> None:
+        self.exited = True
+        if self.runner is not None:
+            runner, self.runner = self.runner, None
+            await runner.cleanup()
+
+
+class FakeRuntime:
+    """The Runtime protocol over in-process fake containers (see the module docstring)."""
+
+    name = "fake"
+
+    def __init__(self, images: Mapping[str, Behaviour] | None = None) -> None:
+        # Mutable on purpose: a test may change an image's behaviour between reconciler passes.
+        self.images: dict[str, Behaviour] = dict(images or {})
+        # While set and not yet fired, every start waits on it (to act while instances start).
+        self.gate: asyncio.Event | None = None
+        self.running: dict[str, base.RunningInstance] = {}
+        self.started: list[str] = []
+        self.stopped: list[str] = []
+        self.orphan_sweeps = 0
+
+    def behaviour(self, container: base.ContainerSpec) -> Behaviour:
+        return self.images.get(container.image, Behaviour()).with_environment(container.environment)
+
+    async def start_instance(self, spec: base.InstanceSpec) -> base.RunningInstance:
+        fakes = [FakeContainer(c, spec.instance_id, self.behaviour(c)) for c in spec.containers]
+        instance = base.RunningInstance(
+            spec,
+            tuple(base.RunningContainer(f.spec.hostname, "", spec.log_dir / f"{f.spec.hostname}.log", f) for f in fakes),
+        )
+        self.started.append(spec.instance_id)
+        self.running[spec.instance_id] = instance
+        try:
+            spec.log_dir.mkdir(parents=True, exist_ok=True)
+            for fake, container in zip(fakes, instance.containers):
+                await fake.start()
+                container.url = f"http://127.0.0.1:{fake.port}"
+                container.log_path.write_text(f"fake container {fake.spec.hostname} started\n")
+            if self.gate is not None:
+                await self.gate.wait()
+            await asyncio.sleep(max(f.behaviour.start_delay for f in fakes))
+            for fake in fakes:
+                if fake.behaviour.ping_status != 200:
+                    raise base.InstanceStartError(
+                        f"Container {fake.spec.hostname} for production variant {spec.variant} did not pass "
+                        f"the ping health check (/ping answered {fake.behaviour.ping_status})."
+                    )
+        except BaseException:
+            await self.stop_instance(instance)
+            raise
+        return instance
+
+    async def stop_instance(self, instance: base.RunningInstance) -> None:
+        await asyncio.gather(*(c.handle.exit() for c in instance.containers))
+        if self.running.pop(instance.spec.instance_id, None) is not None:
+            self.stopped.append(instance.spec.instance_id)
+        shutil.rmtree(instance.spec.workdir, ignore_errors=True)
+
+    def dead_containers(self, instance: base.RunningInstance) -> list[str]:
+        return [c.hostname for c in instance.containers if c.handle.exited]
+
+    async def stats(self, instance: base.RunningInstance) -> list[base.ContainerStats]:
+        return [base.ContainerStats(c.hostname, 0.0, 0) for c in instance.containers]
+
+    async def remove_orphans(self) -> None:
+        self.orphan_sweeps += 1
+
+    async def close(self) -> None:
+        await asyncio.gather(*(self.stop_instance(i) for i in list(self.running.values())))
+
+    # --- for tests ---------------------------------------------------------------------------
+
+    def containers(self, endpoint: str | None = None) -> list[FakeContainer]:
+        """The fake containers of running instances (of one endpoint, case-insensitively)."""
+        return [
+            c.handle
+            for i in self.running.values()
+            if endpoint is None or i.spec.endpoint.lower() == endpoint.lower()
+            for c in i.containers
+        ]
+
+    async def kill(self, endpoint: str) -> FakeContainer:
+        """Make the first running container of ``endpoint`` exit, as a crash would."""
+        victim = next(c for c in self.containers(endpoint) if not c.exited)
+        await victim.exit()
+        return victim

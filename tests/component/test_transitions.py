@@ -1,0 +1,103 @@
+"""Every reconciler transition, in-process on the FakeRuntime: create, failed create, update and
+its rollback, delete during create, restore after a restart, the container limit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from conftest import IMAGE, AwsError, Dockyard, error_of
+from fake_runtime import Behaviour
+
+
+async def test_create_goes_in_service_and_serves(dockyard: Dockyard) -> None:
+    await dockyard.call("CreateModel", ModelName="m", PrimaryContainer={"Image": IMAGE})
+    await dockyard.create_config("c", [{"VariantName": "AllTraffic", "ModelName": "m"}])
+    await dockyard.call("CreateEndpoint", EndpointName="ep", EndpointConfigName="c")
+    assert (await dockyard.describe("ep"))["EndpointStatus"] == "Creating"
+
+    ep = await dockyard.wait_status("ep", "InService")
+    assert ep["ProductionVariants"][0]["CurrentInstanceCount"] == 1
+    assert len(dockyard.fake.running) == 1
+    resp = await dockyard.invoke("ep", b'{"x": 1}')
+    assert resp.status == 200
+    echo = json.loads(await resp.read())
+    assert echo["body"] == '{"x": 1}' and echo["container"] == "primary"
+    assert resp.headers["x-Amzn-Invoked-Production-Variant"] == "AllTraffic"
+
+
+async def test_failed_create_reports_the_failure_reason_and_runs_nothing(dockyard: Dockyard) -> None:
+    await dockyard.deploy("bad", env={"FAKE_PING_STATUS": "500"}, instances=2, wait="Failed")
+    ep = await dockyard.describe("bad")
+    assert "did not pass the ping health check (/ping answered 500)" in ep["FailureReason"]
+    assert ep["FailureReason"].startswith("Container primary for production variant AllTraffic")
+    assert dockyard.fake.running == {}
+    status, code, message = await error_of(await dockyard.invoke("bad"))
+    assert (status, code) == (400, "ValidationError")
+    assert "is not in service (status Failed)" in message
+
+
+async def test_update_switches_instances_and_a_failed_update_rolls_back(dockyard: Dockyard) -> None:
+    await dockyard.deploy("ep", env={"FAKE_BODY": "blue"})
+    blue = set(dockyard.fake.running)
+    await dockyard.create_model("green", env={"FAKE_BODY": "green"})
+    await dockyard.create_config("green", [{"VariantName": "AllTraffic", "ModelName": "green"}])
+    await dockyard.call("UpdateEndpoint", EndpointName="ep", EndpointConfigName="green")
+    ep = await dockyard.wait_status("ep", "InService")
+    assert ep["EndpointConfigName"] == "green"
+    assert await (await dockyard.invoke("ep")).read() == b"green"
+    assert blue.isdisjoint(dockyard.fake.running) and len(dockyard.fake.running) == 1
+
+    await dockyard.create_model("broken", env={"FAKE_PING_STATUS": "503"})
+    await dockyard.create_config("broken", [{"VariantName": "AllTraffic", "ModelName": "broken"}])
+    await dockyard.call("UpdateEndpoint", EndpointName="ep", EndpointConfigName="broken")
+    green = set(dockyard.fake.running)
+    await dockyard.wait_status("ep", "Updating")
+    ep = await dockyard.wait_status("ep", "InService")
+    assert ep["EndpointConfigName"] == "green"
+    assert ep["FailureReason"].startswith("Update failed: Container primary")
+    assert set(dockyard.fake.running) == green
+    assert await (await dockyard.invoke("ep")).read() == b"green"
+
+
+async def test_delete_during_create_leaves_nothing_running(dockyard: Dockyard) -> None:
+    dockyard.fake.gate = asyncio.Event()  # instances start, but do not pass /ping yet
+    await dockyard.deploy("ep", instances=3, wait=None)
+    await dockyard.until(lambda: len(dockyard.fake.running) == 3)
+    await dockyard.call("DeleteEndpoint", EndpointName="ep")
+    await dockyard.wait_gone("ep")
+    assert dockyard.fake.running == {}
+    assert sorted(dockyard.fake.stopped) == sorted(dockyard.fake.started)
+    assert not list((dockyard.state_dir / "instances").glob("*"))
+
+
+async def test_restart_restores_in_service_endpoints(dockyard: Dockyard) -> None:
+    await dockyard.deploy("ep", instances=2, env={"FAKE_BODY": "restored"})
+    await dockyard.restart()
+    await dockyard.until(lambda: len(dockyard.fake.running) == 2)
+    await dockyard.until(lambda: all(not c.exited for c in dockyard.fake.containers("ep")))
+    ep = await dockyard.wait_status("ep", "InService")
+    assert ep["ProductionVariants"][0]["CurrentInstanceCount"] == 2
+    resp = await dockyard.invoke("ep")
+    while resp.status == 503:  # instances restarted but not yet published
+        await asyncio.sleep(0.005)
+        resp = await dockyard.invoke("ep")
+    assert await resp.read() == b"restored"
+
+
+async def test_container_limit_is_resource_limit_exceeded(dockyard: Dockyard) -> None:
+    await dockyard.create_model("m")
+    await dockyard.create_config("big", [{"VariantName": "AllTraffic", "ModelName": "m",
+                                          "InitialInstanceCount": 201}])
+    with pytest.raises(AwsError) as err:
+        await dockyard.call("CreateEndpoint", EndpointName="ep", EndpointConfigName="big")
+    assert err.value.code == "ResourceLimitExceeded"
+    assert "needs 201 containers and 0 are already running" in err.value.message
+    assert dockyard.fake.started == []
+
+
+async def test_images_can_be_configured_per_image(dockyard: Dockyard) -> None:
+    dockyard.fake.images["other:1"] = Behaviour(body="other image")
+    await dockyard.deploy("ep", image="other:1")
+    assert await (await dockyard.invoke("ep")).read() == b"other image"
