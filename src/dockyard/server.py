@@ -14,6 +14,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from dockyard.api import admin, auth, connections, control_plane, runtime_api
+from dockyard.api.errors import control_plane_errors, runtime_errors
 from dockyard.api.validation import sagemaker_validator
 from dockyard.artifacts.store import ArtifactStore
 from dockyard.control.context import ControlContext
@@ -64,6 +65,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
         settings.state_dir, ArtifactStore(settings.state_dir / "cache", settings.region), settings.startup_timeout
     )
     reconciler = Reconciler(store, runtime, provisioner, gateway, metrics, settings.health_interval)
+    gateway.on_refused = reconciler.poke  # an instance refused a connection: look at it now
     ops = operations(ControlContext(store, settings, reconciler.poke))
 
     def log_files(endpoint: str) -> list[tuple[str, str, Path]]:
@@ -77,7 +79,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
                 rows.append((instance.spec.variant, instance.spec.instance_id, s))
         return rows
 
-    app = web.Application(client_max_size=settings.max_payload_bytes + 1)
+    app = web.Application(middlewares=[control_plane_errors, runtime_errors])
     app.add_routes(admin.routes(registry, metrics.summary, log_files, stats, lambda name: store.get_endpoint(name) is not None))
     app.add_routes(runtime_api.routes(gateway, settings.max_payload_bytes))
     app.router.add_post("/", control_plane.handler(ops, sagemaker_validator()))
@@ -117,11 +119,12 @@ def serve(settings: Settings) -> None:
     app = build_app(settings)
     max_connections = min(settings.max_connections, connections.raise_fd_limit())
     guard = connections.ConnectionGuard(max_connections, settings.header_timeout, settings.body_timeout)
-    # Outermost first: the guard sees every request, then the signature is checked.
+    # Outermost first: the guard sees every request; the signature check is innermost, so that
+    # its refusals are answered by the protocol's own error middleware.
     app.middlewares.insert(0, guard.middleware())
     if keys:
         open_paths = auth.OPEN_PATHS | ({"/metrics"} if settings.metrics_open else set())
-        app.middlewares.insert(1, auth.middleware(keys, settings.max_payload_bytes, open_paths))
+        app.middlewares.append(auth.middleware(keys, settings.max_payload_bytes, open_paths))
     loop = event_loop()
     asyncio.set_event_loop(loop)
     connections.quiet_fd_exhaustion(loop)

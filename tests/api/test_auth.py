@@ -15,7 +15,7 @@ from botocore.credentials import Credentials
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from dockyard.api.auth import load_credentials, verify
-from dockyard.api.errors import ApiError
+from dockyard.errors import AwsError
 
 KEYS = {"AKIDEXAMPLE": "secret-one", "AKIDOTHER": "secret-two"}
 NOW = dt.datetime(2026, 11, 29, 12, 0, 0, tzinfo=dt.timezone.utc)
@@ -37,8 +37,8 @@ def check(path: str, headers: CIMultiDictProxy[str], body: bytes, now: dt.dateti
     return verify("POST", path, headers, hashlib.sha256(body).hexdigest(), KEYS, now)
 
 
-def refused(path: str, headers: CIMultiDictProxy[str], body: bytes, now: dt.datetime = NOW) -> ApiError:
-    with pytest.raises(ApiError) as info:
+def refused(path: str, headers: CIMultiDictProxy[str], body: bytes, now: dt.datetime = NOW) -> AwsError:
+    with pytest.raises(AwsError) as info:
         check(path, headers, body, now)
     return info.value
 

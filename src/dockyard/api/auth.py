@@ -18,7 +18,7 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from aiohttp import web
@@ -29,15 +29,15 @@ from botocore.compat import HTTPHeaders
 from botocore.credentials import Credentials
 from multidict import CIMultiDictProxy
 
-from dockyard.api.errors import ApiError, runtime_validation
+from dockyard import errors
+from dockyard.api.bodies import VERIFIED_BODY, read_capped
+from dockyard.api.control_plane import MAX_REQUEST_BYTES
+from dockyard.api.errors import Handler, is_control_plane
 
 log = logging.getLogger(__name__)
 
 SERVICE = "sagemaker"  # boto3 signs both the control plane and the runtime API as "sagemaker"
 MAX_SKEW = dt.timedelta(minutes=5)  # AWS refuses a signature dated more than 5 minutes off
-VERIFIED_BODY = "dockyard.verified_body"
-"""The request key under which the body the signature covered is kept, so that it is read once."""
-
 OPEN_PATHS = frozenset({"/_dockyard/health"})
 """Answered unsigned: a liveness probe says only "ok" (load balancers and `dockyard` itself probe it)."""
 
@@ -69,8 +69,8 @@ def load_credentials(path: Path) -> dict[str, str]:
     return keys
 
 
-def _error(code: str, message: str, status: int = 403) -> ApiError:
-    return ApiError(code, message, status=status)
+def _error(code: str, message: str, status: int = 403) -> errors.AwsError:
+    return errors.AwsError(code, message, status=status)
 
 
 class _Verifier(SigV4Auth):
@@ -115,7 +115,7 @@ def verify(
     keys: Mapping[str, str],
     now: dt.datetime,
 ) -> str:
-    """The access key id that signed this request, or an ``ApiError`` saying what AWS would say.
+    """The access key id that signed this request, or an ``AwsError`` saying what AWS would say.
 
     ``body_sha256`` None checks all but the signature itself: for a body too large to be read,
     which the handler refuses without acting on it."""
@@ -165,33 +165,32 @@ def verify(
     return akid
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
 def middleware(keys: Mapping[str, str], max_payload: int, open_paths: frozenset[str] = OPEN_PATHS) -> Middleware:
-    """An aiohttp middleware that answers 403 to any request not signed by one of ``keys``.
+    """An aiohttp middleware that refuses (403) any request not signed by one of ``keys``.
 
-    The signature covers the body's SHA-256, so the body is read here, once and capped at
-    ``max_payload``, and kept in ``request[VERIFIED_BODY]`` for the handler. A body declared
-    larger than the cap is checked up to its signature and left to the handler, which refuses it
-    (413) without acting on it.
+    The signature covers the body's SHA-256, so the body is read here — once, capped as its
+    handler caps it — and kept under ``VERIFIED_BODY`` for the handler. A body declared larger
+    than the cap is checked up to its signature and left to the handler, which refuses it (413)
+    without acting on it. Refusals are ``AwsError``s: the protocol's error middleware answers them.
     """
 
     @web.middleware
     async def sigv4(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in open_paths:
             return await handler(request)
+        if is_control_plane(request):
+            limit, too_large = MAX_REQUEST_BYTES, errors.request_too_large(MAX_REQUEST_BYTES)
+        else:
+            limit, too_large = max_payload, errors.payload_too_large(max_payload)
         length = request.content_length
-        oversized = length is not None and length > max_payload
+        oversized = length is not None and length > limit
+        body = b"" if oversized else await read_capped(request, limit, too_large)
         try:
-            body = b"" if oversized else await request.read()
             verify(request.method, request.raw_path, request.headers,
                    None if oversized else hashlib.sha256(body).hexdigest(), keys, dt.datetime.now(dt.timezone.utc))
-        except web.HTTPRequestEntityTooLarge:  # a chunked body past the cap
-            return runtime_validation(f"HTTP content length exceeded {max_payload} bytes.", status=413).to_response()
-        except ApiError as exc:
+        except errors.AwsError as exc:
             log.info("refused %s %s from %s: %s", request.method, request.path, request.remote, exc.code)
-            return exc.to_response()
+            raise
         if not oversized:
             request[VERIFIED_BODY] = body
         return await handler(request)

@@ -17,20 +17,19 @@ import errno
 import logging
 import resource
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import StreamReader, web
 from aiohttp.typedefs import Middleware
+
+from dockyard.api.errors import Handler
 
 log = logging.getLogger(__name__)
 
 LOG_INTERVAL = 60.0  # seconds between two reports of closed connections or exhausted descriptors
 _SWEEP_INTERVAL = 1.0
 _FD_RESERVE = 256  # descriptors kept for the database, logs, containers and upstream connections
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
 class _Throttled:
     """Counts events and logs them at most once per LOG_INTERVAL."""
 
