@@ -70,6 +70,7 @@ def screenshot(browser: Any) -> Any:
         size = browser.get_window_size()
         height = browser.execute_script("return document.documentElement.scrollHeight")
         browser.set_window_size(size["width"], min(max(height, 600), 4000))
+        browser.execute_script("window.scrollTo(0, 0)")
         browser.save_screenshot(str(Path(target) / f"{name}.png"))
         browser.set_window_size(size["width"], size["height"])
 
