@@ -15,7 +15,9 @@ from dockyard.api.errors import control_plane_errors, runtime_errors
 
 
 def app() -> web.Application:
-    async def missing(_: web.Request) -> web.Response:
+    async def control_plane(request: web.Request) -> web.Response:
+        if request.headers["X-Amz-Target"] == "SageMaker.ListModels":
+            raise KeyError("oops")
         raise errors.not_found("model", "arn:aws:sagemaker:us-east-1:123456789012:model/m")
 
     async def model_error(_: web.Request) -> web.Response:
@@ -25,10 +27,9 @@ def app() -> web.Application:
         raise KeyError("oops")
 
     application = web.Application(middlewares=[control_plane_errors, runtime_errors])
-    application.router.add_post("/", missing)
+    application.router.add_post("/", control_plane)
     application.router.add_post("/endpoints/e/invocations", model_error)
     application.router.add_get("/_dockyard/bug", bug)
-    application.router.add_put("/", bug)
     return application
 
 
@@ -67,8 +68,8 @@ async def test_a_bug_is_a_logged_400_internal_failure(client: TestClient, caplog
     [record] = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert record.exc_info is not None and record.getMessage() == "GET /_dockyard/bug failed"
 
-    resp = await client.put("/", headers={"X-Amz-Target": "SageMaker.ListModels"})
-    assert resp.status == 400
+    resp = await client.post("/", headers={"X-Amz-Target": "SageMaker.ListModels"})
+    assert resp.status == 400 and "x-amzn-ErrorType" not in resp.headers
     body = await resp.json(content_type=None)
     assert body["__type"] == "InternalFailure"
     assert body["message"] == "SageMaker.ListModels failed inside dockyard: KeyError: 'oops'"

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from e2e.deploy import FAST_WAIT, create_endpoint, delete_all
-from e2e.models import SKLEARN_URI, iris_classifier, package
+from e2e.models import SKLEARN_URI, csv_stage_inference, iris_classifier, package
 from servers import Server
 
 # Logs every request body, so that a test can find its own line in the console's log view.
@@ -99,8 +99,12 @@ def test_a_new_endpoint_appears_and_its_status_changes_without_a_reload(
     assert status_of(page, name) in ("Creating", "InService")
     wait(page, 120, lambda d: status_of(d, name) == "InService", "the status did not change to InService")
     assert sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "InService"
-    row = page.execute_script(f"return document.querySelector(`tr[data-endpoint='{name}']`).textContent")
+    row = text(page, f"tr[data-endpoint='{name}']") or ""
     assert "AllTraffic · weight 1 · 1/1 instances" in row
+    sm.update_endpoint_weights_and_capacities(
+        EndpointName=name, DesiredWeightsAndCapacities=[{"VariantName": "AllTraffic", "DesiredWeight": 3}])
+    wait(page, 60, lambda d: "weight 3" in (text(d, f"tr[data-endpoint='{name}']") or ""), "the new weight was not shown")
+    wait(page, 60, lambda d: status_of(d, name) == "InService", "the update did not end InService")
     screenshot("endpoints")
     assert page.execute_script("return window.consoleTestMarker") == "not reloaded"
 
@@ -113,6 +117,25 @@ def test_a_new_endpoint_appears_and_its_status_changes_without_a_reload(
     assert console_errors(page) == []
 
 
+def test_a_failed_endpoint_shows_its_failure_reason(page: Any, server: Server, sm: Any, tmp_path: Path) -> None:
+    page.get(f"{server.url}/")
+    wait(page, 30, lambda d: css(d, ".live.on"), "the live channel did not connect")
+    name = "console-broken"
+    broken = package(tmp_path, iris_classifier(), 'raise RuntimeError("console-test: this model cannot load")', name=name)
+    create_endpoint(sm, name, {"PrimaryContainer": {"Image": SKLEARN_URI, "ModelDataUrl": f"file://{broken}"}}, wait=False)
+    try:
+        wait(page, 120, lambda d: status_of(d, name) == "Failed", "the endpoint was not shown Failed")
+        reason = sm.describe_endpoint(EndpointName=name)["FailureReason"]
+        assert "console-test: this model cannot load" in reason
+        shown = page.execute_script(
+            "const row = document.querySelector(`tr[data-endpoint='${arguments[0]}']`).nextElementSibling;"
+            "return row && row.classList.contains('failure') ? row.textContent : null", name)
+        assert shown == reason
+        assert console_errors(page) == []
+    finally:
+        delete_all(sm, name)
+
+
 def _chart(driver: Any, container: str, title: str) -> dict[str, float]:
     """How many points a container's chart has, and its first series' largest value."""
     found = driver.execute_script(
@@ -123,7 +146,7 @@ def _chart(driver: Any, container: str, title: str) -> dict[str, float]:
     return {"points": int(points or 0), "max": float(largest or 0)}
 
 
-def test_charts_have_points_after_invocations(page: Any, server: Server, iris: str, rt: Any, screenshot: Any) -> None:
+def test_charts_have_points_after_invocations(page: Any, server: Server, iris: str, rt: Any) -> None:
     open_endpoint(page, server, iris)
     wait(page, 30, lambda d: "serving" in (text(d, "section.endpoint .health") or ""), "the instance is not serving")
     row = page.execute_script("return document.querySelectorAll('section.endpoint table')[1].tBodies[0].rows[0].textContent")
@@ -138,7 +161,6 @@ def test_charts_have_points_after_invocations(page: Any, server: Server, iris: s
         return traffic["max"] > 0 and latency["points"] > 0 and resources["points"] > 0
 
     wait(page, 60, busy, "the charts got no points from the invocations")
-    screenshot("endpoint")
     assert console_errors(page) == []
 
 
@@ -159,6 +181,53 @@ def test_the_invoke_form_returns_the_models_answer(page: Any, server: Server, ir
         "return [...document.querySelectorAll('.invoke-result tr')].map(r => r.textContent)")
     assert any(h.startswith("content-type") and "application/json" in h for h in headers), headers
     assert console_errors(page) == []
+
+
+def test_the_invoke_form_reaches_the_container_it_names(
+    page: Any, server: Server, sm: Any, rt: Any, tmp_path: Path, screenshot: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.select import Select
+
+    name = "console-direct"
+    classes = package(tmp_path, iris_classifier(), LOGGING_INFERENCE, name="classes")
+    probabilities = package(tmp_path, iris_classifier(), csv_stage_inference("predict_proba"), name="probabilities")
+    create_endpoint(sm, name, {
+        "Containers": [
+            {"ContainerHostname": "classes", "Image": SKLEARN_URI, "ModelDataUrl": f"file://{classes}"},
+            {"ContainerHostname": "probabilities", "Image": SKLEARN_URI, "ModelDataUrl": f"file://{probabilities}"},
+        ],
+        "InferenceExecutionConfig": {"Mode": "Direct"},
+    })
+    try:
+        open_endpoint(page, server, name)
+        body = "5.9,3.0,5.1,1.8"
+        form = css(page, "form.invoke")[0]
+        wait(page, 30, lambda d: text(d, "select[name=targetContainer] option[value=probabilities]"),
+             "the Direct endpoint's containers are not offered")
+        Select(form.find_element(By.NAME, "targetContainer")).select_by_value("probabilities")
+        form.find_element(By.NAME, "body").send_keys(body)
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait(page, 30, lambda d: text(d, "#invoke-response"), "the invoke form showed no response")
+        expected = rt.invoke_endpoint(EndpointName=name, ContentType="text/csv", Accept="application/json",
+                                      Body=body.encode(), TargetContainerHostname="probabilities")
+        assert text(page, "#invoke-response") == expected["Body"].read().decode()
+
+        # Load one container of the two: the contention charts show both, side by side.
+        def loaded(driver: Any) -> bool:
+            for _ in range(30):
+                rt.invoke_endpoint(EndpointName=name, ContentType="text/csv", Body=body.encode(),
+                                   TargetContainerHostname="probabilities")
+            return _chart(driver, "AllTraffic/probabilities", "Latency p50 / p99 (ms)")["points"] >= 5
+
+        wait(page, 90, loaded, "the loaded container's charts got no points")
+        assert page.execute_script(
+            "return [...document.querySelectorAll('.contention .u-legend .u-label')].map(l => l.textContent)"
+        ) == ["AllTraffic/classes", "AllTraffic/probabilities"] * 2
+        screenshot("endpoint")
+        assert console_errors(page) == []
+    finally:
+        delete_all(sm, name)
 
 
 def test_a_containers_new_log_line_appears_in_the_log_view(page: Any, server: Server, iris: str, rt: Any) -> None:

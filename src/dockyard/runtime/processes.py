@@ -10,6 +10,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 from dockyard.runtime.privileges import ContainerUser
 
@@ -35,13 +36,19 @@ def _become(user: ContainerUser | None) -> None:
     die_with_parent()
 
 
+def open_log(path: Path) -> BinaryIO:
+    """``path`` opened for appending, created readable by the server's user only (0600): a
+    container's output may hold whatever its code printed."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+
+
 async def spawn(
     command: list[str], cwd: Path, env: dict[str, str], log_path: Path, user: ContainerUser | None = None
 ) -> asyncio.subprocess.Process:
     """Start a container process: its own process group (so a stop reaches its children), output
     appended to ``log_path`` (opened here: the container needs no access to it), SIGKILL when the
     server dies, and run as ``user`` with no supplementary groups when given."""
-    with log_path.open("ab") as log:
+    with open_log(log_path) as log:
         return await asyncio.create_subprocess_exec(
             *command,
             cwd=str(cwd),

@@ -247,16 +247,31 @@
       }
     }
 
+    // The last HISTORY seconds, and at least the last 30 while there are fewer points.
+    function slidingWindow(u, min, max) {
+      const end = max ?? Date.now() / 1000;
+      return [Math.max(end - HISTORY, Math.min(min ?? end, end - 30)), end];
+    }
+
+    // series: labels, or {label, scale} where a second scale gets its own axis on the right.
     function chart(el, title, series) {
       const box = h("div", { className: "chart", "data-title": title }, h("div", { className: "chart-title" }, title));
       el.append(box);
+      const specs = series.map((s) => (typeof s === "string" ? { label: s, scale: "y" } : s));
+      const scales = [...new Set(specs.map((s) => s.scale))];
+      const axis = { stroke: "#555", grid: { stroke: "#eee" }, size: 50 };
       const plot = new uPlot({
         width: Math.max(240, box.clientWidth - 8), height: 140,
         legend: { live: false },
         cursor: { drag: { x: false, y: false } },
-        scales: { x: { time: true } },
-        axes: [{ stroke: "#555", grid: { stroke: "#eee" } }, { stroke: "#555", grid: { stroke: "#eee" }, size: 50 }],
-        series: [{}, ...series.map((s, i) => ({ label: s, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: false }))],
+        scales: {
+          x: { time: true, range: slidingWindow },
+          // Every value is a rate, a time, a share or a size: from zero, so that heights compare.
+          ...Object.fromEntries(scales.map((scale) => [scale, { range: (u, min, max) => [0, max > 0 ? max * 1.15 : 1] }])),
+        },
+        axes: [{ stroke: "#555", grid: { stroke: "#eee" } },
+          ...scales.map((scale, i) => ({ ...axis, scale, side: i ? 1 : 3, grid: { show: i === 0, stroke: "#eee" } }))],
+        series: [{}, ...specs.map((s, i) => ({ label: s.label, scale: s.scale, stroke: COLORS[i % COLORS.length], width: 1.5 }))],
       }, [t, ...series.map(() => [])], box);
       return { box, plot };
     }
@@ -272,7 +287,7 @@
         cards[key] = [
           chart(card, "Invocations/s and errors/s", ["invocations/s", "errors/s"]),
           chart(card, "Latency p50 / p99 (ms)", ["p50", "p99"]),
-          chart(card, "CPU % and memory (MiB)", ["CPU %", "memory MiB"]),
+          chart(card, "CPU % and memory (MiB)", [{ label: "CPU %", scale: "%" }, { label: "memory MiB", scale: "MiB" }]),
         ];
       }
     }
