@@ -62,6 +62,7 @@ RETURNED_RESPONSE_HEADERS = (
 # Bodies up to this size are read in one piece; larger ones stream chunk by chunk.
 WHOLE_BODY = 256 * 1024
 _ORIGINAL_MESSAGE_LIMIT = 4096
+_NONE: frozenset[str] = frozenset()
 
 @dataclass(frozen=True)
 class Invocation:
@@ -143,7 +144,7 @@ class Gateway:
     def _instance(self, inv: Invocation, variant: VariantRoute, avoid: str | None = None) -> InstanceRoute | None:
         """The variant's next instance in turn, other than ``avoid``, that is in rotation; when
         every one is out of rotation, one of those anyway (better a likely 424 than a certain 503)."""
-        refused = self._refused.get(inv.endpoint.lower(), set())
+        refused = self._refused.get(inv.endpoint.lower(), _NONE)
         fallback = None
         for _ in range(len(variant.instances)):
             instance = variant.next_instance()
