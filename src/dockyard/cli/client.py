@@ -7,7 +7,8 @@ import json
 import os
 import urllib.error
 import urllib.request
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import click
@@ -22,8 +23,14 @@ url_option = click.option(
     envvar="DOCKYARD_URL",
     default=DEFAULT_URL,
     show_default=True,
+    show_envvar=True,
     help="The dockyard server to talk to.",
 )
+
+
+def unreachable(url: str) -> click.ClickException:
+    """The one-line error every command gives when no server answers at ``url``."""
+    return click.ClickException(f"cannot reach dockyard at {url}: is `dockyard serve` running?")
 
 
 def sagemaker_clients(url: str, region: str = "us-east-1", retries: bool = True) -> tuple[Any, Any]:
@@ -49,8 +56,8 @@ def get_json(url: str, path: str) -> dict[str, Any]:
         except ValueError:
             message = str(exc)
         raise click.ClickException(message) from None
-    except OSError as exc:
-        raise click.ClickException(f"cannot reach dockyard at {url}: {exc}") from None
+    except OSError:
+        raise unreachable(url) from None
 
 
 @contextlib.contextmanager
@@ -59,7 +66,7 @@ def talking_to(url: str) -> Iterator[None]:
     try:
         yield
     except EndpointConnectionError:
-        raise click.ClickException(f"cannot reach dockyard at {url}: is `dockyard serve` running?") from None
+        raise unreachable(url) from None
     except ClientError as exc:
         err = exc.response.get("Error", {})
         raise click.ClickException(f"{err.get('Code')}: {err.get('Message')}") from None
