@@ -11,6 +11,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from dockyard import console
 from dockyard.api import admin, control_plane, runtime_api
 from dockyard.api.errors import control_plane_errors, runtime_errors
 from dockyard.api.validation import sagemaker_validator
@@ -63,7 +64,12 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     )
     reconciler = Reconciler(store, runtime, provisioner, gateway, metrics, settings.health_interval)
     gateway.on_refused = reconciler.poke  # an instance refused a connection: look at it now
-    ops = operations(ControlContext(store, settings, reconciler.poke))
+
+    def changed() -> None:
+        reconciler.poke()
+        live.wake()
+
+    ops = operations(ControlContext(store, settings, changed))
 
     def log_files(endpoint: str) -> list[tuple[str, str, Path, bool]]:
         """(instance, container, log file, whether the instance is running) of every container ever started."""
@@ -79,7 +85,13 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
                 rows.append((instance.spec.variant, instance.spec.instance_id, s))
         return rows
 
+    live = console.LiveChannel(console.Sources(
+        endpoints=store.list_endpoints, endpoint=store.get_endpoint, routing=lambda: gateway.table,
+        instances=reconciler.running, dead_containers=runtime.dead_containers, stats=stats,
+        log_files=log_files, registry=registry, runtime=runtime.name,
+    ))
     app = web.Application(middlewares=[control_plane_errors, runtime_errors])
+    console.install(app, live)
     app.add_routes(admin.routes(registry, metrics.summary, log_files, stats, lambda name: store.get_endpoint(name) is not None))
     app.add_routes(runtime_api.routes(gateway, settings.max_payload_bytes))
     app.router.add_post("/", control_plane.handler(ops, sagemaker_validator()))

@@ -73,8 +73,12 @@ async def write_result(request: web.Request, result: InvocationResult) -> web.St
     if result.content_length is not None:
         out.content_length = result.content_length
     async with aclosing(result.chunks) as chunks:
+        # Wait for the first chunk before sending the status line: a container that fails
+        # before its body starts still gets an error response (ModelError), not a cut-off 200.
+        first = await anext(chunks, b"")
         await out.prepare(request)
         try:
+            await out.write(first)
             async for chunk in chunks:
                 await out.write(chunk)
         except (errors.AwsError, ConnectionError) as exc:
