@@ -10,8 +10,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from dockyard.api import errors
+from dockyard import errors
 from dockyard.control import listing
+from dockyard.control.config_rules import check_desired_weights
 from dockyard.control.context import ControlContext
 from dockyard.control.plans import build_deployment, variant_plans
 from dockyard.control.resources import ResourceOps
@@ -184,6 +185,7 @@ class EndpointOps:
     def update_weights_and_capacities(self, params: Params) -> Params:
         ep = self.get(params["EndpointName"])
         self._require_in_service(ep)
+        check_desired_weights(params["DesiredWeightsAndCapacities"])
         pending = copy.deepcopy(ep.deployment)
         for desired in params["DesiredWeightsAndCapacities"]:
             state = pending["Variants"].get(desired["VariantName"])
