@@ -21,8 +21,10 @@ from dockyard.control.reconciler import Reconciler
 from dockyard.control.store import Store
 from dockyard.gateway.metrics import GatewayMetrics
 from dockyard.gateway.proxy import Gateway
+from dockyard.gateway.routing import RouteBuilder
 from dockyard.runtime.base import ContainerStats, Runtime
 from dockyard.settings import Settings
+from dockyard.state_lock import StateDirInUse, lock_state_dir
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,9 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     provisioner = Provisioner(
         settings.state_dir, ArtifactStore(settings.state_dir / "cache", settings.region), settings.startup_timeout
     )
-    reconciler = Reconciler(store, runtime, provisioner, gateway, metrics, settings.health_interval)
+    routes = RouteBuilder(metrics, gateway.publish)
+    reconciler = Reconciler(store, runtime, provisioner, routes, settings.health_interval,
+                            (settings.restart_backoff, settings.restart_backoff_max))
     ops = operations(ControlContext(store, settings, reconciler.poke))
 
     def log_files(endpoint: str) -> list[tuple[str, str, Path]]:
@@ -75,21 +79,28 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
         return rows
 
     app = web.Application(client_max_size=settings.max_payload_bytes + 1)
-    app.add_routes(admin.routes(registry, metrics.summary, log_files, stats, lambda name: store.get_endpoint(name) is not None))
+    app.add_routes(admin.routes(registry, metrics.summary, log_files, stats, lambda name: name.lower() in gateway.table))
+    app.add_routes([admin.readiness_route(routes.readiness)])
     app.add_routes(runtime_api.routes(gateway, settings.max_payload_bytes))
     app.router.add_post("/", control_plane.handler(ops, sagemaker_validator()))
 
     async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
-        task = asyncio.create_task(reconciler.run(), name="reconciler")
+        # Runs before the port accepts requests: the gateway knows every stored endpoint.
+        reconciler.start()
         yield
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        # By now in-flight requests have finished (or run out of shutdown_timeout).
         await reconciler.shutdown()
         await runtime.close()
         await gateway.close()
         store.close()
 
+    async def drain(app: web.Application) -> None:
+        # Shutdown has begun: invocations that still arrive get 503 at once; those in flight
+        # keep their containers until they finish.
+        routes.drain()
+
     app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(drain)
     return app
 
 
@@ -105,12 +116,23 @@ def event_loop() -> asyncio.AbstractEventLoop:
 
 def serve(settings: Settings) -> None:
     """Run the server until SIGINT/SIGTERM; every container it started is stopped on the way out."""
+    try:
+        # Before anything touches the state dir (the orphan sweep in particular); held until exit.
+        lock = lock_state_dir(settings.state_dir, f"http://{settings.host}:{settings.port}")
+    except StateDirInUse as exc:
+        raise SystemExit(str(exc)) from None
+    with lock:
+        _run(settings)
+
+
+def _run(settings: Settings) -> None:
     web.run_app(
         build_app(settings),
         host=settings.host,
         port=settings.port,
         access_log=None,
         print=lambda _: log.info("dockyard listening on http://%s:%d", settings.host, settings.port),
-        shutdown_timeout=5,
+        # In-flight invocations may finish, as long as the invocation timeout lets them.
+        shutdown_timeout=settings.invocation_timeout,
         loop=event_loop(),
     )

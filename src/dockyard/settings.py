@@ -46,6 +46,10 @@ class Settings:
     max_payload_bytes: int = MAX_PAYLOAD_BYTES
     # How often the reconciler re-checks running instances when nothing has changed.
     health_interval: float = 2.0
+    # Healing: an instance that could not be replaced, or keeps dying, is retried after this many
+    # seconds, doubling up to restart_backoff_max, for as long as its endpoint exists.
+    restart_backoff: float = 1.0
+    restart_backoff_max: float = 30.0
     # Most containers all endpoints may run together (ResourceLimitExceeded beyond).
     max_containers: int = 200
     # Docker runtime: the registry that ECR-style image URIs are pulled from (host[:port][/prefix]):

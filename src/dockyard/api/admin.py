@@ -68,6 +68,16 @@ def routes(
     ]
 
 
+def readiness_route(readiness: Callable[[], dict[str, dict[str, dict[str, int]]]]) -> web.RouteDef:
+    """``GET /_dockyard/endpoints``: per endpoint and variant, ready and desired instances (what
+    ``dockyard endpoints`` shows as ``InService (0/1 ready)`` while an endpoint heals)."""
+
+    async def endpoints(_: web.Request) -> web.Response:
+        return web.json_response({"endpoints": readiness()})
+
+    return web.get(f"{PREFIX}/endpoints", endpoints)
+
+
 def _finite(row: dict[str, float]) -> dict[str, float | None]:
     # JSON has no NaN: a container with no traffic yet has no percentiles.
     return {k: (None if v != v else v) for k, v in row.items()}

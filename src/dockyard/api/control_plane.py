@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
@@ -29,7 +29,7 @@ def _json_default(value: Any) -> Any:
 
 
 def handler(
-    operations: dict[str, Callable[[dict[str, Any]], dict[str, Any]]], validator: RequestValidator
+    operations: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]], validator: RequestValidator
 ) -> Callable[[web.Request], Any]:
     async def control_plane(request: web.Request) -> web.Response:
         target = request.headers.get("X-Amz-Target", "")
@@ -46,7 +46,7 @@ def handler(
                 raise errors.ApiError("UnknownOperationException", f"SageMaker has no operation {name}.")
             params = _parse(await request.read())
             validator.validate(name, params)
-            result = operation(params)
+            result = await operation(params)
         except InputValidationError as exc:
             return errors.validation(exc.message).to_response()
         except errors.ApiError as exc:

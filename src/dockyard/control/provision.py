@@ -9,6 +9,7 @@ container where it is.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import uuid
 from pathlib import Path
 
@@ -30,6 +31,13 @@ class Provisioner:
 
     def log_dir(self, endpoint: str) -> Path:
         return self._logs / endpoint.lower()
+
+    def sweep_instances(self, keep: set[str]) -> None:
+        """Remove the directories of instances other than ``keep`` (those of a killed server)."""
+        if self._instances.is_dir():
+            for path in self._instances.iterdir():
+                if path.name not in keep:
+                    shutil.rmtree(path, ignore_errors=True)
 
     async def instance_spec(self, endpoint: str, plan: VariantPlan) -> InstanceSpec:
         instance_id = f"{endpoint}-{plan.name}-{uuid.uuid4().hex[:8]}".lower()
