@@ -90,6 +90,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
         yield
         # By now in-flight requests have finished (or run out of shutdown_timeout).
         await reconciler.shutdown()
+        await provisioner.close()
         await runtime.close()
         await gateway.close()
         store.close()
@@ -105,8 +106,8 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
 
 
 def event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's event loop when it is installed (``pip install 'dockyard[fast]'``): its sockets
-    cost the gateway less CPU per invocation (docs/benchmarks.md). Otherwise asyncio's."""
+    """uvloop's event loop (a dependency wherever it has wheels): its sockets cost the gateway
+    less CPU per invocation (docs/benchmarks.md). Without it, asyncio's."""
     try:
         import uvloop
     except ImportError:

@@ -9,19 +9,24 @@ from collections.abc import Callable
 import aiohttp
 import pytest
 
-from dockyard.gateway.upstream import Upstream, UpstreamError
+from dockyard.gateway.upstream import Upstream, UpstreamError, UpstreamNotSent
 
 Answer = Callable[[bytes], bytes | None]
 
 
 class RawServer:
     """Reads one request at a time (head + Content-Length or chunked body) and writes back
-    ``answer(request)``; ``None`` closes the connection without answering."""
+    ``answer(request)``; ``None`` closes the connection without answering. With
+    ``requests_per_connection``, a connection that has served that many requests is closed as
+    the next request arrives, unread — a server whose idle timeout fired just as it was reused."""
 
-    def __init__(self, answer: Answer, close_after: bool = False) -> None:
-        self.answer, self.close_after = answer, close_after
+    def __init__(self, answer: Answer, close_after: bool = False, requests_per_connection: int | None = None) -> None:
+        self.answer, self.close_after, self.requests_per_connection = answer, close_after, requests_per_connection
         self.requests: list[bytes] = []
         self.connections = 0
+        self.hung_up = 0  # requests the server closed the connection on, unread
+        self.closed_by_client = 0  # connections the client closed between requests
+        self.client_closed = asyncio.Event()
 
     async def __aenter__(self) -> RawServer:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -33,9 +38,20 @@ class RawServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        served = 0
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
+                if served == self.requests_per_connection:
+                    if await reader.read(1):
+                        self.hung_up += 1
+                    break
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except asyncio.IncompleteReadError as exc:
+                    if not exc.partial:
+                        self.closed_by_client += 1
+                        self.client_closed.set()
+                    break
                 if b"chunked" in head.lower():
                     body = b""
                     while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
@@ -47,6 +63,7 @@ class RawServer:
                     )
                     body = await reader.readexactly(length)
                 self.requests.append(head + body)
+                served += 1
                 reply = self.answer(head + body)
                 if reply is None:
                     break
@@ -134,14 +151,79 @@ def test_connections_are_reused_until_the_container_says_close():
     run(main())
 
 
-def test_a_connection_the_container_closed_while_idle_is_not_reused():
+@pytest.mark.parametrize("closes", ["after answering", "as the next request arrives"])
+def test_a_connection_the_container_closed_while_idle_is_replaced_and_the_request_reaches_it_once(closes):
+    """Whether the container's FIN is seen before the next request, or only once the request
+    went out on the dead connection (then it is sent once more, on a new connection), every
+    request reaches the container exactly once."""
+    options = {"close_after": True} if closes == "after answering" else {"requests_per_connection": 1}
+
     async def main():
         upstream = Upstream(5.0)
-        async with RawServer(fixed("HTTP/1.1 200 OK", "Content-Length: 1\r\n", b"a"), close_after=True) as server:
+        async with RawServer(fixed("HTTP/1.1 200 OK", "Content-Length: 2\r\n", b"ok"), **options) as server:
+            for _ in range(3):
+                assert (await post(server, b"[7]", upstream=upstream))[3] == b"ok"
+            assert (server.connections, server.hung_up) == (3, 0 if closes == "after answering" else 2)
+            assert [r.endswith(b"[7]") for r in server.requests] == [True] * 3
+        await upstream.close()
+
+    run(main())
+
+
+def test_the_retry_is_only_one_and_only_for_a_reused_connection():
+    answers = iter([b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"])
+
+    async def main():
+        upstream = Upstream(5.0)
+        # The first request is answered; every later one is read and then hung up on.
+        async with RawServer(lambda _: next(answers, None)) as server:
             await post(server, upstream=upstream)
-            await asyncio.sleep(0.05)  # the server's FIN arrives
+            with pytest.raises(UpstreamError, match="closed the connection before it answered"):
+                await post(server, upstream=upstream)
+            assert (server.connections, len(server.requests)) == (2, 3)
+            # A new connection that closes unanswered is not tried again.
+            with pytest.raises(UpstreamError, match="closed the connection before it answered"):
+                await post(server, upstream=upstream)
+            assert (server.connections, len(server.requests)) == (3, 4)
+        await upstream.close()
+
+    run(main())
+
+
+def test_a_container_closing_mid_response_on_a_reused_connection_is_not_retried():
+    async def main():
+        upstream = Upstream(5.0)
+
+        def answer(_: bytes) -> bytes:
+            if len(server.requests) == 1:
+                return b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"
+            server.close_after = True  # 2 of 5 body bytes, then the container is gone
+            return b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab"
+
+        async with RawServer(answer) as server:
             await post(server, upstream=upstream)
-            assert server.connections == 2
+            with pytest.raises(UpstreamError, match="before it finished answering") as failure:
+                await post(server, upstream=upstream)
+            assert not isinstance(failure.value, UpstreamNotSent)
+            assert (server.connections, len(server.requests)) == (1, 2)
+        await upstream.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize("options, at_once", [({"idle_timeout": 0.01}, 1), ({"max_idle": 2}, 3)], ids=["idle timeout", "max idle"])
+def test_idle_connections_are_evicted(options, at_once):
+    """Past the idle timeout, or beyond ``max_idle`` per container, the gateway closes a kept
+    connection (the container sees it go) and the next request needs a new one."""
+
+    async def main():
+        upstream = Upstream(5.0, **options)
+        async with RawServer(fixed("HTTP/1.1 200 OK", "Content-Length: 1\r\n", b"a")) as server:
+            await asyncio.gather(*(post(server, upstream=upstream) for _ in range(at_once)))
+            await asyncio.wait_for(server.client_closed.wait(), 10)
+            assert (server.connections, server.closed_by_client) == (at_once, 1)
+            await asyncio.gather(*(post(server, upstream=upstream) for _ in range(at_once)))
+            assert server.connections == at_once + 1  # the kept ones reused, one new
         await upstream.close()
 
     run(main())
@@ -234,7 +316,7 @@ def test_closed_before_answering_refused_and_timed_out():
         async with RawServer(lambda _: b"") as server:
             with pytest.raises(asyncio.TimeoutError):
                 await post(server, timeout=0.2)
-        with pytest.raises(UpstreamError, match="Cannot connect"):
+        with pytest.raises(UpstreamNotSent, match="Cannot connect"):
             await post(server)
 
     run(main())

@@ -18,7 +18,8 @@ import aiohttp
 
 from dockyard.check.results import TITLES, Report, Status
 from dockyard.check.targets import CHECK_MODEL, Container, StartFailed, Target
-from dockyard.runtime.health import PING_TIMEOUT
+from dockyard.runtime.contract import DEFAULT_PORT, PING_TIMEOUT
+from dockyard.runtime.health import PingPoll, poll_ping
 from dockyard.runtime.ports import free_port
 
 # Long enough to see a ping that answers, but too slowly for the platform's 2 s.
@@ -74,38 +75,25 @@ async def probe(
 
 
 @dataclass
-class Startup:
-    """What polling /ping during start-up saw."""
+class Startup(PingPoll):
+    """What polling /ping during start-up saw, with the last probe and its timing."""
 
-    exit_code: int | None = None
-    # Seconds from start to the first HTTP answer on the port, and to the first 200.
-    answered: float | None = None
-    healthy: float | None = None
     last: Probe | None = None
     ping_seconds: list[float] = field(default_factory=list)
 
 
 async def await_startup(http: aiohttp.ClientSession, container: Container, budget: float) -> Startup:
-    """Poll /ping (backing off 10 ms → 200 ms) until 200, exit, or the budget is spent."""
+    """Poll /ping (the runtimes' poll, each try timed) until 200, exit, or the budget is spent."""
     seen = Startup()
-    started = time.monotonic()
-    delay = 0.01
-    while True:
-        seen.exit_code = await container.exit_code()
-        if seen.exit_code is not None:
-            return seen
+
+    async def attempt() -> int | None:
         seen.last = await probe(http, "GET", f"{container.url}/ping", PROBE_TIMEOUT)
-        elapsed = time.monotonic() - started
-        if seen.last.status is not None:
-            seen.answered = seen.answered if seen.answered is not None else elapsed
-            if seen.last.status == 200:
-                seen.healthy = elapsed
-                seen.ping_seconds.append(seen.last.seconds)
-                return seen
-        if elapsed >= budget:
-            return seen
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.2)
+        return seen.last.status
+
+    await poll_ping(attempt, container.exit_code, budget, seen)
+    if seen.healthy is not None and seen.last is not None:
+        seen.ping_seconds.append(seen.last.seconds)
+    return seen
 
 
 def _snippet(body: bytes, limit: int = 80) -> str:
@@ -149,7 +137,7 @@ class ContractRun:
     def _startup(self, seen: Startup, container: Container, port_check: str, ports: list[int] | None) -> bool:
         """Record serve, port and ping; True when the container became healthy."""
         budget = self.options.startup_timeout
-        port = container.url.rsplit(":", 1)[1] if port_check == "bind-port" else "8080"
+        port = container.url.rsplit(":", 1)[1] if port_check == "bind-port" else str(DEFAULT_PORT)
         if seen.exit_code is not None and seen.answered is None:
             self.report.add("serve", Status.FAIL, f"`serve` exited with code {seen.exit_code} before answering on the port")
             self.report.skip((port_check, "ping"), "the container exited")

@@ -17,13 +17,15 @@ import requests
 
 from dockyard.check import procnet
 from dockyard.check.targets import CHECK_MODEL, StartFailed
-from dockyard.runtime.docker import BIND_TO_PORT_LABEL
+from dockyard.runtime.contract import (
+    BIND_TO_PORT_LABEL,
+    DEFAULT_PORT,
+    MODEL_DIR,
+    MULTI_MODEL_DIR,
+    MULTI_MODEL_LABEL,
+)
 from dockyard.runtime.docker_engine import connect
 from dockyard.runtime.ports import free_port
-
-MULTI_MODEL_LABEL = "com.amazonaws.sagemaker.capabilities.multi-models"
-DEFAULT_PORT = 8080
-MODEL_PATH = "/opt/ml/model"
 
 
 class DockerContainer:
@@ -94,9 +96,9 @@ class DockerTarget:
         if bind_to_port is not None:
             env["SAGEMAKER_BIND_TO_PORT"] = str(bind_to_port)
         volumes: dict[str, dict[str, str]] = {}
-        multi_model_url = f"/opt/ml/models/{CHECK_MODEL}/model"
+        multi_model_url = f"{MULTI_MODEL_DIR}/{CHECK_MODEL}/model"
         if self._model_dir is not None:
-            volumes[str(self._model_dir)] = {"bind": MODEL_PATH, "mode": "ro"}
+            volumes[str(self._model_dir)] = {"bind": MODEL_DIR, "mode": "ro"}
         if multi_model:
             env["SAGEMAKER_MULTI_MODEL"] = "true"
             if self._model_dir is not None:

@@ -18,7 +18,11 @@ from dockyard.check import procnet
 from dockyard.runtime import processes
 from dockyard.runtime.base import InstanceStartError, tail
 from dockyard.runtime.ports import free_port, free_range
-from dockyard.runtime.process import SAFE_PORT_RANGE_SIZE, command_for
+from dockyard.runtime.process import (
+    SAFE_PORT_RANGE_SIZE,
+    command_for,
+    process_environment,
+)
 
 # The name the multi-model check loads the model under.
 CHECK_MODEL = "dockyard-check"
@@ -125,18 +129,7 @@ class ProcessTarget:
         port = bind_to_port or free_port()
         low, high = free_range(SAFE_PORT_RANGE_SIZE)
         model_dir = self._model_dir or Path(tempfile.mkdtemp(prefix="model-", dir=self._workdir))
-        env = {
-            **os.environ,
-            **self._env,
-            **self._extra_env,
-            "SAGEMAKER_BIND_TO_PORT": str(port),
-            "SAGEMAKER_SAFE_PORT_RANGE": f"{low}-{high}",
-            "DOCKYARD_BIND_HOST": "127.0.0.1",
-            "DOCKYARD_MODEL_DIR": str(model_dir),
-            "PYTHONUNBUFFERED": "1",
-        }
-        if multi_model:
-            env["SAGEMAKER_MULTI_MODEL"] = "true"
+        env = process_environment(self._env, self._extra_env, port, (low, high), model_dir, multi_model=multi_model)
         log_path = Path(tempfile.mkstemp(prefix="container-", suffix=".log", dir=self._workdir)[1])
         executable = Path(self._command[0])
         if self._cwd is not None and not os.access(executable, os.X_OK):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import threading
 import uuid
 from pathlib import Path
 
@@ -17,9 +18,7 @@ from dockyard.artifacts.errors import ArtifactError
 from dockyard.artifacts.store import ArtifactStore
 from dockyard.control.plans import ContainerPlan, VariantPlan
 from dockyard.runtime.base import ContainerSpec, InstanceSpec, InstanceStartError
-
-# Where SageMaker mounts model data; a repacked model's code lives below it.
-CONTAINER_MODEL_DIR = "/opt/ml/model"
+from dockyard.runtime.contract import MODEL_DIR
 
 
 class Provisioner:
@@ -28,6 +27,8 @@ class Provisioner:
         self._logs = state_dir / "logs"
         self._artifacts = artifacts
         self._startup_timeout = default_startup_timeout
+        # Removals of abandoned instance directories, waiting for their fetch threads to return.
+        self._removals: set[asyncio.Task[None]] = set()
 
     def log_dir(self, endpoint: str) -> Path:
         return self._logs / endpoint.lower()
@@ -40,9 +41,21 @@ class Provisioner:
                     shutil.rmtree(path, ignore_errors=True)
 
     async def instance_spec(self, endpoint: str, plan: VariantPlan) -> InstanceSpec:
+        """Fetch every container's model data and code at once; on the first failure (or a
+        cancellation) the siblings stop after their current fetch and ``instances/<id>/`` is removed."""
         instance_id = f"{endpoint}-{plan.name}-{uuid.uuid4().hex[:8]}".lower()
         workdir = self._instances / instance_id
-        containers = await asyncio.gather(*(self._container(workdir, c) for c in plan.containers))
+        abandoned = threading.Event()
+        fetches = [asyncio.ensure_future(asyncio.to_thread(self._container, workdir, c, abandoned)) for c in plan.containers]
+        try:
+            # Shielded: a fetch runs in a thread that cannot be interrupted, so it is waited for, not cancelled.
+            containers = await asyncio.gather(*(asyncio.shield(f) for f in fetches))
+        except BaseException:
+            abandoned.set()
+            removal = asyncio.ensure_future(_remove_when_done(workdir, fetches))
+            self._removals.add(removal)
+            removal.add_done_callback(self._removals.discard)
+            raise
         return InstanceSpec(
             instance_id=instance_id,
             endpoint=endpoint,
@@ -54,13 +67,21 @@ class Provisioner:
             log_dir=self.log_dir(endpoint) / instance_id,
         )
 
-    async def _container(self, workdir: Path, plan: ContainerPlan) -> ContainerSpec:
+    async def close(self) -> None:
+        """Wait until the directories of abandoned instances are removed."""
+        await asyncio.gather(*self._removals, return_exceptions=True)
+
+    def _container(self, workdir: Path, plan: ContainerPlan, abandoned: threading.Event) -> ContainerSpec:
+        """One container's directories, model data and code (blocking: runs in a thread)."""
         model_dir = workdir / plan.hostname / "model"
         model_dir.mkdir(parents=True)
         environment = dict(plan.definition.get("Environment", {}))
+        submit_directory = environment.pop("SAGEMAKER_SUBMIT_DIRECTORY", None)
         try:
-            await asyncio.to_thread(self._artifacts.materialize_model_data, plan.definition, model_dir)
-            code_dir = await self._code(environment.pop("SAGEMAKER_SUBMIT_DIRECTORY", None), model_dir, workdir / plan.hostname / "code")
+            self._artifacts.materialize_model_data(plan.definition, model_dir)
+            if abandoned.is_set():
+                raise InstanceStartError(f"Container {plan.hostname} was not prepared: a sibling failed first.")
+            code_dir = self._code(submit_directory, model_dir, workdir / plan.hostname / "code")
         except ArtifactError as exc:
             raise InstanceStartError(f"Failed to prepare model data for container {plan.hostname}: {exc}") from None
         return ContainerSpec(
@@ -72,11 +93,16 @@ class Provisioner:
             multi_model=plan.multi_model,
         )
 
-    async def _code(self, submit_directory: str | None, model_dir: Path, dest: Path) -> Path | None:
+    def _code(self, submit_directory: str | None, model_dir: Path, dest: Path) -> Path | None:
         if not submit_directory:
             return None
-        if submit_directory.rstrip("/").startswith(CONTAINER_MODEL_DIR):
+        if submit_directory.rstrip("/").startswith(MODEL_DIR):
             # A repacked model (network isolation): code/ inside the model data.
-            return model_dir / submit_directory.rstrip("/")[len(CONTAINER_MODEL_DIR):].lstrip("/")
+            return model_dir / submit_directory.rstrip("/")[len(MODEL_DIR):].lstrip("/")
         dest.mkdir(parents=True, exist_ok=True)
-        return await asyncio.to_thread(self._artifacts.materialize_code, submit_directory, dest)
+        return self._artifacts.materialize_code(submit_directory, dest)
+
+
+async def _remove_when_done(workdir: Path, fetches: list[asyncio.Future[ContainerSpec]]) -> None:
+    await asyncio.gather(*fetches, return_exceptions=True)
+    await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)

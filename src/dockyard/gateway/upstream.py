@@ -3,13 +3,25 @@
 The gateway only ever sends ``POST <path>`` with a body to a container and relays the answer.
 aiohttp's general-purpose client spent more CPU per invocation than the container took to serve
 it (see ``docs/benchmarks.md``), so this is a small client for exactly that: one asyncio Protocol
-per connection, the request written with one ``transport.write``, the response head parsed in one
-pass, the body framed by ``Content-Length``, the chunked transfer coding or the end of the
-connection, and idle connections reused per container, most recent first.
+per connection, the request written with one ``transport.write``, the response parsed by
+``httptools`` (llhttp, the parser of Node.js and uvicorn), and idle connections kept per
+container, most recent first.
 
-A connection is reused only when its response was read to the end and neither side asked to
-close. Every failure — refused, reset, a response that is not HTTP/1.x — is ``UpstreamError``;
-the deadline of an exchange is ``asyncio.TimeoutError``.
+Pooling rules:
+
+- A connection is reused only when its response was read to the end and neither side asked to
+  close. Idle connections are closed after ``idle_timeout`` seconds, and at most
+  ``max_idle`` are kept per container.
+- A container may close a kept-alive connection just as a request goes out on it (its own idle
+  timeout). When a *reused* connection closes before a single byte of the response arrived, the
+  request is sent once more on a new connection — the container never answered, so it did not
+  see the request or dropped it unprocessed. A request whose body is a stream cannot be replayed
+  and gets no second attempt; no request ever gets a third.
+
+Every failure — refused, reset, a response that is not HTTP/1.x — is ``UpstreamError``;
+``UpstreamNotSent`` among them when nothing of the request left the gateway, so that trying
+another container cannot run the model twice. The deadline of an exchange is
+``asyncio.TimeoutError``.
 """
 
 from __future__ import annotations
@@ -19,19 +31,33 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING
 
+import httptools
 from multidict import CIMultiDict
 
 if TYPE_CHECKING:
     from aiohttp import StreamReader
 
-# Limits on what a container may send before its body starts.
+# Limit on what a container may send before its body starts.
 MAX_HEAD = 64 * 1024
 # Reading from a container pauses while this much of its body waits for the client.
 _HIGH_WATER = 1024 * 1024
+# Below uvicorn's 5 s keep-alive timeout, the shortest among common model servers, so that the
+# container rarely closes a connection the gateway is about to reuse.
+IDLE_TIMEOUT = 4.0
+MAX_IDLE = 32
 
 
 class UpstreamError(Exception):
     """The container could not be reached, or did not answer with valid HTTP/1.x."""
+
+
+class UpstreamNotSent(UpstreamError):
+    """Nothing of the request was sent (the connection was refused, or closed before the
+    request went out): another container can be tried without running the model twice."""
+
+
+class _Unanswered(UpstreamError):
+    """The connection closed after the request was written and before any byte of a response."""
 
 
 class UpstreamResponse:
@@ -78,9 +104,13 @@ class UpstreamResponse:
 class Upstream:
     """Keep-alive connection pools, one per container address."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, idle_timeout: float = IDLE_TIMEOUT, max_idle: int = MAX_IDLE) -> None:
         self._timeout = timeout
-        self._idle: dict[tuple[str, int], list[_Connection]] = {}
+        self._idle_timeout = idle_timeout
+        self._max_idle = max_idle
+        # Per container, oldest first: reuse pops the right end, eviction the left.
+        self._idle: dict[tuple[str, int], deque[_Connection]] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
 
     async def post(
@@ -91,39 +121,78 @@ class Upstream:
         ``body`` is bytes (sent with Content-Length) or a stream (sent chunked). The deadline
         covers connecting, sending and reading the body; past it, ``asyncio.TimeoutError``.
         """
+        if self._closed:
+            raise UpstreamNotSent("the gateway is shutting down")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
-        conn = await self._acquire(loop, host, port)
+        key = (host, port)
         head = [f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"]
         head += [f"{name}: {value}\r\n" for name, value in headers]
+        stream: StreamReader | None = None
         if isinstance(body, (bytes, bytearray)):
             head.append(f"Content-Length: {len(body)}\r\n\r\n")
             request = "".join(head).encode("utf-8", "surrogateescape") + body
-            return await conn.exchange(request, None, deadline)
-        head.append("Transfer-Encoding: chunked\r\n\r\n")
-        return await conn.exchange("".join(head).encode("utf-8", "surrogateescape"), body, deadline)
+        else:
+            head.append("Transfer-Encoding: chunked\r\n\r\n")
+            request, stream = "".join(head).encode("utf-8", "surrogateescape"), body
+        conn = self._reusable(key)
+        if conn is not None:
+            try:
+                return await conn.exchange(request, stream, deadline)
+            except _Unanswered:
+                if stream is not None:
+                    raise
+                # Closed by the container as the request went out: once more, on a new connection.
+        conn = await self._connect(loop, key, deadline)
+        return await conn.exchange(request, stream, deadline)
 
-    async def _acquire(self, loop: asyncio.AbstractEventLoop, host: str, port: int) -> _Connection:
-        if self._closed:
-            raise UpstreamError("the gateway is shutting down")
-        idle = self._idle.get((host, port))
+    def _reusable(self, key: tuple[str, int]) -> _Connection | None:
+        idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
             if conn.reusable:
                 return conn
+            conn.close()
+        return None
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop, key: tuple[str, int], deadline: float) -> _Connection:
+        host, port = key
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: _Connection(self, (host, port)), host, port), self._timeout
+                loop.create_connection(lambda: _Connection(self, key), host, port), deadline - loop.time()
             )
         except OSError as exc:
-            raise UpstreamError(f"Cannot connect to {host}:{port}: {exc.strerror or exc}") from None
+            raise UpstreamNotSent(f"Cannot connect to {host}:{port}: {exc.strerror or exc}") from None
         return conn
 
     def put_back(self, conn: _Connection) -> None:
         if self._closed:
             conn.close()
-        else:
-            self._idle.setdefault(conn.key, []).append(conn)
+            return
+        idle = self._idle.get(conn.key)
+        if idle is None:
+            idle = self._idle[conn.key] = deque()
+        elif len(idle) >= self._max_idle:
+            idle.popleft().close()
+        loop = asyncio.get_running_loop()
+        conn.idle_since = loop.time()
+        idle.append(conn)
+        if self._sweeper is None:
+            self._sweeper = loop.call_at(conn.idle_since + self._idle_timeout, self._sweep)
+
+    def _sweep(self) -> None:
+        """Close the connections idle for ``idle_timeout``; come back when the next one will be."""
+        loop = asyncio.get_running_loop()
+        expired = loop.time() - self._idle_timeout
+        next_due: float | None = None
+        for key, idle in list(self._idle.items()):
+            while idle and idle[0].idle_since <= expired:
+                idle.popleft().close()
+            if not idle:
+                del self._idle[key]
+            elif next_due is None or idle[0].idle_since < next_due:
+                next_due = idle[0].idle_since
+        self._sweeper = None if next_due is None else loop.call_at(next_due + self._idle_timeout, self._sweep)
 
     def forget(self, conn: _Connection) -> None:
         idle = self._idle.get(conn.key)
@@ -132,29 +201,33 @@ class Upstream:
 
     async def close(self) -> None:
         self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for idle in self._idle.values():
             for conn in idle:
                 conn.close()
         self._idle.clear()
 
 
-# States of a connection's response parser.
-_IDLE, _HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _UNTIL_CLOSE, _DONE = range(9)
-
-
 class _Connection(asyncio.Protocol):
-    """One TCP connection to a container and the parser of the response on it."""
+    """One TCP connection to a container; the parser's callbacks fill in the response on it."""
 
     def __init__(self, pool: Upstream, key: tuple[str, int]) -> None:
         self.key = key
+        self.idle_since = 0.0
         self._pool = pool
         self._transport: asyncio.Transport | None = None
-        self._state = _IDLE
-        self._buffer = b""
-        self._remaining = 0  # body bytes still expected (Content-Length, or current chunk)
+        self._parser = httptools.HttpResponseParser(self)
+        self._busy = False  # an exchange is under way: a request was sent, its response not yet read
+        self._received = 0  # bytes of the response so far, counted until its head is complete
+        self._raw_headers: list[tuple[bytes, bytes]] = []
+        self._until_close = False  # the body ends when the container closes the connection
+        self._informational = False  # a 1xx response is being skipped
         self._body: deque[bytes] = deque()
         self.buffered = 0
-        self._keep_alive = True
+        self.body_done = False
+        self._keep_alive = False
         self._paused = False
         self._waiter: asyncio.Future[None] | None = None
         self._response: UpstreamResponse | None = None
@@ -165,19 +238,26 @@ class _Connection(asyncio.Protocol):
     # --- asyncio.Protocol ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # asyncio's and uvloop's TCP transports both set TCP_NODELAY: no Nagle delay on requests.
         self._transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        if self._state == _IDLE:
-            self._fail(UpstreamError("the container sent data without a request"))
+        if not self._busy or self.body_done:
+            self._fail(UpstreamError("the container sent more than its response"))
             return
-        self._buffer = self._buffer + data if self._buffer else data
+        if self._response is None:
+            self._received += len(data)
         try:
-            self._parse()
-        except UpstreamError as exc:
-            self._fail(exc)
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            self._fail(exc.__context__ or UpstreamError(str(exc)))
             return
-        if self.buffered > _HIGH_WATER and not self._paused and self._transport is not None:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            self._fail(UpstreamError(f"the container did not answer with valid HTTP/1.x: {exc}"))
+            return
+        if self._response is None and self._received > MAX_HEAD:
+            self._fail(UpstreamError("the container's response head is too long"))
+        elif self.buffered > _HIGH_WATER and not self._paused and self._transport is not None:
             self._paused = True
             self._transport.pause_reading()
 
@@ -186,31 +266,72 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
-        if self._state == _UNTIL_CLOSE:
-            self._state = _DONE
-            self._keep_alive = False
-            self._wake()
-        elif self._state != _IDLE and self._state != _DONE:
-            detail = f": {exc}" if exc else ""
-            self._fail(UpstreamError(f"the container closed the connection before it finished answering{detail}"))
+        if self._busy and not self.body_done:
+            if self._until_close:
+                self.body_done = True
+                self._wake()
+            elif not self._received:
+                self._fail(_Unanswered("the container closed the connection before it answered"))
+            else:
+                detail = f": {exc}" if exc else ""
+                self._fail(UpstreamError(f"the container closed the connection before it finished answering{detail}"))
         self._pool.forget(self)
+
+    # --- httptools callbacks ------------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._response is None:  # not a trailer of a chunked body
+            self._raw_headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        if self.body_done:
+            raise UpstreamError("the container sent more than its response")
+        status = self._parser.get_status_code()
+        raw, self._raw_headers = self._raw_headers, []
+        if status < 200:  # 100 Continue and the like: the real response follows
+            self._informational = True
+            return
+        headers: CIMultiDict[str] = CIMultiDict(
+            [(name.decode("latin-1"), value.decode("utf-8", "surrogateescape")) for name, value in raw]
+        )
+        length = headers.get("Content-Length")
+        content_length = int(length) if length is not None and status not in (204, 304) else None
+        self._until_close = (
+            content_length is None and status not in (204, 304)
+            and "chunked" not in headers.get("Transfer-Encoding", "").lower()
+        )
+        self._response = UpstreamResponse(self, status, headers, content_length)
+        self._wake()
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+        self.buffered += len(body)
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if self._informational:
+            self._informational = False
+            return
+        self._keep_alive = self._parser.should_keep_alive()
+        self.body_done = True
+        self._wake()
 
     # --- one exchange ---------------------------------------------------------------------------
 
     @property
     def reusable(self) -> bool:
-        return self._state == _IDLE and self._open
+        return not self._busy and self._open
 
     async def exchange(self, request: bytes, stream: StreamReader | None, deadline: float) -> UpstreamResponse:
-        assert self._transport is not None and self._state == _IDLE
+        assert self._transport is not None and not self._busy
         if not self._open:
             # Closed between connecting and now (e.g. a proxy in front of a dead container accepts,
             # then hangs up): nothing would ever wake a wait for the response.
             self.close()
-            raise UpstreamError("the container closed the connection before the request was sent")
-        loop = asyncio.get_running_loop()
-        self._state, self._response, self._error, self._keep_alive = _HEAD, None, None, True
-        self._timer = loop.call_at(deadline, self._time_out)
+            raise UpstreamNotSent("the container closed the connection before the request was sent")
+        self._busy, self._received, self._until_close = True, 0, False
+        self._response, self._error, self.body_done, self._keep_alive = None, None, False, False
+        self._timer = asyncio.get_running_loop().call_at(deadline, self._time_out)
         transport = self._transport
         try:
             transport.write(request)
@@ -245,10 +366,6 @@ class _Connection(asyncio.Protocol):
             self._finish_failed()
             raise self._error
 
-    @property
-    def body_done(self) -> bool:
-        return self._state == _DONE
-
     def take_body(self) -> bytes:
         data = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         self._body.clear()
@@ -260,8 +377,8 @@ class _Connection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        reuse = self._state == _DONE and self._keep_alive and not self.buffered and not self._buffer and self._open
-        self._state, self._response = _IDLE, None
+        reuse = self.body_done and self._keep_alive and not self.buffered and self._open
+        self._busy, self._response = False, None
         self._body.clear()
         self.buffered = 0
         if reuse:
@@ -282,7 +399,7 @@ class _Connection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._state = _IDLE
+        self._busy = False
         self.close()
 
     def _time_out(self) -> None:
@@ -301,111 +418,3 @@ class _Connection(asyncio.Protocol):
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-
-    # --- the response parser ---------------------------------------------------------------------
-
-    def _parse(self) -> None:
-        while self._buffer:
-            state = self._state
-            if state == _HEAD:
-                if not self._parse_head():
-                    return
-            elif state == _LENGTH:
-                self._take(self._remaining, _DONE)
-            elif state == _CHUNK_SIZE:
-                line = self._line()
-                if line is None:
-                    return
-                try:
-                    size = int(line.split(b";", 1)[0].strip(), 16)
-                except ValueError:
-                    raise UpstreamError(f"invalid chunk size {line[:40]!r} from the container") from None
-                self._state = _CHUNK_DATA if size else _TRAILERS
-                self._remaining = size
-            elif state == _CHUNK_DATA:
-                self._take(self._remaining, _CHUNK_END)
-            elif state == _CHUNK_END:
-                line = self._line()
-                if line is None:
-                    return
-                if line:
-                    raise UpstreamError("chunk data from the container was longer than its size")
-                self._state = _CHUNK_SIZE
-            elif state == _TRAILERS:
-                line = self._line()
-                if line is None:
-                    return
-                if not line:
-                    self._state = _DONE
-                    self._wake()
-            elif state == _UNTIL_CLOSE:
-                self._body.append(self._buffer)
-                self.buffered += len(self._buffer)
-                self._buffer = b""
-                self._wake()
-            else:  # _DONE: bytes after the response
-                raise UpstreamError("the container sent more than its response")
-
-    def _line(self) -> bytes | None:
-        end = self._buffer.find(b"\r\n")
-        if end < 0:
-            if len(self._buffer) > MAX_HEAD:
-                raise UpstreamError("a line of the container's response is too long")
-            return None
-        line, self._buffer = self._buffer[:end], self._buffer[end + 2:]
-        return line
-
-    def _take(self, wanted: int, then: int) -> None:
-        piece = self._buffer[:wanted] if len(self._buffer) > wanted else self._buffer
-        self._buffer = self._buffer[len(piece):]
-        if piece:
-            self._body.append(piece)
-            self.buffered += len(piece)
-        self._remaining -= len(piece)
-        if not self._remaining:
-            self._state = then
-        if then == _DONE or piece:
-            self._wake()
-
-    def _parse_head(self) -> bool:
-        end = self._buffer.find(b"\r\n\r\n")
-        if end < 0:
-            if len(self._buffer) > MAX_HEAD:
-                raise UpstreamError("the container's response head is too long")
-            return False
-        raw, self._buffer = self._buffer[:end], self._buffer[end + 4:]
-        if raw.count(b"\r") != raw.count(b"\n"):  # a bare CR or LF: not HTTP
-            raise UpstreamError("the container's response head has bare line breaks")
-        lines = raw.decode("utf-8", "surrogateescape").split("\r\n")
-        version, _, rest = lines[0].partition(" ")
-        code = rest[:3]
-        if version not in ("HTTP/1.1", "HTTP/1.0") or not code.isdigit() or rest[3:4] not in ("", " "):
-            raise UpstreamError(f"the container did not answer with HTTP/1.x: {lines[0][:80]!r}")
-        status = int(code)
-        headers: CIMultiDict[str] = CIMultiDict()
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep or not name or name != name.strip():
-                raise UpstreamError(f"invalid header line from the container: {line[:80]!r}")
-            headers.add(name, value.strip(" \t"))
-        if 100 <= status < 200:  # 100 Continue and the like: the real response follows
-            return True
-        connection = headers.get("Connection", "").lower()
-        self._keep_alive = "close" not in connection if version == "HTTP/1.1" else "keep-alive" in connection
-        length = None
-        if status in (204, 304):
-            self._state = _DONE
-        elif "chunked" in headers.get("Transfer-Encoding", "").lower():
-            self._state = _CHUNK_SIZE
-        elif "Content-Length" in headers:
-            value = headers["Content-Length"]
-            if not value.isdigit():
-                raise UpstreamError(f"invalid Content-Length {value[:40]!r} from the container")
-            length = self._remaining = int(value)
-            self._state = _LENGTH if length else _DONE
-        else:
-            self._state = _UNTIL_CLOSE
-            self._keep_alive = False
-        self._response = UpstreamResponse(self, status, headers, length)
-        self._wake()
-        return True

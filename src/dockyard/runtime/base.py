@@ -9,9 +9,10 @@ reports logs and resource use.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Iterable, Protocol
+from typing import Any, Protocol
 
 
 class InstanceStartError(Exception):
@@ -23,7 +24,7 @@ class ContainerSpec:
     hostname: str
     image: str
     environment: dict[str, str]
-    # Host directory holding the unpacked model data (mounted at /opt/ml/model).
+    # Host directory holding the unpacked model data (mounted at contract.MODEL_DIR).
     model_dir: Path
     # Host directory holding SAGEMAKER_SUBMIT_DIRECTORY's code, when the model names one.
     code_dir: Path | None = None
@@ -103,7 +104,7 @@ def tail(path: Path, lines: int = 20, max_chars: int = 700) -> str:
     return last[-max_chars:]
 
 
-async def first_error(checks: Iterable[Awaitable[None]]) -> BaseException | None:
+async def first_error(checks: Iterable[Awaitable[Any]]) -> BaseException | None:
     """Run the checks together; on the first failure cancel the rest and return it."""
     tasks = [asyncio.ensure_future(c) for c in checks]
     if not tasks:
@@ -112,7 +113,49 @@ async def first_error(checks: Iterable[Awaitable[None]]) -> BaseException | None
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
-    return next((t.exception() for t in done if t.exception() is not None), None)
+    return next((t.exception() for t in done if not t.cancelled() and t.exception() is not None), None)
+
+
+async def start_containers(
+    instance: RunningInstance,
+    launch: Callable[[int, ContainerSpec], Awaitable[RunningContainer]],
+    await_healthy: Callable[[RunningContainer], Awaitable[None]],
+    discard: Callable[[RunningInstance], Awaitable[None]],
+) -> RunningInstance:
+    """Launch every container of ``instance`` at once, then wait until every one passes /ping.
+
+    The first failure cancels the sibling launches and waits; then ``discard`` removes whatever
+    started, and the failure is raised. Cancellation does the same: the clean-up is shielded,
+    so a start abandoned half-way (a delete during a create, a server shutting down) leaves nothing.
+    """
+    launches = [asyncio.ensure_future(launch(i, c)) for i, c in enumerate(instance.spec.containers)]
+    try:
+        error = await first_error(launches)
+        instance.containers = _launched(launches)
+        if error is None:
+            error = await first_error(await_healthy(c) for c in instance.containers)
+        if error is not None:
+            raise error
+    except BaseException:
+        await asyncio.shield(_abandon(instance, launches, discard))
+        raise
+    return instance
+
+
+def _launched(launches: list[asyncio.Future[RunningContainer]]) -> tuple[RunningContainer, ...]:
+    return tuple(t.result() for t in launches if t.done() and not t.cancelled() and t.exception() is None)
+
+
+async def _abandon(
+    instance: RunningInstance,
+    launches: list[asyncio.Future[RunningContainer]],
+    discard: Callable[[RunningInstance], Awaitable[None]],
+) -> None:
+    for task in launches:
+        task.cancel()
+    await asyncio.gather(*launches, return_exceptions=True)
+    instance.containers = _launched(launches)
+    await discard(instance)
 
 
 def failure_reason(spec: InstanceSpec, container: RunningContainer, what: str) -> str:

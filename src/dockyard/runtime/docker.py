@@ -23,7 +23,7 @@ import functools
 import logging
 import math
 import shutil
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +40,14 @@ from dockyard.runtime.base import (
     RunningContainer,
     RunningInstance,
     failure_reason,
-    first_error,
+    start_containers,
+)
+from dockyard.runtime.contract import (
+    BIND_TO_PORT_LABEL,
+    CODE_DIR,
+    DEFAULT_PORT,
+    MODEL_DIR,
+    container_environment,
 )
 from dockyard.runtime.docker_engine import has_cpu_baseline, usage
 from dockyard.runtime.docker_images import ImageResolver, LocalImage
@@ -58,12 +65,6 @@ LABEL_PREFIX = "io.dockyard."
 OWNER_LABEL = LABEL_PREFIX + "owner"
 ROLE_LABEL = LABEL_PREFIX + "role"
 INSTANCE_LABEL = LABEL_PREFIX + "instance"
-BIND_TO_PORT_LABEL = "com.amazonaws.sagemaker.capabilities.accept-bind-to-port"
-
-CONTAINER_MODEL_DIR = "/opt/ml/model"
-CONTAINER_CODE_DIR = "/opt/ml/code"
-# SageMaker: a container alone listens on 8080; side by side, each gets its own port.
-FIRST_PORT = 8080
 SAFE_PORTS_START = 9000
 SAFE_PORTS_PER_CONTAINER = 100
 ENGINE_EVENTS_TIMEOUT = 10.0
@@ -132,23 +133,16 @@ class DockerRuntime:
         instance = RunningInstance(spec, (), extra={"sandbox": None})
         try:
             sandbox = instance.extra["sandbox"] = await self._call(self._start_sandbox, spec)
-            host_ports = [_published_port(sandbox, FIRST_PORT + i) for i in range(len(spec.containers))]
-            started = await asyncio.gather(
-                *(self._call(self._start_container, spec, i, c, image, sandbox, host_ports[i], limits)
-                  for i, (c, image) in enumerate(zip(spec.containers, images))),
-                return_exceptions=True,
-            )
-            instance.containers = tuple(r for r in started if isinstance(r, RunningContainer))
-            error = next((r for r in started if isinstance(r, BaseException)), None)
-            if error is None:
-                error = await first_error(self._await_healthy(spec, c) for c in instance.containers)
-            if error is not None:
-                raise error
+            host_ports = [_published_port(sandbox, DEFAULT_PORT + i) for i in range(len(spec.containers))]
         except BaseException:
             # Also on cancellation: shielded, the removal finishes regardless.
             await asyncio.shield(self._discard(instance))
             raise
-        return instance
+
+        def launch(i: int, c: ContainerSpec) -> Awaitable[RunningContainer]:
+            return self._call(self._start_container, spec, i, c, images[i], sandbox, host_ports[i], limits)
+
+        return await start_containers(instance, launch, lambda c: self._await_healthy(spec, c), self._discard)
 
     def _limits(self, instance_type: str) -> dict[str, int]:
         resources = resources_for(instance_type)
@@ -192,7 +186,7 @@ class DockerRuntime:
         """The container owning the instance's network namespace and its published ports."""
         import docker
 
-        ports = {f"{FIRST_PORT + i}/tcp": ("127.0.0.1",) for i in range(len(spec.containers))}
+        ports = {f"{DEFAULT_PORT + i}/tcp": ("127.0.0.1",) for i in range(len(spec.containers))}
         try:
             sandbox = self._client.containers.run(
                 self._sandbox_image_name(),
@@ -226,18 +220,12 @@ class DockerRuntime:
     ) -> RunningContainer:
         import docker
 
-        port = FIRST_PORT + index
+        port = DEFAULT_PORT + index
         safe_low = SAFE_PORTS_START + index * SAFE_PORTS_PER_CONTAINER
-        environment = {
-            **c.environment,
-            "SAGEMAKER_BIND_TO_PORT": str(port),
-            "SAGEMAKER_SAFE_PORT_RANGE": f"{safe_low}-{safe_low + SAFE_PORTS_PER_CONTAINER - 1}",
-        }
-        volumes = {str(c.model_dir.resolve()): {"bind": CONTAINER_MODEL_DIR, "mode": "ro"}}
-        if c.code_dir is not None:
-            environment["SAGEMAKER_SUBMIT_DIRECTORY"] = self._code_mount(c, volumes)
-        if c.multi_model:
-            environment["SAGEMAKER_MULTI_MODEL"] = "true"
+        volumes = {str(c.model_dir.resolve()): {"bind": MODEL_DIR, "mode": "ro"}}
+        code_dir = self._code_mount(c, volumes) if c.code_dir is not None else None
+        environment = container_environment(c.environment, port, (safe_low, safe_low + SAFE_PORTS_PER_CONTAINER - 1),
+                                            code_dir, c.multi_model)
         log_path = spec.log_dir / f"{c.hostname}.log"
         container = None
         try:
@@ -268,9 +256,9 @@ class DockerRuntime:
         assert c.code_dir is not None
         code, model = c.code_dir.resolve(), c.model_dir.resolve()
         if code.is_relative_to(model):  # a repacked model: code/ inside the model data
-            return str(Path(CONTAINER_MODEL_DIR) / code.relative_to(model))
-        volumes[str(code)] = {"bind": CONTAINER_CODE_DIR, "mode": "ro"}
-        return CONTAINER_CODE_DIR
+            return str(Path(MODEL_DIR) / code.relative_to(model))
+        volumes[str(code)] = {"bind": CODE_DIR, "mode": "ro"}
+        return CODE_DIR
 
     async def _await_healthy(self, spec: InstanceSpec, running: RunningContainer) -> None:
         handle: DockerContainer = running.handle

@@ -22,7 +22,7 @@ from pathlib import Path
 import aiohttp
 
 from dockyard.images import catalogue
-from dockyard.runtime import processes
+from dockyard.runtime import contract, processes
 from dockyard.runtime.base import (
     ContainerSpec,
     ContainerStats,
@@ -31,7 +31,7 @@ from dockyard.runtime.base import (
     RunningContainer,
     RunningInstance,
     failure_reason,
-    first_error,
+    start_containers,
 )
 from dockyard.runtime.health import NotHealthy, wait_healthy
 from dockyard.runtime.layers import LayerError, Layers, requirement_files
@@ -44,7 +44,7 @@ log = logging.getLogger("dockyard.runtime.process")
 
 def local_container_dir(image: str) -> Path | None:
     """A BYOC directory image (``file:///dir`` or ``/dir``) holding an executable ``serve``."""
-    path = Path(image[len("file://"):] if image.startswith("file://") else image)
+    path = Path(image.removeprefix("file://"))
     if path.is_absolute() and (path / "serve").is_file():
         return path
     return None
@@ -72,6 +72,27 @@ def command_for(image: str) -> tuple[list[str], dict[str, str], Path | None]:
     )
 
 
+def process_environment(
+    environment: dict[str, str],
+    extra_env: dict[str, str],
+    port: int,
+    safe_ports: tuple[int, int],
+    model_dir: Path,
+    code_dir: Path | None = None,
+    multi_model: bool = False,
+) -> dict[str, str]:
+    """A container process's environment: the contract's (``model_dir`` stands for /opt/ml/model,
+    named by ``DOCKYARD_MODEL_DIR``, which the managed server honours), on loopback."""
+    return {
+        **os.environ,
+        **contract.container_environment(environment, port, safe_ports, str(code_dir) if code_dir else None, multi_model),
+        **extra_env,
+        "DOCKYARD_BIND_HOST": "127.0.0.1",
+        "DOCKYARD_MODEL_DIR": str(model_dir),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
 class ProcessRuntime:
     name = "process"
 
@@ -89,15 +110,12 @@ class ProcessRuntime:
 
     async def start_instance(self, spec: InstanceSpec) -> RunningInstance:
         spec.log_dir.mkdir(parents=True, exist_ok=True)
-        launched = await asyncio.gather(*(self._launch(spec, c) for c in spec.containers), return_exceptions=True)
-        instance = RunningInstance(spec, tuple(r for r in launched if isinstance(r, RunningContainer)))
-        error = next((r for r in launched if isinstance(r, BaseException)), None)
-        if error is None:
-            error = await first_error(self._await_healthy(spec, c) for c in instance.containers)
-        if error is not None:
-            await self.stop_instance(instance)
-            raise error
-        return instance
+        return await start_containers(
+            RunningInstance(spec, ()),
+            lambda _, c: self._launch(spec, c),
+            lambda c: self._await_healthy(spec, c),
+            self.stop_instance,
+        )
 
     async def _launch(self, spec: InstanceSpec, container: ContainerSpec) -> RunningContainer:
         command, extra_env, cwd = command_for(container.image)
@@ -120,21 +138,9 @@ class ProcessRuntime:
     ) -> RunningContainer:
         port = free_port()
         low, high = free_range(SAFE_PORT_RANGE_SIZE)
-        env = {
-            **os.environ,
-            **container.environment,
-            **extra_env,
-            "SAGEMAKER_BIND_TO_PORT": str(port),
-            "SAGEMAKER_SAFE_PORT_RANGE": f"{low}-{high}",
-            "DOCKYARD_BIND_HOST": "127.0.0.1",
-            "DOCKYARD_MODEL_DIR": str(container.model_dir),
-            "PYTHONUNBUFFERED": "1",
-            processes.OWNER_VARIABLE: self._owner,
-        }
-        if container.code_dir is not None:
-            env["SAGEMAKER_SUBMIT_DIRECTORY"] = str(container.code_dir)
-        if container.multi_model:
-            env["SAGEMAKER_MULTI_MODEL"] = "true"
+        env = process_environment(container.environment, extra_env, port, (low, high), container.model_dir,
+                                  container.code_dir, container.multi_model)
+        env[processes.OWNER_VARIABLE] = self._owner
         log_path = spec.log_dir / f"{container.hostname}.log"
         proc = await processes.spawn(command, cwd or spec.workdir, env, log_path)
         return RunningContainer(container.hostname, f"http://127.0.0.1:{port}", log_path, proc)

@@ -1,4 +1,4 @@
-"""Forked worker processes for SAGEMAKER_MODEL_SERVER_WORKERS > 1.
+"""Forked worker processes: SAGEMAKER_MODEL_SERVER_WORKERS of them (one included).
 
 The master loads the model once and, before it opens any socket or starts its event loop, forks a
 *zygote*; the zygote forks the workers, which inherit the loaded model copy-on-write. Whenever the

@@ -1,14 +1,18 @@
-"""Where predictions run: on one inference thread, or in a pool of forked worker processes.
+"""Where predictions run: in a pool of forked worker processes, or on one inference thread.
 
 Either way the aiohttp server on the event loop owns every connection and only awaits the reply,
-so /ping answers while a prediction is running. ``make_runner`` picks by
-SAGEMAKER_MODEL_SERVER_WORKERS: 1 → ``ThreadRunner`` (no IPC hop, fastest start), more →
-``dockyard.serving.process_pool.ProcessPool``.
+so /ping answers while a prediction is running. ``make_runner`` picks
+``dockyard.serving.process_pool.ProcessPool`` with SAGEMAKER_MODEL_SERVER_WORKERS processes
+whenever the framework survives a fork, even for one worker: a prediction that runs past
+SAGEMAKER_MODEL_SERVER_TIMEOUT is stopped only by killing its process. Frameworks that hang in
+forked children (XGBoost, TensorFlow) get ``ThreadRunner``, which cannot stop a stuck prediction
+but moves on to a fresh thread, so the next request is served.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
 from collections.abc import Awaitable
@@ -16,6 +20,8 @@ from typing import Protocol
 
 from dockyard.serving.pipeline import Pipeline, Reply
 from dockyard.serving.settings import Settings
+
+log = logging.getLogger("dockyard.serving")
 
 
 class Runner(Protocol):
@@ -39,10 +45,12 @@ class Runner(Protocol):
 
 
 class ThreadRunner:
-    """One daemon inference thread fed by a queue.
+    """One daemon inference thread at a time, fed by a queue.
 
     A daemon thread rather than a ThreadPoolExecutor: a prediction stuck past the timeout must not
-    keep the process alive after SIGTERM.
+    keep the process alive after SIGTERM. A thread cannot be killed, so when the request it is
+    running is abandoned (timed out) the thread is retired — it exits once its prediction returns,
+    if ever — and a new thread takes the queue over: at most one thread serves requests.
     """
 
     healthy = True
@@ -50,30 +58,59 @@ class ThreadRunner:
     def __init__(self, pipeline: Pipeline) -> None:
         self._pipeline = pipeline
         self._jobs: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._work, name="dockyard-inference", daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
+        # The future the serving thread is computing, and that thread's retirement flag.
+        self._lock = threading.Lock()
+        self._running: asyncio.Future[Reply] | None = None
+        self._retired = threading.Event()
 
     def prepare(self) -> None:
         """Nothing to prepare: the thread shares the process."""
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._thread.start()
+        self._start_thread()
+
+    def _start_thread(self) -> None:
+        self._retired = threading.Event()
+        thread = threading.Thread(
+            target=self._work, args=(self._retired,), name="dockyard-inference", daemon=True
+        )
+        thread.start()
 
     def submit(
         self, body: bytes, content_type: str, accept: str, attributes: str
     ) -> asyncio.Future[Reply]:
         assert self._loop is not None, "start() first"
         future: asyncio.Future[Reply] = self._loop.create_future()
+        future.add_done_callback(self._abandoned)
         self._jobs.put((future, body, content_type, accept, attributes))
         return future
 
-    def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
+    def _abandoned(self, future: asyncio.Future[Reply]) -> None:
+        """On the event loop: a request was cancelled; if it is the one running, move on."""
+        if not future.cancelled():
+            return
+        with self._lock:
+            if self._running is not future:
+                return  # still queued: the thread skips it
+            self._running = None
+            self._retired.set()
+        log.error("a prediction is stuck past the timeout; serving the next ones on a new thread")
+        self._start_thread()
+
+    def _work(self, retired: threading.Event) -> None:
+        while not retired.is_set() and (job := self._jobs.get()) is not None:
             future, body, content_type, accept, attributes = job
-            if future.cancelled():  # its request timed out while it waited
-                continue
+            with self._lock:
+                if future.cancelled():  # its request timed out while it waited
+                    continue
+                self._running = future
             reply = self._pipeline(body, content_type, accept, attributes)
+            with self._lock:
+                if retired.is_set():
+                    return
+                self._running = None
             try:
                 self._loop.call_soon_threadsafe(_resolve, future, reply)
             except RuntimeError:  # the loop closed: the server stopped while this one ran
@@ -88,9 +125,9 @@ def _resolve(future: asyncio.Future[Reply], reply: Reply) -> None:
         future.set_result(reply)
 
 
-def make_runner(settings: Settings, pipeline: Pipeline) -> Runner:
-    """The runner for SAGEMAKER_MODEL_SERVER_WORKERS."""
-    if settings.workers == 1:
+def make_runner(settings: Settings, pipeline: Pipeline, fork_safe: bool) -> Runner:
+    """Forked worker processes when the framework allows, else one inference thread."""
+    if not fork_safe:
         return ThreadRunner(pipeline)
     from dockyard.serving.process_pool import ProcessPool
 

@@ -166,7 +166,7 @@ def serve(settings: Settings) -> int:
         user = load_user_module(settings, framework.hooks)
         log.info("handlers from %s; loading the model from %s", user.describe(), settings.model_dir)
         pipeline = Pipeline(settings, framework, user)
-        runner = make_runner(settings, pipeline)
+        runner = make_runner(settings, pipeline, framework.fork_safe)
         runner.prepare()
         _run(_serve(settings, runner, pipeline))
     except KeyboardInterrupt:
