@@ -57,6 +57,7 @@ async def test_a_failing_replacement_is_retried_until_it_works(dockyard: Dockyar
     assert _status("InService", readiness["endpoints"]["ep"]) == "[yellow]InService (0/1 ready)[/]"
     status, code, message = await error_of(await dockyard.invoke("ep"))
     assert (status, code) == (503, "ServiceUnavailable")
+    assert "No instance of variant AllTraffic of endpoint ep is ready yet" in message
 
     dockyard.fake.images[IMAGE] = Behaviour(body="healed")  # the cause is fixed
     await dockyard.until(lambda: len(dockyard.fake.running) == 1)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 from servers import Server
+
 from dockyard.cli.embedded import start_server
 from dockyard.runtime.ports import free_port
 from dockyard.runtime.processes import owned_pids

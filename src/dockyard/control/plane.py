@@ -6,7 +6,8 @@ that carries invocations, and operations never interleave with each other.
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from dockyard.control.context import ControlContext
 from dockyard.control.endpoints import EndpointOps

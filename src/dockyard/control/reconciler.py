@@ -14,10 +14,12 @@ the store's own thread; nothing here blocks the event loop the gateway shares.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import shutil
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Coroutine
+from typing import Any
 
 from dockyard.control.healing import Backoff
 from dockyard.control.plans import VariantPlan
@@ -140,7 +142,7 @@ class Reconciler:
             if step is not None:
                 task = asyncio.create_task(step)
                 self._work[key] = Work(ep.status, task)
-                task.add_done_callback(lambda t, key=key: self._finished(key, t))
+                task.add_done_callback(functools.partial(self._finished, key))
 
     def _finished(self, key: str, task: asyncio.Task[None]) -> None:
         if self._work.get(key) is not None and self._work[key].task is task:
@@ -174,7 +176,10 @@ class Reconciler:
     async def _set(self, name: str, when: EndpointStatus, **fields: Any) -> bool:
         if isinstance(fields.get("failure_reason"), str):
             fields["failure_reason"] = fields["failure_reason"][:MAX_FAILURE_REASON]
-        return await self._store.run(lambda: self._store.update_endpoint(name, when, **fields))
+        def update() -> bool:
+            return self._store.update_endpoint(name, when, **fields)
+
+        return await self._store.run(update)
 
     async def _create(self, name: str) -> None:
         ep = await self._get(name, Status.CREATING)

@@ -15,10 +15,11 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from dockyard.control.plans import Deployment
 from dockyard.control.status import EndpointStatus, check_transition
@@ -262,7 +263,7 @@ class Store:
             [(arn, t["Key"], t.get("Value", "")) for t in tags],
         )
 
-    def _transaction(self) -> "_Transaction":
+    def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
 
 

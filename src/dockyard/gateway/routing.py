@@ -11,8 +11,8 @@ from __future__ import annotations
 import bisect
 import itertools
 import random
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from dockyard.gateway.metrics import ContainerMetrics, GatewayMetrics
@@ -43,14 +43,20 @@ class InstanceRoute:
 
 
 @dataclass(frozen=True)
-class VariantRoute:
+class VariantTraffic:
+    """How a variant takes traffic: its weight, and its containers' mode and hostnames."""
+
     name: str
     weight: float
     # "Single" (one container), "Serial" (pipeline) or "Direct" (by TargetContainerHostname).
     mode: str
     hostnames: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class VariantRoute(VariantTraffic):
     instances: tuple[InstanceRoute, ...]
-    _turn: "itertools.count[int]" = field(default_factory=itertools.count, compare=False)
+    _turn: itertools.count[int] = field(default_factory=itertools.count, compare=False)
 
     def next_instance(self) -> InstanceRoute | None:
         """Round-robin over the variant's ready instances."""
@@ -86,14 +92,9 @@ RoutingTable = Mapping[str, EndpointRoute]
 
 
 @dataclass(frozen=True)
-class VariantDeployment:
+class VariantDeployment(VariantTraffic):
     """What the control plane hands the gateway for one variant."""
 
-    name: str
-    weight: float
-    # "Single", "Serial" or "Direct".
-    mode: str
-    hostnames: tuple[str, ...]
     desired_instances: int
     # The ready instances in order: instance id → container hostname → URL.
     instances: Mapping[str, Mapping[str, str]]
