@@ -1,12 +1,18 @@
-"""Shared fixtures: a real ``dockyard serve`` on a free loopback port and boto3 clients for it."""
+"""Shared fixtures: a real ``dockyard serve`` on a free loopback port and boto3 clients for it; and
+the conditions of the ``docker``, ``base_image`` and ``index`` markers, each checked once a session
+(see needs.py for what skips and what fails)."""
 
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
-
+from needs import REQUIRE_DOCKER, REQUIRE_FRAMEWORKS, unavailable
 from servers import Server
 
 # No real AWS anywhere: dummy credentials, and never the instance metadata service.
@@ -14,6 +20,19 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+
+
+# A small pure-Python package: if pip can download it, the index answers.
+INDEX_PROBE = "text-unidecode==1.3"
+MARKER_FIXTURES = {"docker": "engine", "base_image": "base_image", "index": "package_index"}
+
+
+@pytest.fixture(autouse=True)
+def _marked_needs(request: pytest.FixtureRequest) -> None:
+    """A test marked ``docker``, ``base_image`` or ``index`` gets that condition's fixture."""
+    for marker, fixture in MARKER_FIXTURES.items():
+        if request.node.get_closest_marker(marker) is not None:
+            request.getfixturevalue(fixture)
 
 
 @pytest.fixture(scope="session")
@@ -25,11 +44,32 @@ def engine() -> Iterator[Any]:
     try:
         client = connect()
     except EngineUnavailable as exc:
-        if os.environ.get("DOCKYARD_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"DOCKYARD_REQUIRE_DOCKER=1, but {exc}", pytrace=False)
-        pytest.skip(f"no container engine: {exc}")
+        unavailable(f"no container engine: {exc}", REQUIRE_DOCKER)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def base_image(engine: Any) -> str | None:
+    """The base image managed images build on, or None when ``mmdebstrap`` can make it."""
+    from dockyard.images.build_base import local_base
+
+    base = local_base(engine)
+    if base is None and shutil.which("mmdebstrap") is None:
+        unavailable("no base image to build on and no mmdebstrap to make one: apt-get install mmdebstrap",
+                    REQUIRE_DOCKER)
+    return base
+
+
+@pytest.fixture(scope="session")
+def package_index(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """pip can download from the package index (as configured for this machine)."""
+    dest = tmp_path_factory.mktemp("index-probe")
+    probe = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(dest), INDEX_PROBE],
+                           capture_output=True, text=True, timeout=120, check=False)
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ["no output"])[-1]
+        unavailable(f"the package index does not answer pip: {last}", REQUIRE_FRAMEWORKS)
 
 
 @pytest.fixture(scope="session")

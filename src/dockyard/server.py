@@ -12,6 +12,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from dockyard.api import admin, control_plane, runtime_api
+from dockyard.api.errors import control_plane_errors, runtime_errors
 from dockyard.api.validation import sagemaker_validator
 from dockyard.artifacts.store import ArtifactStore
 from dockyard.control.context import ControlContext
@@ -65,6 +66,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     routes = RouteBuilder(metrics, gateway.publish)
     reconciler = Reconciler(store, runtime, provisioner, routes, settings.health_interval,
                             (settings.restart_backoff, settings.restart_backoff_max))
+    gateway.on_refused = reconciler.poke  # an instance refused a connection: look at it now
     ops = operations(ControlContext(store, settings, reconciler.poke))
 
     def log_files(endpoint: str) -> list[tuple[str, str, Path]]:
@@ -78,7 +80,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
                 rows.append((instance.spec.variant, instance.spec.instance_id, s))
         return rows
 
-    app = web.Application(client_max_size=settings.max_payload_bytes + 1)
+    app = web.Application(middlewares=[control_plane_errors, runtime_errors])
     app.add_routes(admin.routes(registry, metrics.summary, log_files, stats, lambda name: name.lower() in gateway.table))
     app.add_routes([admin.readiness_route(routes.readiness)])
     app.add_routes(runtime_api.routes(gateway, settings.max_payload_bytes))

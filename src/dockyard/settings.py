@@ -1,14 +1,24 @@
 """One typed settings object for the dockyard server, read from ``DOCKYARD_*`` variables.
 
+Every field of :class:`Settings` is settable from ``DOCKYARD_<FIELD NAME IN CAPITALS>``: one loop
+over the dataclass fields converts each variable by the field's annotation (str, int, float, bool,
+Path, ``X | None``, and ``tuple[Path, ...]`` for repeatable values, separated by ``os.pathsep``),
+so a new field needs no code here. A value that does not convert, or breaks a field's bounds
+(``metadata``), is a :class:`SettingsError` naming the variable — one line, not a traceback.
+
 The CLI builds it (flags win over the environment) and passes it down; nothing else in the
 server reads the environment for its own configuration.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import types
+import typing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
@@ -18,40 +28,50 @@ DEFAULT_PORT = 8780
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 """InvokeEndpoint request and response bodies are at most 6 MiB (botocore's BodyBlob max)."""
 
+ENV_PREFIX = "DOCKYARD_"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class SettingsError(ValueError):
+    """A ``DOCKYARD_*`` variable (or flag) has a value dockyard cannot use; ``str(e)`` says which."""
+
 
 def default_state_dir() -> Path:
     return Path(platformdirs.user_data_dir("dockyard", appauthor=False))
 
 
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    return float(raw) if raw else default
+def _bounds(low: float | None = None, high: float | None = None, *, choices: tuple[str, ...] = (),
+            fallback: str | None = None) -> dict[str, Any]:
+    """Field metadata: the valid range or choices, and a non-dockyard variable read when
+    ``DOCKYARD_<NAME>`` is unset."""
+    return {"low": low, "high": high, "choices": choices, "fallback": fallback}
 
 
 @dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
+    port: int = field(default=DEFAULT_PORT, metadata=_bounds(0, 65535))
     state_dir: Path = field(default_factory=default_state_dir)
-    runtime: str = "process"
-    region: str = "us-east-1"
+    runtime: str = field(default="process", metadata=_bounds(choices=("process", "docker")))
+    region: str = field(default="us-east-1", metadata=_bounds(fallback="AWS_DEFAULT_REGION"))
     account_id: str = "123456789012"
     # SageMaker: a container must answer /invocations within 60 s.
-    invocation_timeout: float = 60.0
+    invocation_timeout: float = field(default=60.0, metadata=_bounds(0))
     # SageMaker's container contract allowed 4 minutes to pass /ping; a variant's
     # ContainerStartupHealthCheckTimeoutInSeconds overrides it.
-    startup_timeout: float = 240.0
+    startup_timeout: float = field(default=240.0, metadata=_bounds(0))
     # SageMaker sends SIGTERM, then SIGKILL 30 s later.
-    stop_grace: float = 30.0
-    max_payload_bytes: int = MAX_PAYLOAD_BYTES
+    stop_grace: float = field(default=30.0, metadata=_bounds(0))
+    max_payload_bytes: int = field(default=MAX_PAYLOAD_BYTES, metadata=_bounds(1))
     # How often the reconciler re-checks running instances when nothing has changed.
-    health_interval: float = 2.0
+    health_interval: float = field(default=2.0, metadata=_bounds(0.01))
     # Healing: an instance that could not be replaced, or keeps dying, is retried after this many
     # seconds, doubling up to restart_backoff_max, for as long as its endpoint exists.
-    restart_backoff: float = 1.0
-    restart_backoff_max: float = 30.0
+    restart_backoff: float = field(default=1.0, metadata=_bounds(0.001))
+    restart_backoff_max: float = field(default=30.0, metadata=_bounds(0.001))
     # Most containers all endpoints may run together (ResourceLimitExceeded beyond).
-    max_containers: int = 200
+    max_containers: int = field(default=200, metadata=_bounds(0))
     # Docker runtime: the registry that ECR-style image URIs are pulled from (host[:port][/prefix]):
     # <account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag> → <registry>/<repo>:<tag>.
     registry: str | None = None
@@ -59,25 +79,73 @@ class Settings:
     # python:3.11-slim or dockyard/base:bookworm, whichever the engine has.
     base_image: str | None = None
 
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _check(f, getattr(self, f.name), f"--{f.name.replace('_', '-')}")
+
     @classmethod
-    def from_env(cls, **overrides: object) -> "Settings":
-        env = os.environ
-        base = cls(
-            host=env.get("DOCKYARD_HOST", cls.host),
-            port=int(env.get("DOCKYARD_PORT", cls.port)),
-            state_dir=Path(env["DOCKYARD_STATE_DIR"]) if env.get("DOCKYARD_STATE_DIR") else default_state_dir(),
-            runtime=env.get("DOCKYARD_RUNTIME", cls.runtime),
-            region=env.get("DOCKYARD_REGION", env.get("AWS_DEFAULT_REGION", cls.region)),
-            account_id=env.get("DOCKYARD_ACCOUNT_ID", cls.account_id),
-            invocation_timeout=_env_float("DOCKYARD_INVOCATION_TIMEOUT", cls.invocation_timeout),
-            startup_timeout=_env_float("DOCKYARD_STARTUP_TIMEOUT", cls.startup_timeout),
-            stop_grace=_env_float("DOCKYARD_STOP_GRACE", cls.stop_grace),
-            max_containers=int(env.get("DOCKYARD_MAX_CONTAINERS", cls.max_containers)),
-            registry=env.get("DOCKYARD_REGISTRY") or None,
-            base_image=env.get("DOCKYARD_BASE_IMAGE") or None,
-        )
+    def from_env(cls, env: typing.Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Defaults, then ``DOCKYARD_*`` variables, then ``overrides`` that are not None (flags)."""
+        env = os.environ if env is None else env
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            name = env_name(f.name)
+            raw = env.get(name) or (env.get(f.metadata["fallback"]) if f.metadata.get("fallback") else None)
+            if raw:
+                values[f.name] = _check(f, _convert(hints[f.name], raw, name), name)
+        base = cls(**values)
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
     def arn(self, kind: str, name: str) -> str:
         # Real SageMaker lower-cases the resource name inside ARNs.
         return f"arn:aws:sagemaker:{self.region}:{self.account_id}:{kind}/{name.lower()}"
+
+
+def env_name(field_name: str) -> str:
+    """The variable a field is read from: ``health_interval`` → ``DOCKYARD_HEALTH_INTERVAL``."""
+    return ENV_PREFIX + field_name.upper()
+
+
+def settings_help() -> str:
+    """One line per setting, for ``dockyard serve --help``: its variable and default."""
+    lines = ["Every setting also reads a variable (flags win):"]
+    for f in dataclasses.fields(Settings):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        lines.append(f"{env_name(f.name)}  [default: {'none' if default is None else default}]")
+    return "\b\n" + "\n".join(lines)
+
+
+def _convert(annotation: Any, raw: str, name: str) -> Any:
+    """``raw`` as a value of ``annotation``; a SettingsError naming ``name`` when it is not one."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        # Optional[X]: an unset or empty variable never gets here, so convert to X.
+        return _convert(next(a for a in args if a is not type(None)), raw, name)
+    if origin is tuple:
+        return tuple(_convert(args[0], part, name) for part in raw.split(os.pathsep) if part)
+    if annotation is bool:
+        if raw.strip().lower() in _TRUE | _FALSE:
+            return raw.strip().lower() in _TRUE
+        raise SettingsError(f"{name}={raw!r} is not a boolean (use 1/0, true/false, yes/no)")
+    if annotation in (int, float):
+        try:
+            return annotation(raw)
+        except ValueError:
+            kind = "an integer" if annotation is int else "a number"
+            raise SettingsError(f"{name}={raw!r} is not {kind}") from None
+    if annotation in (str, Path):
+        return annotation(raw)
+    raise TypeError(f"Settings cannot read a {annotation!r} from the environment ({name})")
+
+
+def _check(f: dataclasses.Field[Any], value: Any, source: str) -> Any:
+    """``value`` if it is within the field's bounds, else a SettingsError naming ``source``."""
+    low, high, choices = f.metadata.get("low"), f.metadata.get("high"), f.metadata.get("choices")
+    if choices and value not in choices:
+        raise SettingsError(f"{source}={value!r} is not one of {', '.join(choices)}")
+    if low is not None and value < low:
+        raise SettingsError(f"{source}={value!r} is below the minimum {low}")
+    if high is not None and value > high:
+        raise SettingsError(f"{source}={value!r} is above the maximum {high}")
+    return value

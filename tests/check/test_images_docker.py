@@ -34,7 +34,7 @@ def _report(line: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def sklearn_image(engine: Any) -> str:
+def sklearn_image(engine: Any, base_image: str | None) -> str:
     if not image_present(engine, SKLEARN_URI) or local_base(engine) is None:
         build(engine, ["sklearn"], BuildOptions(), _report)
     return SKLEARN_URI

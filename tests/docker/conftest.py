@@ -2,8 +2,9 @@
 need (built once; the engine's cache keeps them between runs), and a ``dockyard serve
 --runtime docker`` with boto3 clients for it.
 
-Tests marked ``docker`` skip when no engine answers — unless ``DOCKYARD_REQUIRE_DOCKER=1`` (as in
-CI), where a missing engine fails them.
+Tests marked ``docker`` skip when no engine answers, and those needing the managed image when
+there is no base image to build it on — unless ``DOCKYARD_REQUIRE_DOCKER=1`` (as in CI), where
+either fails them (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -25,18 +26,12 @@ BYOC_DIR = TESTS.parent / "examples" / "byoc-cpp"
 BYOC_IMAGE = "dockyard-tests/byoc-cpp:latest"
 
 
-@pytest.fixture(autouse=True)
-def _engine_for_docker_tests(request: pytest.FixtureRequest) -> None:
-    if request.node.get_closest_marker("docker") is not None:
-        request.getfixturevalue("engine")
-
-
 def _report(line: str) -> None:
     print(line, flush=True)
 
 
 @pytest.fixture(scope="session")
-def sklearn_image(engine: Any) -> str:
+def sklearn_image(engine: Any, base_image: str | None) -> str:
     """The managed scikit-learn image (and the base image) with this tree's ``serving`` code: built
     every session, in seconds once the engine's layer cache has the framework."""
     build(engine, ["sklearn"], BuildOptions(), _report)

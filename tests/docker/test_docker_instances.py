@@ -25,6 +25,19 @@ def test_every_sagemaker_instance_type_has_a_size():
                      "ml.t2.medium": (2, 4)}
 
 
+@pytest.mark.parametrize(("instance_type", "size"), [
+    ("ml.g7.2xlarge", (8, 32)),  # a family botocore lists since 2026: GPU-class, 4 GiB per vCPU
+    ("ml.c9i.xlarge", (4, 8)),
+    ("ml.r9gd.large", (2, 16)),
+    ("ml.m12.24xlarge", (96, 384)),
+    ("ml.q1.xlarge", None),  # an unknown class: no size, the runtime runs it without limits
+    ("ml.g7.huge", None),
+])
+def test_families_botocore_adds_later_are_sized_by_their_class(instance_type, size):
+    resources = resources_for(instance_type)
+    assert (None if resources is None else (resources.vcpus, resources.memory_gib)) == size
+
+
 def test_an_unknown_instance_type_is_refused_at_create_endpoint_config(sm):
     sm.create_model(ModelName="odd-type", PrimaryContainer={"Image": SKLEARN_URI})
     with pytest.raises(ClientError) as info:

@@ -42,12 +42,14 @@ def layer(sm, server, tmp_path_factory):
     return server.state_dir / "layers" / keys[0]
 
 
+@pytest.mark.index
 def test_requirements_are_installed_for_inference_py(layer, rt):
     content_type, body = invoke(rt, "layer-a", "Ünïcödé straße", ContentType="text/csv")
     assert (content_type, body.decode()) == ("text/plain", "Unicode strasse")
     assert (layer / ".dockyard-complete").is_file()
 
 
+@pytest.mark.index
 def test_second_endpoint_reuses_the_layer_without_pip(layer, sm, rt, server, tmp_path):
     marker = layer / ".dockyard-complete"
     installed_at = marker.stat().st_mtime_ns

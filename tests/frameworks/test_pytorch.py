@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 import pytest
-import torch
+from needs import require
 
 from frameworks.deploy import deploy_all, invoke
 from frameworks.models import (
@@ -21,6 +21,8 @@ from frameworks.models import (
     iris_net,
     package,
 )
+
+torch = require("torch")
 
 # SageMaker's toolkit loads TorchScript, which this torch deprecates in favour of torch.export.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")

@@ -1,14 +1,24 @@
 """The request formats the framework containers take, decoded as the containers decode them:
 LIBSVM rows for XGBoost, and the TensorFlow Serving container's mapping of JSON, JSON lines and
-CSV bodies to TensorFlow Serving requests."""
+CSV bodies to TensorFlow Serving requests (those tests need tensorflow, which the container's
+module imports)."""
 
 from __future__ import annotations
 
 import pytest
+from needs import require
 
 from dockyard.serving.codecs import decode_libsvm
 from dockyard.serving.errors import BadRequest
-from dockyard.serving.frameworks.tensorflow import TFSError, request_from_body
+
+
+@pytest.fixture(scope="module")
+def tfs():
+    """The TensorFlow Serving container's module (it imports tensorflow)."""
+    require("tensorflow")
+    from dockyard.serving.frameworks import tensorflow
+
+    return tensorflow
 
 
 def test_libsvm_rows_ignore_labels_and_qids():
@@ -34,11 +44,11 @@ def test_libsvm_rejects_what_is_not_libsvm(body):
     (b"7\n8\n", "text/csv", {"instances": [7, 8]}),
     (b'"a",b\n', "text/csv", {"instances": [["a", "b"]]}),
 ])
-def test_bodies_become_tensorflow_serving_requests(body, media, tfs_request):
-    assert request_from_body(body, media) == tfs_request
+def test_bodies_become_tensorflow_serving_requests(tfs, body, media, tfs_request):
+    assert tfs.request_from_body(body, media) == tfs_request
 
 
-def test_a_body_that_is_not_json_is_a_400():
-    with pytest.raises(TFSError) as info:
-        request_from_body(b"{not json", "application/json")
+def test_a_body_that_is_not_json_is_a_400(tfs):
+    with pytest.raises(tfs.TFSError) as info:
+        tfs.request_from_body(b"{not json", "application/json")
     assert info.value.status == 400

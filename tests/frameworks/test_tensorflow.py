@@ -10,9 +10,13 @@ import json
 import numpy as np
 import pytest
 from botocore.exceptions import ClientError
+from needs import require
 
 from frameworks.deploy import deploy_all, invoke
 from frameworks.models import ROWS, TENSORFLOW_URI, csv, iris, iris_keras, package
+
+require("tensorflow")
+keras = require("keras")
 
 HANDLERS_INFERENCE = """
     import json
@@ -34,8 +38,6 @@ HANDLERS_INFERENCE = """
 @pytest.fixture(scope="module")
 def keras_model(sm, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tensorflow")
-    import keras
-
     model = iris_keras()
     stale = keras.models.clone_model(model)
     stale.set_weights([np.zeros_like(w) for w in model.get_weights()])

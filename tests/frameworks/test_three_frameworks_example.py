@@ -9,11 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from needs import require
+
 ROOT = Path(__file__).resolve().parents[2]
 IRIS_CLASSES = [0, 0, 1, 1, 2, 2, 2]  # of the rows the example asks about
 
 
 def test_three_frameworks_on_one_direct_endpoint(server, sm):
+    for module in ("torch", "tensorflow", "keras"):
+        require(module)
     out = subprocess.run([sys.executable, "examples/three_frameworks_direct.py"], cwd=ROOT, capture_output=True, check=False,
                          text=True, timeout=300, env={**os.environ, "DOCKYARD_URL": server.url})
     assert out.returncode == 0, out.stderr[-3000:]

@@ -11,11 +11,11 @@ import urllib.request
 
 import numpy as np
 import pytest
-import xgboost as xgb
 from botocore.exceptions import ClientError
+from e2e.models import csv_stage_inference
+from needs import require
 from sklearn.preprocessing import StandardScaler
 
-from e2e.models import csv_stage_inference
 from frameworks.deploy import deploy_all, invoke
 from frameworks.models import (
     ROWS,
@@ -26,6 +26,8 @@ from frameworks.models import (
     iris_booster,
     package,
 )
+
+xgb = require("xgboost")
 
 LABELS_INFERENCE = """
     import json

@@ -3,13 +3,14 @@ per-endpoint logs and stats the CLI shows (``dockyard logs``, ``dockyard stats``
 
 from __future__ import annotations
 
+import math
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from dockyard.api import errors
+from dockyard import errors
 from dockyard.runtime.base import ContainerStats
 
 PREFIX = "/_dockyard"
@@ -35,22 +36,17 @@ def routes(
         return name
 
     async def logs(request: web.Request) -> web.Response:
-        try:
-            name = _endpoint(request)
-        except errors.ApiError as exc:
-            return exc.to_response()
-        lines = int(request.query.get("lines", "100"))
+        name = _endpoint(request)
+        lines = _lines(request.query.get("lines", "100"))
         out = []
         for instance, hostname, path in log_files(name):
-            text = path.read_text("utf-8", "replace").splitlines()[-lines:] if path.exists() else []
+            text = path.read_text("utf-8", "replace").splitlines() if path.exists() else []
+            text = text[max(len(text) - lines, 0):]
             out.append({"instance": instance, "container": hostname, "lines": text})
         return web.json_response({"endpoint": name, "logs": out})
 
     async def endpoint_stats(request: web.Request) -> web.Response:
-        try:
-            name = _endpoint(request)
-        except errors.ApiError as exc:
-            return exc.to_response()
+        name = _endpoint(request)
         traffic = latency(name)
         rows = [
             {"variant": variant, "instance": instance, "container": s.hostname,
@@ -78,6 +74,12 @@ def readiness_route(readiness: Callable[[], dict[str, dict[str, dict[str, int]]]
     return web.get(f"{PREFIX}/endpoints", endpoints)
 
 
+def _lines(value: str) -> int:
+    if not (value.isascii() and value.isdigit()):
+        raise errors.runtime_validation(f"lines must be a whole number of lines (0 or more), not {value[:64]!r}.")
+    return int(value)
+
+
 def _finite(row: dict[str, float]) -> dict[str, float | None]:
     # JSON has no NaN: a container with no traffic yet has no percentiles.
-    return {k: (None if v != v else v) for k, v in row.items()}
+    return {k: (None if math.isnan(v) else v) for k, v in row.items()}

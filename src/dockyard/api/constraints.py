@@ -105,7 +105,7 @@ def java_to_python(pattern: str) -> str:
     return "".join(out)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def compile_java(pattern: str) -> regex.Pattern | None:
     """The compiled form of a model pattern, or None when it cannot be compiled (check skipped)."""
     try:

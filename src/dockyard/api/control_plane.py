@@ -1,27 +1,30 @@
 """The control-plane wire protocol (AWS JSON 1.1): ``POST /`` with ``X-Amz-Target``.
 
-Parses the JSON body, validates it against botocore's own service model, dispatches to the
-control plane by operation name and writes the JSON answer. Every failure becomes an AWS-style
-error with ``__type`` in the body; an unexpected bug is logged and answered as a 400
-``InternalFailure`` naming the operation, so boto3 does not retry a request that would only
-fail again.
+Reads the body (capped), parses the JSON (depth-limited), validates it against botocore's own
+service model, drops the members the model does not know — so nothing unknown is stored or
+echoed — dispatches to the control plane by operation name and writes the JSON answer. Errors
+become responses in ``api/errors.py``.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import uuid
-from typing import Any, Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
-from dockyard.api import errors
+from dockyard import errors
+from dockyard.api.bodies import read_capped
+from dockyard.api.errors import JSON_CONTENT_TYPE, request_id
 from dockyard.api.validation import InputValidationError, RequestValidator
 
-log = logging.getLogger(__name__)
 TARGET_PREFIX = "SageMaker."
-JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
+# SageMaker's largest requests (15 containers with full Environment maps) stay far below this.
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+# The deepest SageMaker input shape nests about ten levels; anything far deeper is an attack.
+MAX_JSON_DEPTH = 64
 
 
 def _json_default(value: Any) -> Any:
@@ -33,43 +36,56 @@ def handler(
 ) -> Callable[[web.Request], Any]:
     async def control_plane(request: web.Request) -> web.Response:
         target = request.headers.get("X-Amz-Target", "")
+        if not target.startswith(TARGET_PREFIX):
+            raise errors.unknown_operation(f"Missing or unknown X-Amz-Target header {target!r}.")
+        name = target[len(TARGET_PREFIX):]
+        operation = operations.get(name)
+        if operation is None:
+            if validator.has_operation(name):
+                raise errors.unknown_operation(f"Operation {name} is not supported by dockyard.")
+            raise errors.unknown_operation(f"SageMaker has no operation {name}.")
+        params = parse(await read_capped(request, MAX_REQUEST_BYTES, errors.request_too_large(MAX_REQUEST_BYTES)))
         try:
-            if not target.startswith(TARGET_PREFIX):
-                raise errors.ApiError(
-                    "UnknownOperationException", f"Missing or unknown X-Amz-Target header {target!r}."
-                )
-            name = target[len(TARGET_PREFIX):]
-            operation = operations.get(name)
-            if operation is None:
-                if validator.has_operation(name):
-                    raise errors.unknown_operation(name)
-                raise errors.ApiError("UnknownOperationException", f"SageMaker has no operation {name}.")
-            params = _parse(await request.read())
             validator.validate(name, params)
-            result = await operation(params)
         except InputValidationError as exc:
-            return errors.validation(exc.message).to_response()
-        except errors.ApiError as exc:
-            return exc.to_response()
-        except Exception as exc:  # a bug of ours: answer clearly, without a stack trace
-            log.exception("%s failed", target)
-            return errors.ApiError("InternalFailure", f"{target} failed inside dockyard: {type(exc).__name__}: {exc}").to_response()
+            raise errors.validation(exc.message) from None
+        result = await operation(validator.known_members(name, params))
         return web.Response(
             body=json.dumps(result, default=_json_default).encode(),
             content_type=JSON_CONTENT_TYPE,
-            headers={"x-amzn-RequestId": str(uuid.uuid4())},
+            headers={"x-amzn-RequestId": request_id()},
         )
 
     return control_plane
 
 
-def _parse(raw: bytes) -> dict[str, Any]:
+def parse(raw: bytes) -> dict[str, Any]:
+    """The request's JSON object; SerializationException for anything else."""
     if not raw.strip():
         return {}
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH:  # cheap: only then can it be too deep
+        _check_depth(raw)
     try:
         params = json.loads(raw)
     except ValueError as exc:
-        raise errors.ApiError("SerializationException", f"The request body is not valid JSON: {exc}") from None
+        raise errors.serialization(f"The request body is not valid JSON: {exc}") from None
     if not isinstance(params, dict):
-        raise errors.ApiError("SerializationException", "The request body must be a JSON object.")
+        raise errors.serialization("The request body must be a JSON object.")
     return params
+
+
+def _check_depth(raw: bytes) -> None:
+    """Refuse nesting deeper than MAX_JSON_DEPTH before the parser recurses into it."""
+    depth = 0
+    for token in _STRING_OR_BRACKET.finditer(raw):
+        first = token.group()[0]
+        if first in b"[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise errors.serialization(f"The request body nests JSON deeper than {MAX_JSON_DEPTH} levels.")
+        elif first in b"]}":
+            depth -= 1
+
+
+# A whole JSON string (so brackets inside strings do not count), or one bracket.
+_STRING_OR_BRACKET = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)

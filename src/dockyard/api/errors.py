@@ -1,84 +1,91 @@
-"""AWS-style errors: the exception every layer raises and the JSON bodies boto3 parses.
+"""AWS errors on the wire: the one place an ``AwsError`` becomes an HTTP response.
 
-Control plane (AWS JSON 1.1): botocore reads the code only from the body's ``__type``.
-Runtime (REST-JSON): botocore prefers the ``x-amzn-ErrorType`` header; we send both.
-Every error here is a 4xx unless it is meant to be retried: boto3 silently re-sends a request
-that got 500/502/503/504/429, which for an invocation means running the model again.
+One aiohttp middleware per protocol, each owning the routes of its protocol:
+
+- Control plane (AWS JSON 1.1, ``POST /``): botocore reads the code only from the body's
+  ``__type``.
+- Runtime (REST-JSON, ``/endpoints/…``) and dockyard's own ``/_dockyard/…`` routes: botocore
+  prefers the ``x-amzn-ErrorType`` header; the body carries the code and message as well.
+
+Any other exception is a bug of ours: logged with its traceback, and answered as a 400
+``InternalFailure`` naming what failed — never a 5xx, which boto3 would retry.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import random
 import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from dockyard import errors
+from dockyard.errors import AwsError
 
-class ApiError(Exception):
-    """An error with an AWS error code, an HTTP status and a message naming the problem."""
+log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
-    def __init__(self, code: str, message: str, status: int = 400, **extra: Any) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
-        self.extra = extra
-
-    def to_response(self) -> web.Response:
-        body = {"__type": self.code, "message": self.message, "Message": self.message, **self.extra}
-        return web.Response(
-            status=self.status,
-            body=json.dumps(body).encode(),
-            content_type="application/x-amz-json-1.1",
-            headers={"x-amzn-ErrorType": f"{self.code}:", "x-amzn-RequestId": str(uuid.uuid4())},
-        )
+JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
 
 
-# --- control plane -------------------------------------------------------------------------
-
-def validation(message: str) -> ApiError:
-    return ApiError("ValidationException", message)
-
-
-def not_found(kind: str, arn: str) -> ApiError:
-    # The SageMaker SDK and the boto3 waiters recognise a missing resource by exactly this
-    # code and the words "Could not find".
-    return ApiError("ValidationException", f'Could not find {kind} "{arn}".')
+def request_id() -> str:
+    # A random version-4 UUID without uuid4()'s os.urandom call: it names a request, it is no secret.
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
 
 
-def already_exists(kind: str, arn: str) -> ApiError:
-    # The SageMaker SDK string-matches "Cannot create already existing" to reuse a model.
-    return ApiError("ValidationException", f'Cannot create already existing {kind} "{arn}".')
-
-
-def limit_exceeded(message: str) -> ApiError:
-    return ApiError("ResourceLimitExceeded", message)
-
-
-def unknown_operation(target: str) -> ApiError:
-    return ApiError("UnknownOperationException", f"Operation {target} is not supported by dockyard.")
-
-
-# --- runtime -------------------------------------------------------------------------------
-
-def runtime_validation(message: str, status: int = 400) -> ApiError:
-    return ApiError("ValidationError", message, status=status)
-
-
-def model_error(message: str, original_status: int, original_message: str, log_stream_arn: str) -> ApiError:
-    # 424, not 5xx: boto3 does not retry it, so a failing model runs exactly once.
-    return ApiError(
-        "ModelError",
-        message,
-        status=424,
-        OriginalStatusCode=original_status,
-        OriginalMessage=original_message,
-        LogStreamArn=log_stream_arn,
+def control_plane_response(error: AwsError) -> web.Response:
+    """JSON 1.1: the code in ``__type``; ``message`` and ``Message`` both, as AWS services vary."""
+    body = {"__type": error.code, "message": error.message, "Message": error.message, **error.extra}
+    return web.Response(
+        status=error.status,
+        body=json.dumps(body).encode(),
+        content_type=JSON_CONTENT_TYPE,
+        headers={"x-amzn-RequestId": request_id()},
     )
 
 
-def service_unavailable(message: str) -> ApiError:
-    # 503 on purpose: boto3 retries it with backoff, which is what a client wants while an
-    # endpoint's instances are being brought back.
-    return ApiError("ServiceUnavailable", message, status=503)
+def runtime_response(error: AwsError) -> web.Response:
+    """REST-JSON: the code in the ``x-amzn-ErrorType`` header, and in the body for other clients."""
+    body = {"__type": error.code, "message": error.message, "Message": error.message, **error.extra}
+    return web.Response(
+        status=error.status,
+        body=json.dumps(body).encode(),
+        content_type="application/json",
+        headers={"x-amzn-ErrorType": f"{error.code}:", "x-amzn-RequestId": request_id()},
+    )
+
+
+def middleware(owns: Callable[[web.Request], bool], respond: Callable[[AwsError], web.Response]) -> Middleware:
+    """A middleware that answers errors of the requests ``owns`` accepts with ``respond``."""
+
+    @web.middleware
+    async def aws_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not owns(request):
+            return await handler(request)
+        try:
+            return await handler(request)
+        except AwsError as exc:
+            return respond(exc)
+        except web.HTTPException:
+            raise  # aiohttp's own answers (404 of an unknown path, 405) stay as they are
+        except Exception as exc:
+            what = request.headers.get("X-Amz-Target") or f"{request.method} {request.path}"
+            log.exception("%s failed", what)
+            return respond(errors.internal_failure(what, exc))
+
+    return aws_errors
+
+
+def is_control_plane(request: web.Request) -> bool:
+    return request.path == "/"
+
+
+def is_runtime(request: web.Request) -> bool:
+    return not is_control_plane(request)
+
+
+control_plane_errors = middleware(is_control_plane, control_plane_response)
+runtime_errors = middleware(is_runtime, runtime_response)

@@ -1,19 +1,23 @@
 """The runtime API (REST-JSON): ``POST /endpoints/{name}/invocations``.
 
-Reads the InvokeEndpoint headers, enforces the 6 MiB payload limit, and hands the body to the
-gateway. An oversized body is drained before the 413 answer: closing the socket mid-body would
-reset the connection, and boto3 retries a reset four times.
+Reads the InvokeEndpoint headers, enforces the 6 MiB payload limit (by Content-Length, and for a
+chunked upload by reading it to its end), hands the body to the gateway and writes the
+gateway's ``InvocationResult``: whole, or streamed chunk by chunk. Errors become responses in
+``api/errors.py``.
 """
 
 from __future__ import annotations
 
 import logging
+from contextlib import aclosing
 
 import aiohttp
 from aiohttp import web
 
-from dockyard.api import errors
-from dockyard.gateway.proxy import STREAMING, WHOLE_BODY, Gateway, Invocation
+from dockyard import errors
+from dockyard.api.bodies import drain, read_capped
+from dockyard.api.errors import request_id
+from dockyard.gateway.proxy import WHOLE_BODY, Gateway, Invocation, InvocationResult
 
 log = logging.getLogger(__name__)
 
@@ -28,31 +32,20 @@ _HEADER_LIMITS = {
     "X-Amzn-SageMaker-Inference-Id": 64,
     "X-Amzn-SageMaker-Session-Id": 256,
 }
-# Drain at most this much of an oversized body; beyond it closing is the lesser evil.
-_DRAIN_LIMIT = 64 * 1024 * 1024
 
 
-def _too_large(max_payload: int) -> errors.ApiError:
-    # SageMaker's own wording, with status 413.
-    return errors.runtime_validation(f"HTTP content length exceeded {max_payload} bytes.", status=413)
-
-
-async def read_body(request: web.Request, max_payload: int) -> "bytes | aiohttp.StreamReader":
+async def read_body(request: web.Request, max_payload: int) -> bytes | aiohttp.StreamReader:
+    """The body whole, or — when its Content-Length says it is large — its stream, which the
+    gateway passes on to the container as it arrives."""
     length = request.content_length
+    too_large = errors.payload_too_large(max_payload)
     if length is not None and length > max_payload:
-        if length <= _DRAIN_LIMIT:
-            while await request.content.readany():
-                pass
-        raise _too_large(max_payload)
-    if length is None:
-        # Chunked upload: size unknown up front, so read with a cap.
-        body = await request.content.read(max_payload + 1)
-        if len(body) > max_payload:
-            raise _too_large(max_payload)
-        return body
-    if length <= WHOLE_BODY:
-        return await request.read()
-    return request.content
+        await drain(request)
+        raise too_large
+    if length is not None and length > WHOLE_BODY:
+        return request.content
+    # Small, or chunked (size unknown up front): read it all, up to the cap.
+    return await read_capped(request, max_payload, too_large)
 
 
 def parse_invocation(request: web.Request) -> Invocation:
@@ -72,29 +65,38 @@ def parse_invocation(request: web.Request) -> Invocation:
     )
 
 
+async def write_result(request: web.Request, result: InvocationResult) -> web.StreamResponse:
+    headers = {**result.headers, "x-amzn-RequestId": request_id()}
+    if result.chunks is None:
+        return web.Response(body=result.body, headers=headers)
+    out = web.StreamResponse(headers=headers)
+    if result.content_length is not None:
+        out.content_length = result.content_length
+    async with aclosing(result.chunks) as chunks:
+        await out.prepare(request)
+        try:
+            async for chunk in chunks:
+                await out.write(chunk)
+        except (errors.AwsError, ConnectionError) as exc:
+            # The status line is sent: all that is left is to drop the connection, so that the
+            # client sees a cut-off body rather than a short one that looks whole.
+            log.warning("invocation of %s cut off mid-response: %s", request.match_info["name"], exc)
+            if request.transport is not None:
+                request.transport.abort()
+            return out
+    await out.write_eof()
+    return out
+
+
 def routes(gateway: Gateway, max_payload: int) -> list[web.RouteDef]:
     async def invoke(request: web.Request) -> web.StreamResponse:
-        try:
-            inv = parse_invocation(request)
-            body = await read_body(request, max_payload)
-            return await gateway.invoke(inv, body, request)
-        except Exception as exc:
-            if request.get(STREAMING):
-                raise  # the status line is sent: all that is left is to drop the connection
-            if isinstance(exc, errors.ApiError):
-                return exc.to_response()
-            # A bug of ours: say so without a stack trace, and not as a 5xx that boto3 would
-            # retry by invoking the model again.
-            log.exception("invocation of %s failed", request.match_info["name"])
-            return errors.ApiError(
-                "InternalFailure", f"The invocation failed inside dockyard: {type(exc).__name__}: {exc}"
-            ).to_response()
+        inv = parse_invocation(request)
+        body = await read_body(request, max_payload)
+        return await write_result(request, await gateway.invoke(inv, body))
 
     async def unsupported(request: web.Request) -> web.Response:
         kind = request.match_info["kind"]
-        return errors.runtime_validation(
-            f"{kind} is not supported by dockyard yet; use InvokeEndpoint (/invocations)."
-        ).to_response()
+        raise errors.runtime_validation(f"{kind} is not supported by dockyard yet; use InvokeEndpoint (/invocations).")
 
     return [
         web.post("/endpoints/{name}/invocations", invoke),

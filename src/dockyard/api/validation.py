@@ -9,7 +9,9 @@ answers `ValidationException` with every violation in one message:
 
 `RequestValidator` does the same for any botocore service. Per-shape facts (bounds, compiled
 patterns, enum sets, message texts) are worked out once per operation, on first use.
-Unknown members are ignored: newer SDKs send members this botocore may not know.
+Unknown members are ignored — newer SDKs send members this botocore may not know — and
+`known_members` drops them before the control plane sees a request, so nothing unknown is stored
+or echoed back.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from botocore.model import NoShapeFoundError
 from dockyard.api.constraints import SIZED, ShapeBook, ShapeFacts, compile_java, matches
 
 __all__ = [
-    "InputValidationError",
     "LOCAL_MODEL_DATA_OVERRIDES",
+    "InputValidationError",
     "RequestValidator",
     "runtime_validator",
     "sagemaker_validator",
@@ -97,6 +99,13 @@ class RequestValidator:
         _check(root, params, "", violations)
         if violations:
             raise InputValidationError.from_violations(violations)
+
+    def known_members(self, operation_name: str, params: Mapping) -> dict[str, Any]:
+        """``params`` without the members the operation's input shape does not have, at any depth."""
+        root = self._root(operation_name)
+        if root is None:
+            return {}
+        return _known(root, params)
 
     # -- overrides and per-operation facts ------------------------------------------------
 
@@ -230,6 +239,17 @@ def _check_map(s: ShapeFacts, v: Mapping, path: str, out: list[str]) -> None:
     if bad_value:
         texts = ", ".join(value.texts.values())
         out.append(_violation(s, v, path, f"Map value must satisfy constraint: [{texts}]"))
+
+
+def _known(s: ShapeFacts, v: Any) -> Any:
+    if s.kind == "structure" and isinstance(v, Mapping):
+        members = {m.name: m.shape for m in s.members}
+        return {k: _known(members[k], x) for k, x in v.items() if k in members}
+    if s.kind == "list" and isinstance(v, (list, tuple)) and s.item is not None:
+        return [_known(s.item, x) for x in v]
+    if s.kind == "map" and isinstance(v, Mapping) and s.value is not None:
+        return {k: _known(s.value, x) for k, x in v.items()}
+    return v
 
 
 # -- echoing values -------------------------------------------------------------------------

@@ -18,29 +18,41 @@ from dockyard.cli.client import get_json, sagemaker_clients, talking_to, url_opt
 from dockyard.cli.images import images
 from dockyard.cli.init import init_command
 from dockyard.cli.package import package_command
-from dockyard.settings import DEFAULT_PORT, Settings
+from dockyard.settings import (
+    DEFAULT_PORT,
+    Settings,
+    SettingsError,
+    env_name,
+    settings_help,
+)
 
 console = Console()
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="dockyard")
 def main() -> None:
     """dockyard: the SageMaker hosting plane you run yourself."""
 
 
-@main.command()
-@click.option("--host", default=None, help="Address to listen on.  [default: 127.0.0.1]")
-@click.option("--port", type=int, default=None, help=f"Port for both APIs.  [default: {DEFAULT_PORT}]")
-@click.option("--state-dir", type=click.Path(path_type=Path), default=None, help="Where state, logs and caches live.")
-@click.option("--runtime", type=click.Choice(["process", "docker"]), default=None, help="Where containers run.  [default: process]")
-@click.option("--log-level", default="INFO", show_default=True, envvar="DOCKYARD_LOG_LEVEL")
+@main.command(epilog=settings_help())
+@click.option("--host", default=None, help=f"Address to listen on.  [env var: {env_name('host')}; default: 127.0.0.1]")
+@click.option("--port", type=int, default=None,
+              help=f"Port for both APIs.  [env var: {env_name('port')}; default: {DEFAULT_PORT}]")
+@click.option("--state-dir", type=click.Path(path_type=Path), default=None,
+              help=f"Where state, logs and caches live.  [env var: {env_name('state_dir')}]")
+@click.option("--runtime", type=click.Choice(["process", "docker"]), default=None,
+              help=f"Where containers run.  [env var: {env_name('runtime')}; default: process]")
+@click.option("--log-level", default="INFO", show_default=True, envvar="DOCKYARD_LOG_LEVEL", show_envvar=True)
 def serve(host: str | None, port: int | None, state_dir: Path | None, runtime: str | None, log_level: str) -> None:
     """Serve the SageMaker control plane and runtime API on one port."""
     from dockyard.server import serve as run
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_env(host=host, port=port, state_dir=state_dir, runtime=runtime)
+    try:
+        settings = Settings.from_env(host=host, port=port, state_dir=state_dir, runtime=runtime)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
     console.print(
         f"dockyard {__version__} on [bold]http://{settings.host}:{settings.port}[/] "
         f"(runtime {settings.runtime}, state {settings.state_dir})"

@@ -1,11 +1,17 @@
-"""CreateEndpointConfig consistency rules: variants name existing models, have unique names,
-and are either instance-based or serverless."""
+"""Consistency rules beyond botocore's shapes: CreateEndpointConfig's variants name existing
+models, have unique names, are either instance-based or serverless, and a serverless variant's
+memory is one of SageMaker's 1 GB steps; UpdateEndpointWeightsAndCapacities names each variant
+once."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from dockyard.api import errors
+from dockyard import errors
+
+# SageMaker's documented ServerlessConfig memory sizes; botocore carries only the minimum and maximum.
+SERVERLESS_MEMORY_SIZES = tuple(range(1024, 6144 + 1, 1024))
 
 
 def check_endpoint_config(params: dict[str, Any], get_model: Callable[[str], object]) -> None:
@@ -26,7 +32,29 @@ def check_endpoint_config(params: dict[str, Any], get_model: Callable[[str], obj
             raise errors.validation(
                 f"Production variant {name} gives both ServerlessConfig and InstanceType/InitialInstanceCount; choose one."
             )
-        if not serverless and not ("InstanceType" in variant and "InitialInstanceCount" in variant):
+        if serverless:
+            _check_serverless_memory(name, variant["ServerlessConfig"])
+        elif not ("InstanceType" in variant and "InitialInstanceCount" in variant):
             raise errors.validation(
                 f"Production variant {name} needs InstanceType and InitialInstanceCount (or a ServerlessConfig)."
             )
+
+
+def _check_serverless_memory(variant: str, config: dict[str, Any]) -> None:
+    memory = config.get("MemorySizeInMB")
+    if memory not in SERVERLESS_MEMORY_SIZES:
+        sizes = ", ".join(map(str, SERVERLESS_MEMORY_SIZES))
+        raise errors.validation(
+            f"Value '{memory}' at 'ServerlessConfig.MemorySizeInMB' of production variant {variant} failed to "
+            f"satisfy constraint: Member must satisfy enum value set: [{sizes}]"
+        )
+
+
+def check_desired_weights(desired: list[dict[str, Any]]) -> None:
+    """UpdateEndpointWeightsAndCapacities: a variant named twice is ambiguous, so it is refused."""
+    seen: set[str] = set()
+    for entry in desired:
+        name = entry["VariantName"]
+        if name in seen:
+            raise errors.validation(f"The variant {name} is named more than once in DesiredWeightsAndCapacities.")
+        seen.add(name)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from dockyard.api import errors
+from dockyard import errors
 from dockyard.control import listing
+from dockyard.control.config_rules import check_desired_weights
 from dockyard.control.context import ControlContext
 from dockyard.control.plans import Deployment, VariantState
 from dockyard.control.resources import ResourceOps
@@ -186,6 +187,7 @@ class EndpointOps:
     def update_weights_and_capacities(self, params: Params) -> Params:
         ep = self.get(params["EndpointName"])
         self._require_in_service(ep)
+        check_desired_weights(params["DesiredWeightsAndCapacities"])
         changed = {}
         for desired in params["DesiredWeightsAndCapacities"]:
             state = ep.deployment.variants.get(desired["VariantName"])

@@ -9,9 +9,10 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from dockyard.api import errors
+from dockyard import errors
 
 DEFAULT_MAX_RESULTS = 10
 
@@ -26,9 +27,13 @@ def _offset(token: str | None) -> int:
     if not token:
         return 0
     try:
-        return int(json.loads(base64.urlsafe_b64decode(token.encode()))["offset"])
+        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
     except (ValueError, KeyError, TypeError):
-        raise errors.validation(f"Invalid pagination token {token[:64]}.") from None
+        offset = None
+    # Only what _token makes: a whole number, not a bool, NaN, Infinity or a negative offset.
+    if type(offset) is not int or offset < 0:
+        raise errors.validation(f"Invalid pagination token {token[:64]}.")
+    return offset
 
 
 def _token(offset: int) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dockyard.api import errors
+from dockyard import errors
 from dockyard.control.plans import model_containers
 
 MAX_CONTAINERS = 15

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from dockyard.api import errors
+from dockyard import errors
 from dockyard.control import listing
 from dockyard.control.config_rules import check_endpoint_config
 from dockyard.control.context import ControlContext

@@ -4,23 +4,42 @@ Picks a variant (``TargetVariant`` or by weight), an instance (round-robin), the
 (Single, or Direct by ``TargetContainerHostname``) or every container in order (Serial). Bodies
 are never decoded. Containers are reached through ``upstream.Upstream``: keep-alive pools per
 container. A container that fails becomes ``ModelError`` (424), which boto3 does not retry.
+
+The answer is an ``InvocationResult`` — status headers and the body, whole or as a stream of
+chunks — that ``api/runtime_api.py`` writes; this module never sees the HTTP server.
+
+Failover: an instance whose container refuses a connection (nothing was sent) is taken out of
+rotation at once and the request goes to another instance of the variant, once. The mark lasts
+until the reconciler publishes the endpoint's route again (it is told, and replaces a dead
+instance); while every instance of a variant is marked, all of them are tried as before.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
-import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Mapping
+from typing import TYPE_CHECKING
 
-import aiohttp
-from aiohttp import web
+from dockyard import errors
+from dockyard.errors import AwsError
+from dockyard.gateway.routing import (
+    ContainerRoute,
+    EndpointRoute,
+    InstanceRoute,
+    RoutingTable,
+    VariantRoute,
+)
+from dockyard.gateway.upstream import (
+    Upstream,
+    UpstreamError,
+    UpstreamNotSent,
+    UpstreamResponse,
+)
 
-from dockyard.api import errors
-from dockyard.gateway.routing import ContainerRoute, EndpointRoute, RoutingTable, VariantRoute
-from dockyard.gateway.upstream import Upstream, UpstreamError, UpstreamResponse
+if TYPE_CHECKING:
+    from aiohttp import StreamReader
 
 # Request headers of the InvokeEndpoint API that containers receive (SageMaker strips the rest).
 FORWARDED_REQUEST_HEADERS = (
@@ -42,11 +61,7 @@ RETURNED_RESPONSE_HEADERS = (
 )
 # Bodies up to this size are read in one piece; larger ones stream chunk by chunk.
 WHOLE_BODY = 256 * 1024
-# Set on a request once its response has started streaming: an error after that cannot become an
-# error response any more.
-STREAMING = "dockyard.streaming"
 _ORIGINAL_MESSAGE_LIMIT = 4096
-
 
 @dataclass(frozen=True)
 class Invocation:
@@ -58,21 +73,40 @@ class Invocation:
     target_container: str | None
 
 
+@dataclass(frozen=True)
+class InvocationResult:
+    """The answer to an invocation: headers for the client, and the body whole (``body``) or as
+    ``chunks`` of ``content_length`` bytes (None: unknown). A failure while ``chunks`` is read
+    raises ``AwsError``; by then the status line is sent, so it can only end the response."""
+
+    headers: dict[str, str]
+    body: bytes = b""
+    chunks: BodyStream | None = None
+    content_length: int | None = None
+
+
 class Gateway:
     def __init__(self, account_id: str, region: str, invocation_timeout: float) -> None:
         self.table: RoutingTable = {}
         self._account_id = account_id
         self._region = region
         self._upstream = Upstream(invocation_timeout)
+        # Instances out of rotation because they refused a connection, by endpoint (lower case).
+        self._refused: dict[str, set[str]] = {}
+        # Called when an instance is taken out of rotation (the reconciler's health pass).
+        self.on_refused: Callable[[], None] = lambda: None
 
     def publish(self, route: EndpointRoute | None, name: str) -> None:
         """Swap in a table where ``name`` routes by ``route`` (or is gone)."""
+        key = name.lower()
         table = dict(self.table)
         if route is None:
-            table.pop(name.lower(), None)
+            table.pop(key, None)
         else:
-            table[name.lower()] = route
+            table[key] = route
         self.table = table
+        # A new route is the reconciler's fresh view of the instances: nothing stays marked.
+        self._refused.pop(key, None)
 
     def log_stream_arn(self, endpoint: str) -> str:
         return f"arn:aws:logs:{self._region}:{self._account_id}:log-group:/aws/sagemaker/Endpoints/{endpoint}"
@@ -106,12 +140,21 @@ class Gateway:
                 )
         return route, variant
 
-    def _containers(self, inv: Invocation, variant: VariantRoute) -> tuple[ContainerRoute, ...]:
-        instance = variant.next_instance()
-        if instance is None:
-            raise errors.service_unavailable(
-                f"No instance of variant {variant.name} of endpoint {inv.endpoint} is ready yet; retry shortly."
-            )
+    def _instance(self, inv: Invocation, variant: VariantRoute, avoid: str | None = None) -> InstanceRoute | None:
+        """The variant's next instance in turn, other than ``avoid``, that is in rotation; when
+        every one is out of rotation, one of those anyway (better a likely 424 than a certain 503)."""
+        refused = self._refused.get(inv.endpoint.lower(), set())
+        fallback = None
+        for _ in range(len(variant.instances)):
+            instance = variant.next_instance()
+            if instance is None or instance.instance_id == avoid:
+                continue
+            if instance.instance_id not in refused:
+                return instance
+            fallback = fallback or instance
+        return fallback
+
+    def _containers(self, inv: Invocation, variant: VariantRoute, instance: InstanceRoute) -> tuple[ContainerRoute, ...]:
         if variant.mode == "Direct":
             if inv.target_container is None:
                 raise errors.runtime_validation(
@@ -132,52 +175,82 @@ class Gateway:
             )
         return instance.containers
 
+    def _take_out(self, endpoint: str, instance: InstanceRoute) -> None:
+        self._refused.setdefault(endpoint.lower(), set()).add(instance.instance_id)
+        self.on_refused()
+
     # --- invocation --------------------------------------------------------------------------
 
-    async def invoke(
-        self, inv: Invocation, body: "bytes | aiohttp.StreamReader", request: web.Request
-    ) -> web.StreamResponse:
+    async def invoke(self, inv: Invocation, body: bytes | StreamReader) -> InvocationResult:
         """Answer one invocation; ``body`` is the whole request body, or its stream when large."""
         route, variant = self._route(inv)
-        containers = self._containers(inv, variant)
+        instance = self._instance(inv, variant)
+        if instance is None:
+            raise errors.service_unavailable(
+                f"No instance of variant {variant.name} of endpoint {inv.endpoint} is ready yet; retry shortly."
+            )
+        try:
+            return await self._through(route, variant, instance, inv, body)
+        except _Refused as refused:
+            # Nothing reached the instance: try another one, once.
+            other = self._instance(inv, variant, avoid=instance.instance_id)
+            if other is None:
+                raise refused.error from None
+            try:
+                return await self._through(route, variant, other, inv, body)
+            except _Refused as again:
+                raise again.error from None
+
+    async def _through(
+        self, route: EndpointRoute, variant: VariantRoute, instance: InstanceRoute,
+        inv: Invocation, body: bytes | StreamReader,
+    ) -> InvocationResult:
+        """The invocation on one instance. ``_Refused`` means its first container refused the
+        connection, so nothing was sent and the caller may try another instance."""
+        *serial, last = self._containers(inv, variant, instance)
         headers = {k: v for k in FORWARDED_REQUEST_HEADERS if (v := inv.headers.get(k)) is not None}
         # Serial: each container's response body and Content-Type are the next one's request.
-        for container in containers[:-1]:
-            async with self._call(route, variant, container, headers, body) as resp:
-                body = await resp.read()
-                content_type = resp.headers.get("Content-Type")
-                if content_type is not None:
-                    headers["Content-Type"] = content_type
-                else:
-                    headers.pop("Content-Type", None)
-        async with self._call(route, variant, containers[-1], headers, body) as resp:
-            return await self._relay(resp, request, variant.name)
+        for k, container in enumerate(serial):
+            call = _ContainerCall(self, route.name, container)
+            try:
+                resp = await self._send(call, inv, instance, headers, body, first=k == 0)
+                body = await call.read_all(resp)
+            finally:
+                call.finish()
+            content_type = resp.headers.get("Content-Type")
+            if content_type is not None:
+                headers["Content-Type"] = content_type
+            else:
+                headers.pop("Content-Type", None)
+        call = _ContainerCall(self, route.name, last)
+        streaming = False
+        try:
+            resp = await self._send(call, inv, instance, headers, body, first=not serial)
+            out = {k: v for k in RETURNED_RESPONSE_HEADERS if (v := resp.headers.get(k)) is not None}
+            out["x-Amzn-Invoked-Production-Variant"] = variant.name
+            length = resp.content_length
+            if length is not None and length <= WHOLE_BODY:
+                return InvocationResult(out, body=await call.read_all(resp))
+            streaming = True  # from here on the stream finishes the call
+            return InvocationResult(out, chunks=BodyStream(call, resp), content_length=length)
+        finally:
+            if not streaming:
+                call.finish()
 
-    def _call(
-        self, route: EndpointRoute, variant: VariantRoute, container: ContainerRoute,
-        headers: dict[str, str], body: "bytes | aiohttp.StreamReader",
-    ) -> "_ContainerCall":
-        return _ContainerCall(self, route, variant, container, headers, body)
+    async def _send(
+        self, call: _ContainerCall, inv: Invocation, instance: InstanceRoute,
+        headers: dict[str, str], body: bytes | StreamReader, first: bool,
+    ) -> UpstreamResponse:
+        try:
+            return await call.start(headers, body)
+        except UpstreamNotSent as exc:
+            # An instance that refuses connections is out of rotation at once.
+            self._take_out(inv.endpoint, instance)
+            if first:
+                raise _Refused(call.as_model_error(exc)) from None
+            raise call.as_model_error(exc) from None
 
-    async def _relay(self, resp: UpstreamResponse, request: web.Request, variant: str) -> web.StreamResponse:
-        out_headers = {k: v for k in RETURNED_RESPONSE_HEADERS if (v := resp.headers.get(k)) is not None}
-        out_headers["x-Amzn-Invoked-Production-Variant"] = variant
-        # A random version-4 UUID without uuid4()'s os.urandom call: it names a request, it is no secret.
-        out_headers["x-amzn-RequestId"] = str(uuid.UUID(int=random.getrandbits(128), version=4))
-        length = resp.content_length
-        if length is not None and length <= WHOLE_BODY:
-            return web.Response(body=await resp.read(), headers=out_headers)
-        out = web.StreamResponse(headers=out_headers)
-        if length is not None:
-            out.content_length = length
-        request[STREAMING] = True
-        await out.prepare(request)
-        async for chunk in resp.iter_chunks():
-            await out.write(chunk)
-        await out.write_eof()
-        return out
-
-    def model_error(self, endpoint: str, container: str, status: int, message: str) -> errors.ApiError:
+    def model_error(self, endpoint: str, container: str, status: int, message: str) -> AwsError:
         kind = "client" if 400 <= status < 500 else "server"
         arn = self.log_stream_arn(endpoint)
         return errors.model_error(
@@ -189,59 +262,101 @@ class Gateway:
         )
 
 
+class _Refused(Exception):
+    """The first container of an instance refused the connection: nothing was sent."""
+
+    def __init__(self, error: AwsError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
 class _ContainerCall:
-    """One request to one container, as an async context manager that maps every failure of
-    the container to ModelError and records the container's metrics."""
+    """One request to one container: maps every failure of the container to ModelError (except a
+    refused connection, ``UpstreamNotSent``, left for failover) and records the container's metrics
+    once, in ``finish``."""
 
-    def __init__(
-        self, gateway: Gateway, route: EndpointRoute, variant: VariantRoute, container: ContainerRoute,
-        headers: dict[str, str], body: "bytes | aiohttp.StreamReader",
-    ) -> None:
-        self._gw, self._route, self._container = gateway, route, container
-        self._headers, self._body = headers, body
+    def __init__(self, gateway: Gateway, endpoint: str, container: ContainerRoute) -> None:
+        self._gw, self._endpoint, self._container = gateway, endpoint, container
         self._resp: UpstreamResponse | None = None
-        self._start = 0.0
-
-    async def __aenter__(self) -> UpstreamResponse:
-        gw, c = self._gw, self._container
-        c.metrics.invocations.inc()
         self._start = time.perf_counter()
+        self._failed = False
+        self._finished = False
+
+    async def start(self, headers: dict[str, str], body: bytes | StreamReader) -> UpstreamResponse:
+        c = self._container
         try:
-            resp = await gw._upstream.post(c.host, c.port, "/invocations", self._headers.items(), self._body)
-            if resp.status >= 300:
-                text = (await resp.read_at_most(_ORIGINAL_MESSAGE_LIMIT)).decode("utf-8", "replace")
-                resp.release()
-                raise gw.model_error(self._route.name, c.hostname, resp.status, text)
-        except (asyncio.TimeoutError, UpstreamError, errors.ApiError) as exc:
-            self._failed()
-            raise self._as_model_error(exc) from None
+            resp = await self._gw._upstream.post(c.host, c.port, "/invocations", headers.items(), body)
+        except UpstreamNotSent:
+            self._failed = True
+            raise
+        except (asyncio.TimeoutError, UpstreamError) as exc:
+            self._failed = True
+            raise self.as_model_error(exc) from None
         self._resp = resp
+        if resp.status >= 300:
+            self._failed = True
+            try:
+                text = (await resp.read_at_most(_ORIGINAL_MESSAGE_LIMIT)).decode("utf-8", "replace")
+            except (asyncio.TimeoutError, UpstreamError):
+                text = ""
+            raise self._gw.model_error(self._endpoint, c.hostname, resp.status, text)
         return resp
 
-    def _as_model_error(self, exc: BaseException) -> BaseException:
-        """The ModelError a failure of the container becomes (an ApiError stays as it is)."""
-        if isinstance(exc, asyncio.TimeoutError):
-            return self._gw.model_error(
-                self._route.name, self._container.hostname, 0,
-                f"Your invocation timed out while waiting for a response from container "
-                f"{self._container.hostname}. Review the latency metrics for each container, resolve "
-                "the issue, and try again.",
-            )
-        if isinstance(exc, UpstreamError):
-            return self._gw.model_error(
-                self._route.name, self._container.hostname, 0, f"the container could not be reached: {exc}"
-            )
-        return exc
+    async def read_all(self, resp: UpstreamResponse) -> bytes:
+        try:
+            return await resp.read()
+        except (asyncio.TimeoutError, UpstreamError) as exc:
+            # The container failed while its body was being read (it died, or was too slow).
+            self._failed = True
+            raise self.as_model_error(exc) from None
 
-    def _failed(self) -> None:
-        self._container.metrics.errors.inc()
-        self._container.metrics.latency.observe(time.perf_counter() - self._start)
+    def fail(self) -> None:
+        self._failed = True
 
-    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+    def finish(self) -> None:
+        """Release the connection and record the call: once, however it ended."""
+        if self._finished:
+            return
+        self._finished = True
         if self._resp is not None:
             self._resp.release()
-        if isinstance(exc, (asyncio.TimeoutError, UpstreamError)):
-            # The container failed while its body was being read (it died, or was too slow).
-            self._failed()
-            raise self._as_model_error(exc) from None
-        self._container.metrics.latency.observe(time.perf_counter() - self._start)
+        metrics = self._container.metrics
+        metrics.invocations.inc()
+        if self._failed:
+            metrics.errors.inc()
+        metrics.latency.observe(time.perf_counter() - self._start)
+
+    def as_model_error(self, exc: BaseException) -> AwsError:
+        """The ModelError a timeout or a broken exchange with the container becomes."""
+        hostname = self._container.hostname
+        if isinstance(exc, asyncio.TimeoutError):
+            return self._gw.model_error(
+                self._endpoint, hostname, 0,
+                f"Your invocation timed out while waiting for a response from container {hostname}. Review "
+                "the latency metrics for each container, resolve the issue, and try again.",
+            )
+        return self._gw.model_error(self._endpoint, hostname, 0, f"the container could not be reached: {exc}")
+
+
+class BodyStream:
+    """A container's response body, chunk by chunk as it arrives. ``aclose()`` ends the call
+    (connection released, metrics recorded) and must be called however the relaying ends."""
+
+    def __init__(self, call: _ContainerCall, resp: UpstreamResponse) -> None:
+        self._call = call
+        self._chunks = resp.iter_chunks()
+
+    def __aiter__(self) -> BodyStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self._chunks.__anext__()
+        except (asyncio.TimeoutError, UpstreamError) as exc:
+            # The container died or stalled half way through its answer.
+            self._call.fail()
+            raise self._call.as_model_error(exc) from None
+
+    async def aclose(self) -> None:
+        await self._chunks.aclose()  # type: ignore[attr-defined]
+        self._call.finish()

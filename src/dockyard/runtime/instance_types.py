@@ -4,14 +4,21 @@ Most ``ml.<family>.<size>`` types follow EC2's regular shape: ``large`` has 2 vC
 4, ``Nxlarge`` 4·N, ``medium`` 1, and a family has a fixed amount of memory per vCPU (2 GiB for
 compute-optimised ``c``, 4 for general-purpose ``m``, 8 for memory-optimised ``r``, …). The types
 that break the rule (older generations, accelerated instances) are listed with their real sizes.
-Together they cover every value of botocore's ``ProductionVariantInstanceType`` enum (a test
-checks that); GPUs and other accelerators are not emulated — only CPUs and memory are.
+A family dockyard does not list (botocore adds some every few months, e.g. ``ml.g7``) is sized by
+its class letters — the part before the generation digit — with the memory per vCPU its listed
+siblings have, and a logged note that the size is assumed. A type matching neither has no size:
+the runtime runs it without limits and logs that. GPUs and other accelerators are not emulated —
+only CPUs and memory are.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import re
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
 
 GIB = 1024**3
 
@@ -34,6 +41,12 @@ _GIB_PER_VCPU: dict[str, float] = {
     **dict.fromkeys(("r5", "r5d", "r6i", "r7i", "r6g", "r6gd", "r7gd", "r8g", "g6e", "g7e", "dl1"), 8.0),
     **dict.fromkeys(("p4d", "p4de"), 12.0),
 }
+
+# GiB of memory per vCPU by class (the family's letters before its generation), for families not
+# listed above: the value most listed families of that class have.
+_CLASS_GIB_PER_VCPU: dict[str, float] = {"c": 2.0, "m": 4.0, "t": 4.0, "g": 4.0, "inf": 2.0, "trn": 4.0, "r": 8.0,
+                                          "x": 16.0, "z": 8.0}
+_FAMILY = re.compile(r"(?P<cls>[a-z]+)\d")
 
 # Types whose vCPUs or memory do not follow their family's rule (EC2's published sizes).
 _IRREGULAR: dict[str, Resources] = {
@@ -71,12 +84,26 @@ def _vcpus(size: str, n: str | None) -> int:
     return 4 * int(n or 1)
 
 
+def _gib_per_vcpu(family: str) -> float | None:
+    if family in _GIB_PER_VCPU:
+        return _GIB_PER_VCPU[family]
+    cls = _FAMILY.match(family)
+    if cls is None or cls["cls"] not in _CLASS_GIB_PER_VCPU:
+        return None
+    per_vcpu = _CLASS_GIB_PER_VCPU[cls["cls"]]
+    log.info("instance family %s is not in dockyard's table: assuming %g GiB of memory per vCPU, as other "
+             "%s-class families have", family, per_vcpu, cls["cls"])
+    return per_vcpu
+
+
+@functools.cache
 def resources_for(instance_type: str) -> Resources | None:
-    """The vCPUs and memory of ``instance_type``, or None for a type dockyard does not know."""
+    """The vCPUs and memory of ``instance_type``, or None for a type dockyard cannot size."""
     if instance_type in _IRREGULAR:
         return _IRREGULAR[instance_type]
     match = _TYPE.fullmatch(instance_type)
-    if match is None or match["family"] not in _GIB_PER_VCPU:
+    per_vcpu = _gib_per_vcpu(match["family"]) if match else None
+    if match is None or per_vcpu is None:
         return None
     vcpus = _vcpus(match["size"], match["n"])
-    return Resources(vcpus, vcpus * _GIB_PER_VCPU[match["family"]])
+    return Resources(vcpus, vcpus * per_vcpu)
