@@ -106,11 +106,21 @@ async def test_shutdown_drains_new_invocations_and_stops_every_instance(dockyard
     await dockyard.deploy("a", instances=2)
     await dockyard.deploy("b", instances=3)
     assert len(dockyard.fake.running) == 5
-    assert dockyard.client is not None
-    app = dockyard.client.server.app
-    await app.shutdown()  # what aiohttp runs once the listener is closed
-    status, code, _ = await error_of(await dockyard.invoke("a"))
+    hold = asyncio.Event()
+    for container in dockyard.fake.containers("a"):
+        container.hold = hold
+    in_flight = asyncio.ensure_future(dockyard.invoke("a", b"in flight"))
+    await dockyard.until(lambda: any(c.invocations for c in dockyard.fake.containers("a")))
+
+    assert dockyard.client is not None and dockyard.client.server.app is not None
+    await dockyard.client.server.app.shutdown()  # what aiohttp runs once the listener is closed
+    status, code, message = await error_of(await dockyard.invoke("a"))
     assert (status, code) == (503, "ServiceUnavailable")
+    assert "No instance of variant AllTraffic of endpoint a is ready yet" in message
+    hold.set()
+    finished = await in_flight
+    assert finished.status == 200
+    assert json.loads(await finished.read())["body"] == "in flight"
     await dockyard.stop()
     assert dockyard.fake.running == {}
     assert sorted(dockyard.fake.stopped) == sorted(dockyard.fake.started)

@@ -1,6 +1,7 @@
-"""Nothing outlives its endpoint, and a state dir has one server: a DeleteEndpoint during
-Creating leaves no container process behind, and a second server on a state dir in use exits
-at once, naming the first, without touching its containers."""
+"""Nothing outlives its endpoint or its server, and a state dir has one server: a DeleteEndpoint
+during Creating leaves no container process behind; a server stopped with SIGTERM stops every
+instance and exits cleanly; a second server on a state dir in use exits at once, naming the
+first, without touching its containers."""
 
 from __future__ import annotations
 
@@ -60,3 +61,20 @@ def test_delete_during_create_leaves_no_container_running(tmp_path):
         assert list((tmp_path / "state" / "instances").iterdir()) == []
     finally:
         srv.stop()
+
+
+def test_sigterm_stops_every_instance_and_exits_cleanly(tmp_path):
+    srv = Server(tmp_path / "state", tmp_path / "server.log").start()
+    owner = str((tmp_path / "state").resolve())
+    try:
+        sm = srv.client("sagemaker")
+        tarball = package(tmp_path, iris_classifier())
+        create_endpoint(sm, "many", {"PrimaryContainer": {"Image": SKLEARN_URI, "ModelDataUrl": tarball.as_uri()}},
+                        InitialInstanceCount=4)
+        assert len(owned_pids(owner)) >= 4
+    finally:
+        srv.stop()
+    assert srv.proc.returncode == 0
+    assert owned_pids(owner) == []
+    log = srv.log()
+    assert "Task exception was never retrieved" not in log and "Traceback" not in log, log[-3000:]
