@@ -11,6 +11,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from dockyard import console
 from dockyard.api import admin, control_plane, runtime_api
 from dockyard.api.errors import control_plane_errors, runtime_errors
 from dockyard.api.validation import sagemaker_validator
@@ -67,7 +68,13 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     reconciler = Reconciler(store, runtime, provisioner, routes, settings.health_interval,
                             (settings.restart_backoff, settings.restart_backoff_max))
     gateway.on_refused = reconciler.poke  # an instance refused a connection: look at it now
-    ops = operations(ControlContext(store, settings, reconciler.poke))
+
+    def changed() -> None:
+        # Rung on the store's thread, where operations run: the doorbells ring on the loop.
+        reconciler.call_soon(live.wake)
+        reconciler.poke()
+
+    ops = operations(ControlContext(store, settings, changed))
 
     def log_files(endpoint: str) -> list[tuple[str, str, Path]]:
         root = provisioner.log_dir(endpoint)
@@ -80,7 +87,13 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
                 rows.append((instance.spec.variant, instance.spec.instance_id, s))
         return rows
 
+    live = console.LiveChannel(console.Sources(
+        endpoints=store.list_endpoints, endpoint=store.get_endpoint, routing=lambda: gateway.table,
+        instances=reconciler.running, dead_containers=runtime.dead_containers, stats=stats,
+        log_files=log_files, registry=registry, runtime=runtime.name,
+    ))
     app = web.Application(middlewares=[control_plane_errors, runtime_errors])
+    console.install(app, live)
     app.add_routes(admin.routes(registry, metrics.summary, log_files, stats, lambda name: name.lower() in gateway.table))
     app.add_routes([admin.readiness_route(routes.readiness)])
     app.add_routes(runtime_api.routes(gateway, settings.max_payload_bytes))

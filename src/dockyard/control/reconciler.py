@@ -17,7 +17,7 @@ import asyncio
 import functools
 import logging
 import shutil
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,10 +96,14 @@ class Reconciler:
 
     def poke(self) -> None:
         """Ring the doorbell; safe from any thread (the control plane runs on the store's)."""
+        self.call_soon(self._wake.set)
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on the reconciler's event loop, from any thread."""
         if self._loop is None:
-            self._wake.set()
+            callback()
         else:
-            self._loop.call_soon_threadsafe(self._wake.set)
+            self._loop.call_soon_threadsafe(callback)
 
     async def shutdown(self) -> None:
         """Stop the loop and every instance; the store is untouched, so a restart brings them back."""

@@ -78,8 +78,8 @@ class GatewayMetrics:
                     buckets.setdefault(key, []).append((float(labels["le"]), sample.value))
         for key, cumulative in buckets.items():
             cumulative.sort()
-            out[key]["p50"] = _quantile(0.5, cumulative)
-            out[key]["p99"] = _quantile(0.99, cumulative)
+            out[key]["p50"] = quantile(0.5, cumulative)
+            out[key]["p99"] = quantile(0.99, cumulative)
         return out
 
     def set_instances(self, endpoint: str, variant: str, ready: int, desired: int) -> None:
@@ -101,7 +101,7 @@ def _remove(metrics: tuple[Counter | Gauge | Histogram, ...], labels: tuple[str,
             pass
 
 
-def _quantile(q: float, cumulative: list[tuple[float, float]]) -> float:
+def quantile(q: float, cumulative: list[tuple[float, float]]) -> float:
     """Linear interpolation inside the bucket that holds the q-th observation."""
     total = cumulative[-1][1]
     if total == 0:
