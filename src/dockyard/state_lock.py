@@ -22,7 +22,8 @@ class StateDirInUse(Exception):
 def lock_state_dir(state_dir: Path, url: str) -> IO[str]:
     """Take the state dir for this process (held while the returned file stays open)."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    lock = (state_dir / "lock").open("a+")
+    # Owner-only, like the rest of the state dir.
+    lock = os.fdopen(os.open(state_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600), "r+")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

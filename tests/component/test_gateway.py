@@ -35,13 +35,13 @@ async def test_traffic_follows_weights_and_target_variant_overrides(dockyard: Do
 
     random.seed(7)  # the variant is drawn at random in proportion to its weight
     seen: Counter[str] = Counter()
-    for _ in range(400):
+    for _ in range(200):
         resp = await dockyard.invoke("ep")
         body = (await resp.read()).decode()
         assert resp.headers["x-Amzn-Invoked-Production-Variant"].lower() == body
         seen[body] += 1
     assert seen["off"] == 0
-    assert 250 <= seen["a"] <= 350 and seen["a"] + seen["b"] == 400
+    assert 125 <= seen["a"] <= 175 and seen["a"] + seen["b"] == 200  # 3:1
 
     resp = await dockyard.invoke("ep", **{"X-Amzn-SageMaker-Target-Variant": "Off"})
     assert (await resp.read(), resp.headers["x-Amzn-Invoked-Production-Variant"]) == (b"off", "Off")
@@ -247,6 +247,13 @@ async def test_a_container_dying_mid_answer_cuts_the_response_without_a_tracebac
     assert warning.levelno == logging.WARNING and warning.exc_info is None
     assert warning.getMessage().startswith(
         "invocation of ep cut off mid-response: Received server error (0) from primary with message")
+
+
+async def test_a_container_dying_before_its_body_starts_is_model_error(dockyard: Dockyard) -> None:
+    await dockyard.deploy("ep", env={"FAKE_BODY_BYTES": "1000000", "FAKE_CUT_AT": "0"})
+    status, code, message = await error_of(await dockyard.invoke("ep"))
+    assert (status, code) == (424, "ModelError")
+    assert message.startswith("Received server error (0) from primary with message")
 
 
 async def chunks(*parts: bytes) -> AsyncIterator[bytes]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from needs import unavailable
 
 CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -24,10 +25,7 @@ CHROMIUM_FLAGS = (
 )
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("DOCKYARD_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"DOCKYARD_REQUIRE_BROWSER=1, but {reason}", pytrace=False)
-    pytest.skip(reason)
+REQUIRE_BROWSER = "DOCKYARD_REQUIRE_BROWSER"
 
 
 @pytest.fixture(scope="session")
@@ -35,11 +33,11 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     try:
         from selenium import webdriver
     except ImportError:
-        _unavailable("selenium is not installed (pip install -e '.[test]')")
+        unavailable("selenium is not installed (pip install -e '.[test]')", REQUIRE_BROWSER)
     chromium = shutil.which("chromium")
     driver_path = shutil.which("chromedriver")
     if chromium is None or driver_path is None:
-        _unavailable("no chromium/chromedriver (apt-get install chromium chromium-driver)")
+        unavailable("no chromium/chromedriver (apt-get install chromium chromium-driver)", REQUIRE_BROWSER)
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):

@@ -99,8 +99,12 @@ def test_a_new_endpoint_appears_and_its_status_changes_without_a_reload(
     assert status_of(page, name) in ("Creating", "InService")
     wait(page, 120, lambda d: status_of(d, name) == "InService", "the status did not change to InService")
     assert sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "InService"
-    row = page.execute_script(f"return document.querySelector(`tr[data-endpoint='{name}']`).textContent")
+    row = text(page, f"tr[data-endpoint='{name}']") or ""
     assert "AllTraffic · weight 1 · 1/1 instances" in row
+    sm.update_endpoint_weights_and_capacities(
+        EndpointName=name, DesiredWeightsAndCapacities=[{"VariantName": "AllTraffic", "DesiredWeight": 3}])
+    wait(page, 60, lambda d: "weight 3" in (text(d, f"tr[data-endpoint='{name}']") or ""), "the new weight was not shown")
+    wait(page, 60, lambda d: status_of(d, name) == "InService", "the update did not end InService")
     screenshot("endpoints")
     assert page.execute_script("return window.consoleTestMarker") == "not reloaded"
 
@@ -111,6 +115,25 @@ def test_a_new_endpoint_appears_and_its_status_changes_without_a_reload(
     sm.delete_model(ModelName=name)
     assert page.execute_script("return window.consoleTestMarker") == "not reloaded"
     assert console_errors(page) == []
+
+
+def test_a_failed_endpoint_shows_its_failure_reason(page: Any, server: Server, sm: Any, tmp_path: Path) -> None:
+    page.get(f"{server.url}/")
+    wait(page, 30, lambda d: css(d, ".live.on"), "the live channel did not connect")
+    name = "console-broken"
+    broken = package(tmp_path, iris_classifier(), 'raise RuntimeError("console-test: this model cannot load")', name=name)
+    create_endpoint(sm, name, {"PrimaryContainer": {"Image": SKLEARN_URI, "ModelDataUrl": f"file://{broken}"}}, wait=False)
+    try:
+        wait(page, 120, lambda d: status_of(d, name) == "Failed", "the endpoint was not shown Failed")
+        reason = sm.describe_endpoint(EndpointName=name)["FailureReason"]
+        assert "console-test: this model cannot load" in reason
+        shown = page.execute_script(
+            "const row = document.querySelector(`tr[data-endpoint='${arguments[0]}']`).nextElementSibling;"
+            "return row && row.classList.contains('failure') ? row.textContent : null", name)
+        assert shown == reason
+        assert console_errors(page) == []
+    finally:
+        delete_all(sm, name)
 
 
 def _chart(driver: Any, container: str, title: str) -> dict[str, float]:

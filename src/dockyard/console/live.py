@@ -133,6 +133,7 @@ class LiveChannel:
         for endpoint, subs in watched.items():
             self._watch(endpoint, subs, sampled)
         self._logs.forget({path for ep in watched for _, _, path in self.sources.log_files(ep)})
+        self._instances.forget({i.spec.instance_id for ep in watched for i in self.sources.instances(ep)})
         for endpoint in set(self._stats) - set(watched):
             del self._stats[endpoint]
         for sub in subscribers:
