@@ -23,7 +23,7 @@ from dockyard.control.plane import operations
 from dockyard.control.provision import Provisioner
 from dockyard.control.reconciler import Reconciler
 from dockyard.control.store import Store
-from dockyard.gateway.metrics import GatewayMetrics
+from dockyard.gateway.metrics import GatewayMetrics, RequestMetrics
 from dockyard.gateway.proxy import Gateway
 from dockyard.gateway.routing import RouteBuilder
 from dockyard.runtime.base import ContainerStats, Runtime
@@ -61,7 +61,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     store = Store(settings.state_dir / DATABASE)
     registry = CollectorRegistry()
     metrics = GatewayMetrics(registry)
-    gateway = Gateway(settings.account_id, settings.region, settings.invocation_timeout)
+    gateway = Gateway(settings.account_id, settings.region, settings.invocation_timeout, RequestMetrics(registry))
     if runtime is None:
         runtime = make_runtime(settings)
     provisioner = Provisioner(

@@ -114,3 +114,26 @@ def quantile(q: float, cumulative: list[tuple[float, float]]) -> float:
             return lower + (upper - lower) * (rank - below) / max(count - below, 1e-12)
         lower, below = upper, count
     return lower
+
+
+class RequestMetrics:
+    """InvokeEndpoint requests by endpoint, variant and the HTTP status answered, counted once per
+    request whatever became of it (503 while no instance is ready and 424 included). Only known
+    endpoints are counted: a label per name a client made up would grow without bound."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._requests = Counter(
+            "dockyard_invocations", "InvokeEndpoint requests by the HTTP status answered.",
+            ("endpoint", "variant", "status"), registry=registry,
+        )
+        self._seen: dict[str, set[tuple[str, str, str]]] = {}
+
+    def observe(self, endpoint: str, variant: str, status: int) -> None:
+        labels = (endpoint, variant, str(status))
+        self._requests.labels(*labels).inc()
+        self._seen.setdefault(endpoint.lower(), set()).add(labels)
+
+    def forget(self, endpoint: str) -> None:
+        """Drop the series of an endpoint that is gone."""
+        for labels in self._seen.pop(endpoint.lower(), ()):
+            self._requests.remove(*labels)
