@@ -64,6 +64,16 @@ def routes(
     ]
 
 
+def readiness_route(readiness: Callable[[], dict[str, dict[str, dict[str, int]]]]) -> web.RouteDef:
+    """``GET /_dockyard/endpoints``: per endpoint and variant, ready and desired instances (what
+    ``dockyard endpoints`` shows as ``InService (0/1 ready)`` while an endpoint heals)."""
+
+    async def endpoints(_: web.Request) -> web.Response:
+        return web.json_response({"endpoints": readiness()})
+
+    return web.get(f"{PREFIX}/endpoints", endpoints)
+
+
 def _lines(value: str) -> int:
     if not (value.isascii() and value.isdigit()):
         raise errors.runtime_validation(f"lines must be a whole number of lines (0 or more), not {value[:64]!r}.")

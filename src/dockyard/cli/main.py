@@ -94,10 +94,11 @@ def endpoints(url: str) -> None:
     sm, _ = sagemaker_clients(url, retries=False)
     table = Table("Name", "Status", "Created", "Last modified")
     with talking_to(url):
+        readiness = get_json(url, "/_dockyard/endpoints")["endpoints"]
         for page in sm.get_paginator("list_endpoints").paginate():
             for ep in page["Endpoints"]:
                 table.add_row(
-                    ep["EndpointName"], _status(ep["EndpointStatus"]),
+                    ep["EndpointName"], _status(ep["EndpointStatus"], readiness.get(ep["EndpointName"], {})),
                     _time(ep["CreationTime"]), _time(ep["LastModifiedTime"]),
                 )
     console.print(table)
@@ -144,7 +145,12 @@ def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.2f}"
 
 
-def _status(status: str) -> str:
+def _status(status: str, variants: dict[str, dict[str, int]]) -> str:
+    """The status, and for an InService endpoint short of instances (healing) how many are ready."""
+    ready = sum(v["ready"] for v in variants.values())
+    desired = sum(v["desired"] for v in variants.values())
+    if status == "InService" and ready < desired:
+        return f"[yellow]InService ({ready}/{desired} ready)[/]"
     colour = {"InService": "green", "Failed": "red"}.get(status, "yellow")
     return f"[{colour}]{status}[/]"
 
