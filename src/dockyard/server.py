@@ -79,9 +79,12 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
 
     ops = operations(ControlContext(store, settings, changed))
 
-    def log_files(endpoint: str) -> list[tuple[str, str, Path]]:
+    def log_files(endpoint: str) -> list[tuple[str, str, Path, bool]]:
+        """(instance, container, log file, whether the instance is running) of every container ever started."""
         root = provisioner.log_dir(endpoint)
-        return [(p.parent.name, p.stem, p) for p in sorted(root.glob("*/*.log"), key=lambda p: p.stat().st_mtime)]
+        live = {i.spec.instance_id for i in reconciler.running(endpoint)}
+        return [(p.parent.name, p.stem, p, p.parent.name in live)
+                for p in sorted(root.glob("*/*.log"), key=lambda p: p.stat().st_mtime)]
 
     async def stats(endpoint: str) -> list[tuple[str, str, ContainerStats]]:
         rows = []
