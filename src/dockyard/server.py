@@ -79,9 +79,12 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
 
     ops = operations(ControlContext(store, settings, changed))
 
-    def log_files(endpoint: str) -> list[tuple[str, str, Path]]:
+    def log_files(endpoint: str) -> list[tuple[str, str, Path, bool]]:
+        """(instance, container, log file, whether the instance is running) of every container ever started."""
         root = provisioner.log_dir(endpoint)
-        return [(p.parent.name, p.stem, p) for p in sorted(root.glob("*/*.log"), key=lambda p: p.stat().st_mtime)]
+        live = {i.spec.instance_id for i in reconciler.running(endpoint)}
+        return [(p.parent.name, p.stem, p, p.parent.name in live)
+                for p in sorted(root.glob("*/*.log"), key=lambda p: p.stat().st_mtime)]
 
     async def stats(endpoint: str) -> list[tuple[str, str, ContainerStats]]:
         rows = []
@@ -153,9 +156,9 @@ def _serve_locked(settings: Settings, keys: dict[str, str], ssl_context: ssl.SSL
     app = build_app(settings)
     max_connections = min(settings.max_connections, connections.raise_fd_limit())
     guard = connections.ConnectionGuard(max_connections, settings.header_timeout, settings.body_timeout)
-    # Outermost first: the guard sees every request; the signature check is innermost, so that
-    # its refusals are answered by the protocol's own error middleware.
-    app.middlewares.insert(0, guard.middleware())
+    # After the error middlewares: the guard answers a client that went away before they log it
+    # as a failure; the signature check comes last, so that the guard sees its body reads too.
+    app.middlewares.append(guard.middleware())
     if keys:
         open_paths = auth.OPEN_PATHS | ({"/metrics"} if settings.metrics_open else set())
         app.middlewares.append(auth.middleware(keys, settings.max_payload_bytes, open_paths))
