@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -28,8 +29,14 @@ url_option = click.option(
     envvar="DOCKYARD_URL",
     default=DEFAULT_URL,
     show_default=True,
+    show_envvar=True,
     help="The dockyard server to talk to.",
 )
+
+
+def unreachable(url: str) -> click.ClickException:
+    """The one-line error every command gives when no server answers at ``url``."""
+    return click.ClickException(f"cannot reach dockyard at {url}: is `dockyard serve` running?")
 
 
 def _credentials() -> Credentials:
@@ -59,7 +66,10 @@ def get_json(url: str, path: str, region: str = "us-east-1") -> dict[str, Any]:
     signed = AWSRequest(method="GET", url=f"{url}{path}", headers={"Host": urlsplit(url).netloc})
     SigV4Auth(_credentials(), "sagemaker", region).add_auth(signed)
     try:
-        with urllib.request.urlopen(urllib.request.Request(signed.url, headers=dict(signed.headers)), timeout=30) as resp:
+        # AWS_CA_BUNDLE as for boto3: a server with a self-signed --tls-cert.
+        tls = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or None)
+        request = urllib.request.Request(signed.url, headers=dict(signed.headers))
+        with urllib.request.urlopen(request, timeout=30, context=tls) as resp:
             return json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         try:
@@ -67,8 +77,8 @@ def get_json(url: str, path: str, region: str = "us-east-1") -> dict[str, Any]:
         except ValueError:
             message = str(exc)
         raise click.ClickException(message) from None
-    except OSError as exc:
-        raise click.ClickException(f"cannot reach dockyard at {url}: {exc}") from None
+    except OSError:
+        raise unreachable(url) from None
 
 
 @contextlib.contextmanager
@@ -77,7 +87,7 @@ def talking_to(url: str) -> Iterator[None]:
     try:
         yield
     except EndpointConnectionError:
-        raise click.ClickException(f"cannot reach dockyard at {url}: is `dockyard serve` running?") from None
+        raise unreachable(url) from None
     except ClientError as exc:
         err = exc.response.get("Error", {})
         raise click.ClickException(f"{err.get('Code')}: {err.get('Message')}") from None

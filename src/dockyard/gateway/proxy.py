@@ -65,6 +65,7 @@ WHOLE_BODY = 256 * 1024
 _ORIGINAL_MESSAGE_LIMIT = 4096
 _NONE: frozenset[str] = frozenset()
 
+
 @dataclass(frozen=True)
 class Invocation:
     """What one InvokeEndpoint asks for, read from its headers by the API layer."""
@@ -79,7 +80,8 @@ class Invocation:
 class InvocationResult:
     """The answer to an invocation: headers for the client, and the body whole (``body``) or as
     ``chunks`` of ``content_length`` bytes (None: unknown). A failure while ``chunks`` is read
-    raises ``AwsError``; by then the status line is sent, so it can only end the response."""
+    raises ``AwsError``; once the status line is sent it can only end the response. ``chunks``
+    must be closed (``aclose``) however the writing ends."""
 
     headers: dict[str, str]
     body: bytes = b""
@@ -88,6 +90,8 @@ class InvocationResult:
 
 
 class Gateway:
+    """Routes invocations over the current routing table (swapped in by ``publish``)."""
+
     def __init__(
         self, account_id: str, region: str, invocation_timeout: float, requests: RequestMetrics | None = None
     ) -> None:
