@@ -78,6 +78,9 @@ class Settings:
     # Docker runtime: the Python base image (instance sandboxes run `sleep` in it); None picks
     # python:3.11-slim or dockyard/base:bookworm, whichever the engine has.
     base_image: str | None = None
+    # Process runtime, server running as root: the user (name or uid) containers run as, so that
+    # user code never runs as root; "root" runs them as root.
+    container_user: str = "nobody"
     # Security (README "Security"). An INI file of access key id → secret (like ~/.aws/credentials):
     # when given, every request must carry a SigV4 signature made with one of its keys.
     credentials: Path | None = None

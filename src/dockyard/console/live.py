@@ -55,7 +55,8 @@ class Sources:
     instances: Callable[[str], list[RunningInstance]]
     dead_containers: Callable[[RunningInstance], list[str]]
     stats: Callable[[str], Awaitable[list[tuple[str, str, ContainerStats]]]]
-    log_files: Callable[[str], list[tuple[str, str, Path]]]
+    # (instance, container, log file, whether the instance still runs) of every container started.
+    log_files: Callable[[str], list[tuple[str, str, Path, bool]]]
     registry: CollectorRegistry
     runtime: str
 
@@ -132,7 +133,7 @@ class LiveChannel:
                 watched.setdefault(sub.endpoint, []).append(sub)
         for endpoint, subs in watched.items():
             self._watch(endpoint, subs, sampled)
-        self._logs.forget({path for ep in watched for _, _, path in self.sources.log_files(ep)})
+        self._logs.forget({path for ep in watched for _, _, path, _ in self.sources.log_files(ep)})
         self._instances.forget({i.spec.instance_id for ep in watched for i in self.sources.instances(ep)})
         for endpoint in set(self._stats) - set(watched):
             del self._stats[endpoint]
@@ -196,7 +197,7 @@ class LiveChannel:
         if following:
             lines = [
                 {"instance": instance, "container": host, "text": text}
-                for instance, host, path in files
+                for instance, host, path, _ in files
                 for text in self._logs.new_lines(path)
             ]
             if lines:
@@ -206,7 +207,7 @@ class LiveChannel:
         if fresh:
             tail = [
                 {"instance": instance, "container": host, "text": text}
-                for instance, host, path in files
+                for instance, host, path, _ in files
                 for text in self._logs.tail(path, TAIL_LINES)
             ]
             for sub in fresh:
