@@ -105,6 +105,20 @@ def test_metrics_and_admin_routes_need_a_signature_health_does_not(secured: Serv
         assert resp.status == 200
 
 
+def test_metrics_open_opens_metrics_only(tmp_path: Path) -> None:
+    srv = Server(tmp_path / "state", tmp_path / "server.log", args=("--metrics-open",), credentials={KEY: SECRET}).start()
+    try:
+        with urllib.request.urlopen(srv.url + "/metrics", timeout=10) as resp:
+            assert b"# TYPE" in resp.read()
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(srv.url + "/_dockyard/endpoints/x/stats", timeout=10)
+        assert info.value.code == 403
+        assert refusal(lambda: srv.client("sagemaker", signature_version=UNSIGNED).list_models())["Error"]["Code"] == \
+            "MissingAuthenticationTokenException"
+    finally:
+        srv.stop()
+
+
 def _cli(*args: str, key: str, secret: str, **env_vars: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret, "AWS_DEFAULT_REGION": "us-west-2",
            **env_vars}
