@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from dockyard.api import admin, control_plane, runtime_api
 from dockyard.api.errors import control_plane_errors, runtime_errors
 from dockyard.api.validation import sagemaker_validator
+from dockyard.artifacts.policy import AccessPolicy
 from dockyard.artifacts.store import ArtifactStore
 from dockyard.control.context import ControlContext
 from dockyard.control.plane import operations
@@ -59,7 +60,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     if runtime is None:
         runtime = make_runtime(settings)
     provisioner = Provisioner(
-        settings.state_dir, ArtifactStore(settings.state_dir / "cache", settings.region), settings.startup_timeout
+        settings.state_dir, ArtifactStore(settings.state_dir / "cache", settings.region, AccessPolicy.from_settings(settings)), settings.startup_timeout
     )
     reconciler = Reconciler(store, runtime, provisioner, gateway, metrics, settings.health_interval)
     gateway.on_refused = reconciler.poke  # an instance refused a connection: look at it now

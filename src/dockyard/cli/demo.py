@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+import platformdirs
 from rich.console import Console
 from rich.table import Table
 
@@ -69,7 +70,10 @@ def _server(console: Console, url: str | None) -> Iterator[str]:
 
 
 def run_demo(console: Console, keep_on: str | None) -> None:
-    with tempfile.TemporaryDirectory(prefix="dockyard-demo-") as tmp:
+    # Under the user's home (the cache directory): a local server allows model data there by default.
+    cache = Path(platformdirs.user_cache_dir("dockyard", appauthor=False))
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="demo-", dir=cache) as tmp:
         with console.status("Training a LogisticRegression on the iris data…"):
             tarball, rows = train_and_package(Path(tmp))
         console.print(f"[green]✓[/] trained and packaged {tarball.name}")

@@ -44,13 +44,18 @@ def main() -> None:
 @click.option("--runtime", type=click.Choice(["process", "docker"]), default=None,
               help=f"Where containers run.  [env var: {env_name('runtime')}; default: process]")
 @click.option("--log-level", default="INFO", show_default=True, envvar="DOCKYARD_LOG_LEVEL", show_envvar=True)
-def serve(host: str | None, port: int | None, state_dir: Path | None, runtime: str | None, log_level: str) -> None:
+@click.option("--allow-path", "allow_paths", multiple=True, type=click.Path(path_type=Path),
+              help=f"Allow local model data and images under DIR (repeatable).  [env var: {env_name('allow_paths')}; "
+                   "default: home and current directory, none with credentials]")
+def serve(host: str | None, port: int | None, state_dir: Path | None, runtime: str | None, log_level: str,
+          allow_paths: tuple[Path, ...]) -> None:
     """Serve the SageMaker control plane and runtime API on one port."""
     from dockyard.server import serve as run
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        settings = Settings.from_env(host=host, port=port, state_dir=state_dir, runtime=runtime)
+        settings = Settings.from_env(host=host, port=port, state_dir=state_dir, runtime=runtime,
+                                     allow_paths=tuple(p.absolute() for p in allow_paths) or None)
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
     console.print(
