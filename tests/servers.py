@@ -1,7 +1,9 @@
-"""A real ``dockyard serve`` in a child process, for tests: its URL, state dir, log, clients."""
+"""A real ``dockyard serve`` in a child process, for tests: its URL, state dir, log, clients —
+optionally with SigV4 credentials (``credentials``) and HTTPS (``tls``: certificate, key)."""
 
 from __future__ import annotations
 
+import ssl
 import tempfile
 from pathlib import Path
 
@@ -15,31 +17,58 @@ from dockyard.runtime.ports import free_port
 class Server:
     """A running dockyard server: its URL, state dir, log, and boto3 clients."""
 
-    def __init__(self, state_dir: Path, log_path: Path, extra_env: dict[str, str] | None = None,
-                 allow_paths: tuple[Path, ...] = (Path(tempfile.gettempdir()),)) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        log_path: Path,
+        extra_env: dict[str, str] | None = None,
+        *,
+        args: tuple[str, ...] = (),
+        credentials: dict[str, str] | None = None,
+        tls: tuple[Path, Path] | None = None,
+        allow_paths: tuple[Path, ...] = (Path(tempfile.gettempdir()),),
+    ) -> None:
         self.state_dir, self.log_path, self.extra_env = state_dir, log_path, extra_env or {}
-        # Test model data lives in pytest's temporary directories, outside the default local roots.
-        self.allow_paths = allow_paths
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        # Test model data lives in pytest's temporary directories, outside the default local roots.
+        self.args = [*args, *(arg for path in allow_paths for arg in ("--allow-path", str(path)))]
+        self.credentials = credentials
+        if credentials:
+            path = log_path.parent / f"credentials-{self.port}"
+            path.write_text("".join(
+                f"[key{i}]\naws_access_key_id = {akid}\naws_secret_access_key = {secret}\n"
+                for i, (akid, secret) in enumerate(credentials.items())
+            ))
+            self.args += ["--credentials", str(path)]
+        self.verify: str | None = None
+        if tls:
+            self.args += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
+            self.verify = str(tls[0])
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.proc = None
 
-    def start(self) -> "Server":
-        flags = [arg for path in self.allow_paths for arg in ("--allow-path", str(path))]
-        self.proc = start_server(self.state_dir, self.port, self.log_path, *flags, env=self.extra_env)
-        wait_until_up(self.url, self.proc)
+    def start(self) -> Server:
+        self.proc = start_server(self.state_dir, self.port, self.log_path, *self.args, env=self.extra_env)
+        wait_until_up(self.url, self.proc, context=ssl.create_default_context(cafile=self.verify) if self.verify else None)
         return self
 
     def stop(self) -> None:
         if self.proc is not None:
             stop_server(self.proc)
 
-    def client(self, service: str, **config: object):
+    def client(self, service: str, *, signed_by: tuple[str, str] | None = None, **config: object):
+        """A boto3 client; signed by ``signed_by`` (key, secret), else by the server's first key
+        when it has credentials, else by the environment's."""
+        if signed_by is None and self.credentials:
+            signed_by = next(iter(self.credentials.items()))
+        keys = {"aws_access_key_id": signed_by[0], "aws_secret_access_key": signed_by[1]} if signed_by else {}
         return boto3.client(
             service,
             endpoint_url=self.url,
             region_name="us-east-1",
             config=Config(**config) if config else None,
+            verify=self.verify,
+            **keys,
         )
 
     def log(self) -> str:

@@ -21,13 +21,19 @@ def test_every_field_reads_its_variable():
     values = {"host": "0.0.0.0", "port": "9000", "state_dir": "/srv/dy", "runtime": "docker", "region": "eu-west-1",
               "account_id": "000000000000", "invocation_timeout": "5.5", "startup_timeout": "10",
               "stop_grace": "1", "max_payload_bytes": "1024", "health_interval": "0.5", "max_containers": "3",
-              "registry": "localhost:5000", "base_image": "python:3.12-slim"}
+              "registry": "localhost:5000", "base_image": "python:3.12-slim", "credentials": "/etc/dy/keys",
+              "insecure_no_auth": "true", "tls_cert": "/etc/dy/cert.pem", "tls_key": "/etc/dy/key.pem",
+              "metrics_open": "1", "header_timeout": "2.5", "body_timeout": "30", "keepalive_timeout": "5",
+              "max_connections": "64"}
     assert set(values) == {f.name for f in dataclasses.fields(Settings)}, "a new field needs a value here"
     settings = Settings.from_env({env_name(k): v for k, v in values.items()})
     assert settings == Settings(host="0.0.0.0", port=9000, state_dir=Path("/srv/dy"), runtime="docker",
                                 region="eu-west-1", account_id="000000000000", invocation_timeout=5.5,
                                 startup_timeout=10.0, stop_grace=1.0, max_payload_bytes=1024, health_interval=0.5,
-                                max_containers=3, registry="localhost:5000", base_image="python:3.12-slim")
+                                max_containers=3, registry="localhost:5000", base_image="python:3.12-slim",
+                                credentials=Path("/etc/dy/keys"), insecure_no_auth=True, tls_cert=Path("/etc/dy/cert.pem"),
+                                tls_key=Path("/etc/dy/key.pem"), metrics_open=True, header_timeout=2.5, body_timeout=30.0,
+                                keepalive_timeout=5.0, max_connections=64)
 
 
 def test_unset_and_empty_variables_keep_defaults_and_flags_win():

@@ -5,13 +5,16 @@ port — the control plane (``POST /`` with ``X-Amz-Target``), the runtime API
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import ssl
 from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from dockyard.api import admin, control_plane, runtime_api
+from dockyard import console
+from dockyard.api import admin, auth, connections, control_plane, runtime_api
 from dockyard.api.errors import control_plane_errors, runtime_errors
 from dockyard.api.validation import sagemaker_validator
 from dockyard.artifacts.policy import AccessPolicy
@@ -27,6 +30,7 @@ from dockyard.runtime.base import ContainerStats, Runtime
 from dockyard.settings import Settings
 
 log = logging.getLogger(__name__)
+DATABASE = "dockyard.db"  # in the state directory
 
 
 def make_runtime(settings: Settings) -> Runtime:
@@ -53,7 +57,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     """The whole server as one aiohttp app; ``runtime`` defaults to the one ``settings`` names
     (tests pass an in-process fake)."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(settings.state_dir / "dockyard.db")
+    store = Store(settings.state_dir / DATABASE)
     registry = CollectorRegistry()
     metrics = GatewayMetrics(registry)
     gateway = Gateway(settings.account_id, settings.region, settings.invocation_timeout)
@@ -64,7 +68,12 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     )
     reconciler = Reconciler(store, runtime, provisioner, gateway, metrics, settings.health_interval)
     gateway.on_refused = reconciler.poke  # an instance refused a connection: look at it now
-    ops = operations(ControlContext(store, settings, reconciler.poke))
+
+    def changed() -> None:
+        reconciler.poke()
+        live.wake()
+
+    ops = operations(ControlContext(store, settings, changed))
 
     def log_files(endpoint: str) -> list[tuple[str, str, Path]]:
         root = provisioner.log_dir(endpoint)
@@ -77,7 +86,13 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
                 rows.append((instance.spec.variant, instance.spec.instance_id, s))
         return rows
 
+    live = console.LiveChannel(console.Sources(
+        endpoints=store.list_endpoints, endpoint=store.get_endpoint, routing=lambda: gateway.table,
+        instances=reconciler.running, dead_containers=runtime.dead_containers, stats=stats,
+        log_files=log_files, registry=registry, runtime=runtime.name,
+    ))
     app = web.Application(middlewares=[control_plane_errors, runtime_errors])
+    console.install(app, live)
     app.add_routes(admin.routes(registry, metrics.summary, log_files, stats, lambda name: store.get_endpoint(name) is not None))
     app.add_routes(runtime_api.routes(gateway, settings.max_payload_bytes))
     app.router.add_post("/", control_plane.handler(ops, sagemaker_validator()))
@@ -108,13 +123,114 @@ def event_loop() -> asyncio.AbstractEventLoop:
 
 
 def serve(settings: Settings) -> None:
-    """Run the server until SIGINT/SIGTERM; every container it started is stopped on the way out."""
-    web.run_app(
-        build_app(settings),
-        host=settings.host,
-        port=settings.port,
-        access_log=None,
-        print=lambda _: log.info("dockyard listening on http://%s:%d", settings.host, settings.port),
-        shutdown_timeout=5,
-        loop=event_loop(),
-    )
+    """Run the server until SIGINT/SIGTERM; every container it started is stopped on the way out.
+
+    Refuses (SystemExit) a non-loopback host without credentials unless ``insecure_no_auth``."""
+    keys = _credentials(settings)
+    ssl_context = _tls(settings)
+    _private_state_dir(settings)
+    app = build_app(settings)
+    max_connections = min(settings.max_connections, connections.raise_fd_limit())
+    guard = connections.ConnectionGuard(max_connections, settings.header_timeout, settings.body_timeout)
+    # Outermost first: the guard sees every request; the signature check is innermost, so that
+    # its refusals are answered by the protocol's own error middleware.
+    app.middlewares.insert(0, guard.middleware())
+    if keys:
+        open_paths = auth.OPEN_PATHS | ({"/metrics"} if settings.metrics_open else set())
+        app.middlewares.append(auth.middleware(keys, settings.max_payload_bytes, open_paths))
+    loop = event_loop()
+    asyncio.set_event_loop(loop)
+    connections.quiet_fd_exhaustion(loop)
+    main = loop.create_task(_serve(app, settings, guard, ssl_context))
+    try:
+        loop.run_until_complete(main)
+    except (web.GracefulExit, KeyboardInterrupt):  # SIGTERM / SIGINT (aiohttp's signal handlers)
+        pass
+    finally:
+        main.cancel()
+        loop.run_until_complete(asyncio.gather(main, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+async def _serve(app: web.Application, settings: Settings, guard: connections.ConnectionGuard,
+                 ssl_context: ssl.SSLContext | None) -> None:
+    runner = web.AppRunner(app, handle_signals=True, access_log=None)
+    await runner.setup()
+    try:
+        site = _GuardedSite(runner, settings.host, settings.port, guard, settings, ssl_context)
+        await site.start()
+        scheme = "https" if ssl_context else "http"
+        log.info("dockyard listening on %s://%s:%d", scheme, settings.host, settings.port)
+        await asyncio.Event().wait()  # until a signal ends the loop
+    finally:
+        await runner.cleanup()
+
+
+class _GuardedSite(web.TCPSite):
+    """aiohttp's TCP site, serving each connection with the guard's protocol (cap, deadlines)."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, guard: connections.ConnectionGuard,
+                 settings: Settings, ssl_context: ssl.SSLContext | None) -> None:
+        super().__init__(runner, host, port, ssl_context=ssl_context, shutdown_timeout=5)
+        self.guard, self.settings = guard, settings
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)  # registers the site with the runner
+        assert self._runner.server is not None
+        protocol = self.guard.protocol_factory(
+            self._runner.server, access_log=None, keepalive_timeout=self.settings.keepalive_timeout
+        )
+        self._server = await asyncio.get_running_loop().create_server(
+            protocol, self._host, self._port, ssl=self._ssl_context, backlog=self._backlog,
+            # a TLS handshake is part of sending the request headers
+            ssl_handshake_timeout=self.settings.header_timeout if self._ssl_context else None,
+        )
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _credentials(settings: Settings) -> dict[str, str]:
+    if settings.credentials is not None:
+        try:
+            return auth.load_credentials(settings.credentials)
+        except ValueError as exc:
+            raise SystemExit(f"dockyard serve: {exc}") from None
+    if is_loopback(settings.host):
+        return {}
+    if not settings.insecure_no_auth:
+        raise SystemExit(
+            f"dockyard serve: refusing to serve {settings.host} without credentials: anyone who can reach it could "
+            "run code on this machine. Give --credentials FILE, or --insecure-no-auth if the network is trusted."
+        )
+    log.warning("serving %s WITHOUT authentication (--insecure-no-auth): anyone who can reach it can run code here",
+                settings.host)
+    return {}
+
+
+def _tls(settings: Settings) -> ssl.SSLContext | None:
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise SystemExit("dockyard serve: --tls-cert and --tls-key go together")
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise SystemExit(f"dockyard serve: cannot use TLS certificate {settings.tls_cert} / key {settings.tls_key}: {exc}") from None
+    return context
+
+
+def _private_state_dir(settings: Settings) -> None:
+    """State dir 0700 and its database 0600 (SQLite gives its -wal/-shm files the database's mode):
+    they hold every model's definition and environment."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    settings.state_dir.chmod(0o700)
+    database = settings.state_dir / DATABASE
+    database.touch(mode=0o600)
+    database.chmod(0o600)

@@ -86,6 +86,25 @@ class Settings:
     allow_link_local: bool = False
     # Most bytes one instance's model data (and code) may take once unpacked or copied.
     max_unpacked_bytes: int = field(default=MAX_UNPACKED_BYTES, metadata=_bounds(1))
+    # Security (README "Security"). An INI file of access key id → secret (like ~/.aws/credentials):
+    # when given, every request must carry a SigV4 signature made with one of its keys.
+    credentials: Path | None = None
+    # Serve a non-loopback host without credentials (refused otherwise).
+    insecure_no_auth: bool = False
+    # Serve HTTPS with this certificate chain and private key (PEM).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # Answer /metrics unsigned even when credentials are configured (for a Prometheus scraper).
+    metrics_open: bool = False
+    # Slow clients: a connection must complete its request headers within header_timeout of its
+    # first byte (and of connecting), and a request body within body_timeout of its headers.
+    header_timeout: float = field(default=10.0, metadata=_bounds(0.01))
+    body_timeout: float = field(default=60.0, metadata=_bounds(0.01))
+    # An idle keep-alive connection is closed after this long (boto3 reconnects transparently).
+    keepalive_timeout: float = field(default=75.0, metadata=_bounds(0.01))
+    # Most client connections open at once; beyond it, the oldest connection still waiting for its
+    # request headers is closed (else the new one is refused).
+    max_connections: int = field(default=1000, metadata=_bounds(1))
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -3,7 +3,7 @@
 Each container's behaviour comes from the ``Behaviour`` registered for its image, overridden by
 ``FAKE_*`` variables in the container's Environment (so one test can give two models different
 behaviours): a slow start, a failing ``/ping``, a crash after N invocations, a fixed response
-status and body. By default ``/invocations`` echoes what the container received (headers, body,
+status, body and extra headers, a large streamed body that may be cut off part way. By default ``/invocations`` echoes what the container received (headers, body,
 its hostname and instance) as JSON, so tests assert what a container *was sent*.
 
 The runtime keeps records for assertions: ``running`` (instance id → instance),
@@ -35,6 +35,12 @@ class Behaviour:
     status: int = 200
     body: str | None = None
     content_type: str = "application/json"
+    # Extra response headers (FAKE_RESPONSE_HEADERS, a JSON object).
+    response_headers: tuple[tuple[str, str], ...] = ()
+    # Answer a streamed body of this many bytes, announced by Content-Length (FAKE_BODY_BYTES) ...
+    body_bytes: int | None = None
+    # ... and drop the connection after sending this many of them (FAKE_CUT_AT).
+    cut_at: int | None = None
 
     def with_environment(self, env: Mapping[str, str]) -> Behaviour:
         """This behaviour with the container's ``FAKE_*`` variables applied."""
@@ -51,6 +57,12 @@ class Behaviour:
             changes["body"] = env["FAKE_BODY"]
         if "FAKE_CONTENT_TYPE" in env:
             changes["content_type"] = env["FAKE_CONTENT_TYPE"]
+        if "FAKE_RESPONSE_HEADERS" in env:
+            changes["response_headers"] = tuple(json.loads(env["FAKE_RESPONSE_HEADERS"]).items())
+        if "FAKE_BODY_BYTES" in env:
+            changes["body_bytes"] = int(env["FAKE_BODY_BYTES"])
+        if "FAKE_CUT_AT" in env:
+            changes["cut_at"] = int(env["FAKE_CUT_AT"])
         return replace(self, **changes)
 
 
@@ -77,7 +89,7 @@ class FakeContainer:
     async def _ping(self, _: web.Request) -> web.Response:
         return web.Response(status=self.behaviour.ping_status)
 
-    async def _invocations(self, request: web.Request) -> web.Response:
+    async def _invocations(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         self.invocations += 1
         seen = {
@@ -91,8 +103,27 @@ class FakeContainer:
         if b.crash_after is not None and self.invocations >= b.crash_after:
             # Answer this one, then die: the next request finds the port closed.
             asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self.exit()))
+        headers = {"Content-Type": b.content_type, **dict(b.response_headers)}
+        if b.body_bytes is not None:
+            return await self._stream(request, headers)
         text = b.body if b.body is not None else json.dumps(seen)
-        return web.Response(status=b.status, body=text.encode(), headers={"Content-Type": b.content_type})
+        return web.Response(status=b.status, body=text.encode(), headers=headers)
+
+    async def _stream(self, request: web.Request, headers: dict[str, str]) -> web.StreamResponse:
+        b = self.behaviour
+        assert b.body_bytes is not None
+        out = web.StreamResponse(status=b.status, headers=headers)
+        out.content_length = b.body_bytes
+        await out.prepare(request)
+        send = b.body_bytes if b.cut_at is None else b.cut_at
+        for offset in range(0, send, 64 * 1024):
+            await out.write(b"x" * min(64 * 1024, send - offset))
+        if b.cut_at is not None:
+            assert request.transport is not None
+            request.transport.abort()
+            return out
+        await out.write_eof()
+        return out
 
     async def start(self) -> None:
         self.runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)

@@ -57,3 +57,20 @@ def test_crashing_container_is_model_error_then_replaced(server, sm, rt, tmp_pat
     assert not any(pid in container_pids(server) for pid in mine)
     assert "Error handling request" not in server.log()
     sm.delete_endpoint(EndpointName="crashy")
+
+
+def test_a_dead_instance_is_failed_over_at_once(server, sm, rt, tmp_path):
+    """Issue 12 §4: with two instances, the one whose containers died refuses connections; every
+    invocation after the crash is answered by the other one — none is a 424 from the dead one
+    while the reconciler replaces it."""
+    model = {"PrimaryContainer": {"Image": SKLEARN_URI,
+                                  "ModelDataUrl": package(tmp_path, iris_classifier(), DYING_INFERENCE).as_uri()}}
+    create_endpoint(sm, "failover", model, InitialInstanceCount=2)
+    with pytest.raises(ClientError) as info:  # the request in flight when its instance dies
+        rt.invoke_endpoint(EndpointName="failover", ContentType="text/csv", Body="-1,3.5,1.4,0.2")
+    assert info.value.response["Error"]["Code"] == "ModelError"
+
+    answers = [rt.invoke_endpoint(EndpointName="failover", ContentType="text/csv", Body="5.1,3.5,1.4,0.2")
+               ["Body"].read().strip() for _ in range(10)]
+    assert answers == [b"[0]"] * 10
+    sm.delete_endpoint(EndpointName="failover")

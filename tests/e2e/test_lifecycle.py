@@ -56,13 +56,6 @@ def test_csv_json_npy_give_the_models_own_output(proba_endpoint, rt):
     np.testing.assert_allclose(np.load(io.BytesIO(resp["Body"].read())), expected, rtol=1e-6)
 
 
-def test_custom_attributes_and_inference_id_pass_through(proba_endpoint, rt):
-    resp = rt.invoke_endpoint(EndpointName="proba", ContentType="application/json", Body="[[5.1, 3.5, 1.4, 0.2]]",
-                              CustomAttributes="trace=1", InferenceId="inf-1")
-    assert resp["ResponseMetadata"]["HTTPStatusCode"] == 200
-    assert json.loads(resp["Body"].read())[0][0] > 0.5
-
-
 def test_describe_and_list_shapes_are_complete(proba_endpoint, sm):
     model = sm.describe_model(ModelName="proba")
     assert model["ModelName"] == "proba"

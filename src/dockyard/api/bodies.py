@@ -13,10 +13,15 @@ from dockyard.errors import AwsError
 
 # Drain at most this much of an oversized body.
 DRAIN_LIMIT = 64 * 1024 * 1024
+VERIFIED_BODY = "dockyard.verified_body"
+"""The request key of a body already read whole, by ``api/auth.py`` to check its signature."""
 
 
 async def read_capped(request: web.Request, limit: int, too_large: AwsError) -> bytes:
     """The whole body, or ``too_large`` raised once more than ``limit`` bytes are sent."""
+    verified = request.get(VERIFIED_BODY)
+    if verified is not None:
+        return verified
     length = request.content_length
     if length is not None and length > limit:
         await drain(request)

@@ -37,24 +37,23 @@ def request_id() -> str:
 
 
 def control_plane_response(error: AwsError) -> web.Response:
-    """JSON 1.1: the code in ``__type``; ``message`` and ``Message`` both, as AWS services vary."""
-    body = {"__type": error.code, "message": error.message, "Message": error.message, **error.extra}
-    return web.Response(
-        status=error.status,
-        body=json.dumps(body).encode(),
-        content_type=JSON_CONTENT_TYPE,
-        headers={"x-amzn-RequestId": request_id()},
-    )
+    """JSON 1.1: the code in the body's ``__type``."""
+    return _response(error, JSON_CONTENT_TYPE, {})
 
 
 def runtime_response(error: AwsError) -> web.Response:
     """REST-JSON: the code in the ``x-amzn-ErrorType`` header, and in the body for other clients."""
+    return _response(error, "application/json", {"x-amzn-ErrorType": f"{error.code}:"})
+
+
+def _response(error: AwsError, content_type: str, headers: dict[str, str]) -> web.Response:
+    # ``message`` and ``Message`` both: AWS services spell it either way, and clients read either.
     body = {"__type": error.code, "message": error.message, "Message": error.message, **error.extra}
     return web.Response(
         status=error.status,
         body=json.dumps(body).encode(),
-        content_type="application/json",
-        headers={"x-amzn-ErrorType": f"{error.code}:", "x-amzn-RequestId": request_id()},
+        content_type=content_type,
+        headers={**headers, "x-amzn-RequestId": request_id()},
     )
 
 
@@ -67,11 +66,13 @@ def middleware(owns: Callable[[web.Request], bool], respond: Callable[[AwsError]
             return await handler(request)
         try:
             return await handler(request)
-        except AwsError as exc:
-            return respond(exc)
         except web.HTTPException:
             raise  # aiohttp's own answers (404 of an unknown path, 405) stay as they are
         except Exception as exc:
+            if request.writer is not None and request.writer.output_size > 0:
+                raise  # a response has started: it cannot become an error response any more
+            if isinstance(exc, AwsError):
+                return respond(exc)
             what = request.headers.get("X-Amz-Target") or f"{request.method} {request.path}"
             log.exception("%s failed", what)
             return respond(errors.internal_failure(what, exc))
@@ -80,7 +81,7 @@ def middleware(owns: Callable[[web.Request], bool], respond: Callable[[AwsError]
 
 
 def is_control_plane(request: web.Request) -> bool:
-    return request.path == "/"
+    return request.method == "POST" and request.path == "/"
 
 
 def is_runtime(request: web.Request) -> bool:

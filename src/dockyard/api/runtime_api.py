@@ -15,7 +15,7 @@ import aiohttp
 from aiohttp import web
 
 from dockyard import errors
-from dockyard.api.bodies import drain, read_capped
+from dockyard.api.bodies import VERIFIED_BODY, drain, read_capped
 from dockyard.api.errors import request_id
 from dockyard.gateway.proxy import WHOLE_BODY, Gateway, Invocation, InvocationResult
 
@@ -42,7 +42,7 @@ async def read_body(request: web.Request, max_payload: int) -> bytes | aiohttp.S
     if length is not None and length > max_payload:
         await drain(request)
         raise too_large
-    if length is not None and length > WHOLE_BODY:
+    if length is not None and length > WHOLE_BODY and VERIFIED_BODY not in request:
         return request.content
     # Small, or chunked (size unknown up front): read it all, up to the cap.
     return await read_capped(request, max_payload, too_large)
@@ -73,8 +73,12 @@ async def write_result(request: web.Request, result: InvocationResult) -> web.St
     if result.content_length is not None:
         out.content_length = result.content_length
     async with aclosing(result.chunks) as chunks:
+        # Wait for the first chunk before sending the status line: a container that fails
+        # before its body starts still gets an error response (ModelError), not a cut-off 200.
+        first = await anext(chunks, b"")
         await out.prepare(request)
         try:
+            await out.write(first)
             async for chunk in chunks:
                 await out.write(chunk)
         except (errors.AwsError, ConnectionError) as exc:

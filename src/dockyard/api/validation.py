@@ -208,7 +208,7 @@ def _check(s: ShapeFacts, v: Any, path: str, out: list[str]) -> None:
                 out.append(_violation(m.shape, None, sub, "Member must not be null"))
         return
     out.extend(_violation(s, v, path, text) for text in _failures(s, v))
-    if s.kind == "list":
+    if s.kind == "list" and s.item is not None:  # a list shape always has its item shape
         for i, item in enumerate(v, 1):
             _check_item(s.item, item, f"{path}.{i}.member", out)
     elif s.kind == "map":
@@ -225,6 +225,7 @@ def _check_item(s: ShapeFacts, v: Any, path: str, out: list[str]) -> None:
 def _check_map(s: ShapeFacts, v: Mapping, path: str, out: list[str]) -> None:
     # Coral reports bad keys (and bad scalar values) once per map, listing the shape's constraints.
     key, value = s.key, s.value
+    assert key is not None and value is not None, "a map shape has key and value shapes"
     if any(not isinstance(k, str) or _failures(key, k) for k in v):
         texts = ", ".join(key.texts.values())
         out.append(_violation(s, v, path, f"Map keys must satisfy constraint: [{texts}]"))

@@ -57,7 +57,7 @@ def allowed_roots(settings: Settings) -> tuple[Path, ...]:
     the current directory."""
     if settings.allow_paths is not None:
         return settings.allow_paths
-    if getattr(settings, "credentials", None):
+    if settings.credentials is not None:
         return ()
     return (Path.home(), Path.cwd())
 

@@ -7,11 +7,17 @@ import json
 import os
 import urllib.error
 import urllib.request
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
+import botocore.session
 import click
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 DEFAULT_URL = f"http://127.0.0.1:{os.environ.get('DOCKYARD_PORT', '8780')}"
@@ -26,22 +32,34 @@ url_option = click.option(
 )
 
 
+def _credentials() -> Credentials:
+    """The credentials boto3 would use (environment, profile, …); dummy ones when there are none
+    (a server without ``--credentials`` accepts any signature)."""
+    found = botocore.session.Session().get_credentials()
+    return found.get_frozen_credentials() if found else Credentials("dockyard", "dockyard")
+
+
 def sagemaker_clients(url: str, region: str = "us-east-1", retries: bool = True) -> tuple[Any, Any]:
-    """(sagemaker, sagemaker-runtime) boto3 clients pointed at ``url`` with dummy credentials."""
+    """(sagemaker, sagemaker-runtime) boto3 clients pointed at ``url``."""
+    creds = _credentials()
     kw = dict(
         config=None if retries else Config(retries={"max_attempts": 1, "mode": "standard"}),
         endpoint_url=url,
         region_name=region,
-        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "dockyard"),
-        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "dockyard"),
+        aws_access_key_id=creds.access_key,
+        aws_secret_access_key=creds.secret_key,
+        aws_session_token=creds.token,
     )
     return boto3.client("sagemaker", **kw), boto3.client("sagemaker-runtime", **kw)
 
 
-def get_json(url: str, path: str) -> dict[str, Any]:
-    """GET one of dockyard's own ``/_dockyard`` routes; errors become a click error naming them."""
+def get_json(url: str, path: str, region: str = "us-east-1") -> dict[str, Any]:
+    """GET one of dockyard's own ``/_dockyard`` routes, SigV4-signed as boto3 would sign it;
+    errors become a click error naming them."""
+    signed = AWSRequest(method="GET", url=f"{url}{path}", headers={"Host": urlsplit(url).netloc})
+    SigV4Auth(_credentials(), "sagemaker", region).add_auth(signed)
     try:
-        with urllib.request.urlopen(f"{url}{path}", timeout=30) as resp:
+        with urllib.request.urlopen(urllib.request.Request(signed.url, headers=dict(signed.headers)), timeout=30) as resp:
             return json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -17,13 +18,13 @@ from typing import Iterator
 from dockyard.runtime.ports import free_port
 
 
-def wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+def wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 30.0, context: ssl.SSLContext | None = None) -> None:
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
             raise RuntimeError(f"dockyard serve exited with code {proc.returncode} before it was up")
         try:
-            with urllib.request.urlopen(f"{url}/_dockyard/health", timeout=1):
+            with urllib.request.urlopen(f"{url}/_dockyard/health", timeout=1, context=context):
                 return
         except OSError:
             if time.monotonic() > deadline:

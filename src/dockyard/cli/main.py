@@ -43,24 +43,36 @@ def main() -> None:
               help=f"Where state, logs and caches live.  [env var: {env_name('state_dir')}]")
 @click.option("--runtime", type=click.Choice(["process", "docker"]), default=None,
               help=f"Where containers run.  [env var: {env_name('runtime')}; default: process]")
+@click.option("--credentials", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="INI file of [sections] with aws_access_key_id and aws_secret_access_key (like ~/.aws/credentials): "
+                   f"every request must be SigV4-signed with one of them.  [env var: {env_name('credentials')}]")
+@click.option("--insecure-no-auth", is_flag=True, default=None,
+              help=f"Allow a non-loopback --host without --credentials.  [env var: {env_name('insecure_no_auth')}]")
+@click.option("--tls-cert", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help=f"Serve HTTPS with this certificate chain (PEM).  [env var: {env_name('tls_cert')}]")
+@click.option("--tls-key", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help=f"The private key of --tls-cert (PEM).  [env var: {env_name('tls_key')}]")
+@click.option("--metrics-open", is_flag=True, default=None,
+              help=f"Answer /metrics unsigned even with --credentials.  [env var: {env_name('metrics_open')}]")
 @click.option("--log-level", default="INFO", show_default=True, envvar="DOCKYARD_LOG_LEVEL", show_envvar=True)
 @click.option("--allow-path", "allow_paths", multiple=True, type=click.Path(path_type=Path),
-              help=f"Allow local model data and images under DIR (repeatable).  [env var: {env_name('allow_paths')}; "
-                   "default: home and current directory, none with credentials]")
-def serve(host: str | None, port: int | None, state_dir: Path | None, runtime: str | None, log_level: str,
-          allow_paths: tuple[Path, ...]) -> None:
+              callback=lambda _ctx, _param, paths: tuple(p.absolute() for p in paths) or None,
+              help=f"Read local model data and images only under DIR (repeatable).  [env var: {env_name('allow_paths')}; "
+                   "default: home and current directory, none with --credentials]")
+def serve(log_level: str, **flags: object) -> None:
     """Serve the SageMaker control plane and runtime API on one port."""
     from dockyard.server import serve as run
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        settings = Settings.from_env(host=host, port=port, state_dir=state_dir, runtime=runtime,
-                                     allow_paths=tuple(p.absolute() for p in allow_paths) or None)
+        settings = Settings.from_env(**flags)
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
+    scheme = "https" if settings.tls_cert else "http"
     console.print(
-        f"dockyard {__version__} on [bold]http://{settings.host}:{settings.port}[/] "
-        f"(runtime {settings.runtime}, state {settings.state_dir})"
+        f"dockyard {__version__} on [bold]{scheme}://{settings.host}:{settings.port}[/] "
+        f"(runtime {settings.runtime}, state {settings.state_dir}, "
+        f"{'SigV4 credentials from ' + str(settings.credentials) if settings.credentials else 'no authentication'})"
     )
     try:
         run(settings)

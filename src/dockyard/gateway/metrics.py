@@ -69,8 +69,8 @@ class GatewayMetrics:
                     buckets.setdefault(key, []).append((float(labels["le"]), sample.value))
         for key, cumulative in buckets.items():
             cumulative.sort()
-            out[key]["p50"] = _quantile(0.5, cumulative)
-            out[key]["p99"] = _quantile(0.99, cumulative)
+            out[key]["p50"] = quantile(0.5, cumulative)
+            out[key]["p99"] = quantile(0.99, cumulative)
         return out
 
     def forget(self, endpoint: str, variant: str, container: str) -> None:
@@ -81,7 +81,7 @@ class GatewayMetrics:
                 pass
 
 
-def _quantile(q: float, cumulative: list[tuple[float, float]]) -> float:
+def quantile(q: float, cumulative: list[tuple[float, float]]) -> float:
     """Linear interpolation inside the bucket that holds the q-th observation."""
     total = cumulative[-1][1]
     if total == 0:

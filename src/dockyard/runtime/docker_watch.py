@@ -18,6 +18,8 @@ from typing import Any
 import docker
 import requests
 
+from dockyard.runtime.processes import open_log
+
 log = logging.getLogger(__name__)
 
 # How a stream from the engine ends badly: the SDK's errors, the HTTP client's, the socket's, and
@@ -112,7 +114,7 @@ class LogFollower:
 
     def _copy(self) -> None:
         try:
-            with self._path.open("ab") as out:
+            with open_log(self._path) as out:
                 for chunk in self._container.logs(stream=True, follow=True, stdout=True, stderr=True):
                     out.write(chunk)
                     out.flush()

@@ -26,6 +26,8 @@ import sysconfig
 import venv
 from pathlib import Path
 
+from dockyard.runtime.processes import open_log
+
 log = logging.getLogger("dockyard.runtime.layers")
 
 REQUIREMENTS = "requirements.txt"
@@ -92,7 +94,7 @@ class Layers:
         python = layer / "bin" / "python"
         command = [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-input",
                    "--disable-pip-version-check", *(arg for f in files for arg in ("-r", str(f)))]
-        with log_path.open("ab") as out:
+        with open_log(log_path) as out:
             out.write(f"dockyard: pip install -r {' -r '.join(map(str, files))}\n".encode())
             out.flush()
             proc = await asyncio.create_subprocess_exec(

@@ -16,11 +16,13 @@ import asyncio
 import logging
 import os
 import shutil
+import site
 import sys
 from pathlib import Path
 
 import aiohttp
 
+import dockyard
 from dockyard.images import catalogue
 from dockyard.runtime import contract, processes
 from dockyard.runtime.base import (
@@ -38,6 +40,13 @@ from dockyard.runtime.layers import LayerError, Layers, requirement_files
 from dockyard.runtime.ports import free_port, free_range
 
 SAFE_PORT_RANGE_SIZE = 10
+# All a container process takes from the server's environment: where programs are, the locale, and
+# how to reach the network (proxies, CA bundles). Never the rest: credentials, tokens, DOCKYARD_*.
+INHERITED = (
+    "PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "LD_LIBRARY_PATH",
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+)
 
 log = logging.getLogger("dockyard.runtime.process")
 
@@ -61,7 +70,7 @@ def command_for(image: str) -> tuple[list[str], dict[str, str], Path | None]:
             )
         if catalogue.gpu_tag(image):
             log.info("Image %s is a GPU build; the process runtime serves it on the CPU", image)
-        return [sys.executable, "-m", "dockyard.serving", "serve"], {"DOCKYARD_FRAMEWORK": managed.framework}, None
+        return [sys.executable, "-m", "dockyard.serving", "serve"], {"DOCKYARD_FRAMEWORK": managed.framework, **_import_path()}, None
     directory = local_container_dir(image)
     if directory is not None:
         return [str(directory / "serve"), "serve"], {}, directory
@@ -70,6 +79,14 @@ def command_for(image: str) -> tuple[list[str], dict[str, str], Path | None]:
         f"(see `dockyard images`) and local directories with a `serve` executable. "
         f"Start the server with --runtime docker to run OCI images."
     )
+
+
+def _import_path() -> dict[str, str]:
+    """PYTHONPATH for a managed container, so that it imports the very dockyard the server runs
+    when the interpreter would not find it by itself (a source checkout, the server's PYTHONPATH)."""
+    root = Path(dockyard.__file__).resolve().parent.parent
+    site_dirs = {Path(p).resolve() for p in [*site.getsitepackages(), site.getusersitepackages()]}
+    return {} if root in site_dirs else {"PYTHONPATH": str(root)}
 
 
 def process_environment(
@@ -82,9 +99,10 @@ def process_environment(
     multi_model: bool = False,
 ) -> dict[str, str]:
     """A container process's environment: the contract's (``model_dir`` stands for /opt/ml/model,
-    named by ``DOCKYARD_MODEL_DIR``, which the managed server honours), on loopback."""
+    named by ``DOCKYARD_MODEL_DIR``, which the managed server honours), on loopback, and of the
+    server's own environment only ``INHERITED``."""
     return {
-        **os.environ,
+        **{name: os.environ[name] for name in INHERITED if name in os.environ},
         **contract.container_environment(environment, port, safe_ports, str(code_dir) if code_dir else None, multi_model),
         **extra_env,
         "DOCKYARD_BIND_HOST": "127.0.0.1",

@@ -9,6 +9,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 _PR_SET_PDEATHSIG = 1
 OWNER_VARIABLE = "DOCKYARD_OWNER"
@@ -22,10 +23,16 @@ def die_with_parent() -> None:
         pass
 
 
+def open_log(path: Path) -> BinaryIO:
+    """``path`` opened for appending, created readable by the server's user only (0600): a
+    container's output may hold whatever its code printed."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+
+
 async def spawn(command: list[str], cwd: Path, env: dict[str, str], log_path: Path) -> asyncio.subprocess.Process:
     """Start a container process: its own process group (so a stop reaches its children), output
     appended to ``log_path``, and SIGKILL when the server dies."""
-    with log_path.open("ab") as log:
+    with open_log(log_path) as log:
         return await asyncio.create_subprocess_exec(
             *command,
             cwd=str(cwd),
