@@ -224,3 +224,17 @@ def test_containers_of_one_instance_share_the_budget(tmp_path):
         store.materialize_model_data({"ModelDataUrl": str(tmp_path / "a.tar.gz")}, tmp_path / "two", budget)
     # A new instance starts from zero.
     store.materialize_model_data({"ModelDataUrl": str(tmp_path / "a.tar.gz")}, tmp_path / "three")
+
+
+def test_default_roots_are_home_and_cwd_and_none_with_credentials(tmp_path, monkeypatch):
+    from dockyard.settings import Settings
+
+    monkeypatch.chdir(tmp_path)
+    env = {"DOCKYARD_STATE_DIR": str(tmp_path / "state")}
+    assert AccessPolicy.from_settings(Settings.from_env(env)).allow_paths == (Path.home(), tmp_path)
+    credentials = tmp_path / "credentials"
+    credentials.write_text("[k]\naws_access_key_id = a\naws_secret_access_key = b\n")
+    with_credentials = Settings.from_env({**env, "DOCKYARD_CREDENTIALS": str(credentials)})
+    assert AccessPolicy.from_settings(with_credentials).allow_paths == ()
+    given = Settings.from_env({**env, "DOCKYARD_ALLOW_PATHS": f"/srv/models{os.pathsep}/data"})
+    assert AccessPolicy.from_settings(given).allow_paths == (Path("/srv/models"), Path("/data"))
