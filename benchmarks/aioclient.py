@@ -46,6 +46,11 @@ async def load(url: str, body: bytes, headers: dict[str, str], concurrency: int,
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
+    return figures(latencies, elapsed, failures)
+
+
+def figures(latencies: list[float], elapsed: float, failures: dict[str, int]) -> dict[str, float]:
+    """The JSON line of one run, with the same fields as ``post.lua``."""
     latencies.sort()
     return {
         "requests": len(latencies),
@@ -56,7 +61,8 @@ async def load(url: str, body: bytes, headers: dict[str, str], concurrency: int,
     }
 
 
-def main(argv: list[str]) -> int:
+def arguments(argv: list[str]) -> tuple[str, bytes, dict[str, str], int, float]:
+    """URL, body, headers (``BENCH_HEADERS``), concurrency and seconds of a load client's command line."""
     url, body_file, concurrency, seconds = argv
     with open(body_file, "rb") as f:
         body = f.read()
@@ -65,7 +71,11 @@ def main(argv: list[str]) -> int:
         for line in os.environ.get("BENCH_HEADERS", "").splitlines()
         for name, _, value in [line.partition(":")]
     }
-    print(json.dumps(asyncio.run(load(url, body, headers, int(concurrency), float(seconds)))))
+    return url, body, headers, int(concurrency), float(seconds)
+
+
+def main(argv: list[str]) -> int:
+    print(json.dumps(asyncio.run(load(*arguments(argv)))))
     return 0
 
 

@@ -1,6 +1,10 @@
 """What the gateway adds: one invocation through dockyard vs. the same request straight to the
 same container's port (read from the container process's ``SAGEMAKER_BIND_TO_PORT``), and the
-latency each extra container of a Serial pipeline adds."""
+latency each extra container of a Serial pipeline adds.
+
+With a baseline (``--baseline``: another checkout's dockyard, run as a second server), its gateway
+is loaded in the same interleaved runs, so its CPU and latency pair with this one's per repeat.
+"""
 
 from __future__ import annotations
 
@@ -15,24 +19,54 @@ from benchmarks.stack import DockyardStack
 MODELS = {"noop": "bench-noop", "iris": "bench-iris"}
 
 
-def overhead(stack: DockyardStack, plan: Plan, progress: Callable[[str], None]) -> dict[str, Any]:
-    """Per model and concurrency: direct vs. dockyard, and the paired differences."""
+def overhead(
+    stack: DockyardStack, plan: Plan, progress: Callable[[str], None],
+    models: dict[str, str] = MODELS, baseline: DockyardStack | None = None,
+) -> dict[str, Any]:
+    """Per model and concurrency: direct vs. dockyard (and the baseline), and the paired differences."""
     targets = []
-    for model, endpoint in MODELS.items():
+    for model, endpoint in models.items():
         targets += [stack.direct_target(f"{model} direct", endpoint), stack.invoke_target(f"{model} dockyard", endpoint)]
+        if baseline is not None:
+            targets.append(baseline.invoke_target(f"{model} baseline", endpoint))
     samples = side_by_side(plan, targets, progress)
     out: dict[str, Any] = {}
-    for model in MODELS:
+    for model in models:
         for concurrency, runs in samples.items():
             direct, through = runs[f"{model} direct"], runs[f"{model} dockyard"]
-            out.setdefault(model, {})[concurrency] = {
+            row = out.setdefault(model, {})[concurrency] = {
                 "direct": summary(direct),
                 "dockyard": summary(through),
                 "overhead_p50_ms": paired([s.p50_ms for s in through], [s.p50_ms for s in direct]),
                 "overhead_p99_ms": paired([s.p99_ms for s in through], [s.p99_ms for s in direct]),
                 "throughput_ratio": ratios([s.rps for s in through], [s.rps for s in direct]),
             }
+            if baseline is not None:
+                old = runs[f"{model} baseline"]
+                row["baseline"] = summary(old)
+                row["baseline_overhead_p50_ms"] = paired([s.p50_ms for s in old], [s.p50_ms for s in direct])
+                row["cpu_ratio_to_baseline"] = ratios([s.cpu_us or 0.0 for s in through], [s.cpu_us or 0.0 for s in old])
     return out
+
+
+def baseline_table(result: dict[str, Any]) -> str:
+    """This gateway against the baseline's, paired per repeat; empty without a baseline."""
+    rows = []
+    for model, by_concurrency in result.items():
+        for concurrency, r in by_concurrency.items():
+            if "baseline" in r:
+                rows.append([
+                    model, str(concurrency), _cpu(r["baseline"]), _cpu(r["dockyard"]), r["cpu_ratio_to_baseline"].text(2),
+                    r["baseline_overhead_p50_ms"].text(3), r["overhead_p50_ms"].text(3),
+                    r["baseline"]["rps"].text(0), r["dockyard"]["rps"].text(0),
+                ])
+    if not rows:
+        return ""
+    return table(
+        ["model", "conc.", "baseline gateway CPU µs/req", "gateway CPU µs/req", "CPU this / baseline",
+         "baseline added p50 ms", "added p50 ms", "baseline req/s", "req/s"],
+        rows,
+    )
 
 
 def overhead_table(result: dict[str, Any]) -> str:

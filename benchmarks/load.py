@@ -3,8 +3,9 @@
 ``wrk`` (Debian's package) is the load tool when it is installed: written in C, one thread of it
 loads a Python server without competing for much of the machine's CPU. Without it the suite
 falls back to ``benchmarks.aioclient``, an aiohttp client with keep-alive, so the quick mode
-runs anywhere. Either runs in its own process, keeps ``concurrency`` connections busy for a
-fixed time, and reports the request count, errors and latency percentiles of that run.
+runs anywhere. ``benchmarks.pyclient`` sends like boto3 (``http.client``: head and body in two writes). Each
+runs in its own process, keeps ``concurrency`` connections busy for a fixed time, and reports the
+request count, errors and latency percentiles of that run.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ def tool_version(tool: str) -> str:
     if tool == "wrk":
         out = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False).stdout
         return out.splitlines()[0].split(" Copyright")[0] if out else "wrk"
+    if tool == "http.client":
+        return f"Python {sys.version.split()[0]} http.client, head and body in two writes (benchmarks.pyclient)"
     import aiohttp
 
     return f"aiohttp {aiohttp.__version__} client (benchmarks.aioclient)"
@@ -99,9 +102,8 @@ def run(tool: str, target: Target, concurrency: int, duration: float) -> Sample:
                 "-s", str(LUA_SCRIPT), target.url,
             ]
         else:
-            command = [
-                sys.executable, "-m", "benchmarks.aioclient", target.url, str(body_file), str(concurrency), str(duration),
-            ]
+            module = "benchmarks.pyclient" if tool == "http.client" else "benchmarks.aioclient"
+            command = [sys.executable, "-m", module, target.url, str(body_file), str(concurrency), str(duration)]
         env = {**os.environ, "BENCH_BODY_FILE": str(body_file), "BENCH_HEADERS": headers}
         cpu_before = cpu_seconds(target.cpu_pid)
         proc = subprocess.run(

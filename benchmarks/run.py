@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -24,6 +26,7 @@ import platformdirs
 from benchmarks import compare, fixtures, gateway, load, startup
 from benchmarks import report as reporting
 from benchmarks.measure import Plan
+from benchmarks.report import PYTHON_CLIENT
 from benchmarks.spread import to_json
 from benchmarks.stack import DockyardStack
 
@@ -39,9 +42,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, help="runs per figure; the spread is over these (full 5, quick 1)")
     p.add_argument("--concurrency", help="comma-separated connection counts (full 1,8,32; quick 1,8)")
     p.add_argument("--sizes", help="containers per endpoint for InService (full 1,3,15; quick 1)")
-    p.add_argument("--client", choices=("auto", "wrk", "aiohttp"), default="auto", help="load tool (auto: wrk if installed)")
+    p.add_argument("--client", choices=("auto", "wrk", "aiohttp"), default="auto",
+                   help="load tool (auto: wrk if installed); the gateway section also runs benchmarks.pyclient at c=1")
     p.add_argument("--only", help=f"comma-separated sections to run, of {','.join(SECTIONS)}")
     p.add_argument("--no-peers", action="store_true", help="skip MLServer and KServe")
+    p.add_argument("--baseline", type=Path, metavar="DIR",
+                   help="also run the dockyard package found in DIR (another checkout's src/) as a second server "
+                        "and load its gateway side by side in the gateway section")
     p.add_argument("--out", type=Path, default=RESULTS, help="directory for the .md and .json (default benchmarks/results)")
     p.add_argument("--cache", type=Path, default=Path(platformdirs.user_cache_dir("dockyard")) / "benchmarks",
                    help="where the peers' virtualenvs are kept")
@@ -108,13 +115,23 @@ def measure(args: argparse.Namespace, plan: Plan, sections: set[str], sizes: tup
         noop, iris = fixtures.noop_model_dir(root / "models"), fixtures.iris_model_dir(root / "models")
         tarballs = {"noop": fixtures.tarball(noop), "iris": fixtures.tarball(iris)}
         progress(f"dockyard: starting a server and deploying the fixtures (load tool: {load.tool_version(plan.tool)})")
-        with DockyardStack(root) as stack:
+        with contextlib.ExitStack() as stacks:
+            stack = stacks.enter_context(DockyardStack(root))
+            baseline = None
+            if args.baseline is not None and "gateway" in sections:
+                baseline = stacks.enter_context(DockyardStack(root / "baseline", source=args.baseline))
             try:
                 for model, endpoint in gateway.MODELS.items():
-                    stack.deploy(endpoint, [tarballs[model]])
+                    for server in filter(None, (stack, baseline)):
+                        server.deploy(endpoint, [tarballs[model]])
                 if "gateway" in sections:
                     progress("gateway overhead: through dockyard vs straight to the container")
-                    results["gateway"] = gateway.overhead(stack, plan, progress)
+                    results["gateway"] = gateway.overhead(stack, plan, progress, baseline=baseline)
+                    progress("gateway overhead with a client that sends like boto3 (http.client)")
+                    results[PYTHON_CLIENT] = gateway.overhead(
+                        stack, dataclasses.replace(plan, tool="http.client", concurrencies=(1,)), progress,
+                        models={"noop": gateway.MODELS["noop"]}, baseline=baseline,
+                    )
                 if "serial" in sections:
                     progress("serial pipelines: added latency per container")
                     lengths = (2,) if args.quick else (2, 3)
@@ -129,7 +146,8 @@ def measure(args: argparse.Namespace, plan: Plan, sections: set[str], sizes: tup
                     repeats = 1 if args.quick else 3
                     results["startup"] = startup.in_service(stack, tarballs["iris"], sizes, repeats, progress)
             except Exception:
-                progress("dockyard server log (tail):\n" + stack.log_tail())
+                for server in filter(None, (stack, baseline)):
+                    progress(f"dockyard server log ({server.url}, tail):\n" + server.log_tail())
                 raise
     return results
 

@@ -3,6 +3,7 @@ exactly as user code drives it: create model, endpoint config, endpoint; invoke;
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -25,15 +26,18 @@ _POLL = 0.02
 class DockyardStack:
     """The server, its boto3 client, and the endpoints deployed on it."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, source: Path | None = None) -> None:
+        """``source``: a directory holding another ``dockyard`` package to run instead of this one
+        (``src/`` of another checkout), for a side-by-side comparison."""
+        root.mkdir(parents=True, exist_ok=True)
         self.state_dir = root / "state"
         self.log_path = root / "server.log"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._proc = start_server(
-            self.state_dir, self.port, self.log_path,
-            env={"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_EC2_METADATA_DISABLED": "true"},
-        )
+        env = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_EC2_METADATA_DISABLED": "true"}
+        if source is not None:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source.resolve()), os.environ.get("PYTHONPATH")]))
+        self._proc = start_server(self.state_dir, self.port, self.log_path, env=env)
         try:
             wait_until_up(self.url, self._proc)
         except RuntimeError:

@@ -43,8 +43,9 @@ def engine() -> Iterator[Any]:
 
     try:
         client = connect()
-    except EngineUnavailable as exc:
-        unavailable(f"no container engine: {exc}", REQUIRE_DOCKER)
+    except EngineUnavailable:
+        where = os.environ.get("DOCKER_HOST", "the default socket")
+        unavailable(f"no container engine answers at {where}: start dockerd or set DOCKER_HOST", REQUIRE_DOCKER)
     yield client
     client.close()
 

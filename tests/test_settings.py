@@ -21,6 +21,7 @@ def test_every_field_reads_its_variable():
     values = {"host": "0.0.0.0", "port": "9000", "state_dir": "/srv/dy", "runtime": "docker", "region": "eu-west-1",
               "account_id": "000000000000", "invocation_timeout": "5.5", "startup_timeout": "10",
               "stop_grace": "1", "max_payload_bytes": "1024", "health_interval": "0.5", "max_containers": "3",
+              "restart_backoff": "0.25", "restart_backoff_max": "4",
               "registry": "localhost:5000", "base_image": "python:3.12-slim", "credentials": "/etc/dy/keys",
               "insecure_no_auth": "true", "tls_cert": "/etc/dy/cert.pem", "tls_key": "/etc/dy/key.pem",
               "metrics_open": "1", "header_timeout": "2.5", "body_timeout": "30", "keepalive_timeout": "5",
@@ -30,7 +31,7 @@ def test_every_field_reads_its_variable():
     assert settings == Settings(host="0.0.0.0", port=9000, state_dir=Path("/srv/dy"), runtime="docker",
                                 region="eu-west-1", account_id="000000000000", invocation_timeout=5.5,
                                 startup_timeout=10.0, stop_grace=1.0, max_payload_bytes=1024, health_interval=0.5,
-                                max_containers=3, registry="localhost:5000", base_image="python:3.12-slim",
+                                restart_backoff=0.25, restart_backoff_max=4.0, max_containers=3, registry="localhost:5000", base_image="python:3.12-slim",
                                 credentials=Path("/etc/dy/keys"), insecure_no_auth=True, tls_cert=Path("/etc/dy/cert.pem"),
                                 tls_key=Path("/etc/dy/key.pem"), metrics_open=True, header_timeout=2.5, body_timeout=30.0,
                                 keepalive_timeout=5.0, max_connections=64)

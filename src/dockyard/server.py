@@ -24,10 +24,12 @@ from dockyard.control.plane import operations
 from dockyard.control.provision import Provisioner
 from dockyard.control.reconciler import Reconciler
 from dockyard.control.store import Store
-from dockyard.gateway.metrics import GatewayMetrics
+from dockyard.gateway.metrics import GatewayMetrics, RequestMetrics
 from dockyard.gateway.proxy import Gateway
+from dockyard.gateway.routing import RouteBuilder
 from dockyard.runtime.base import ContainerStats, Runtime
 from dockyard.settings import Settings
+from dockyard.state_lock import StateDirInUse, lock_state_dir
 
 log = logging.getLogger(__name__)
 DATABASE = "dockyard.db"  # in the state directory
@@ -60,24 +62,30 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     store = Store(settings.state_dir / DATABASE)
     registry = CollectorRegistry()
     metrics = GatewayMetrics(registry)
-    gateway = Gateway(settings.account_id, settings.region, settings.invocation_timeout)
+    gateway = Gateway(settings.account_id, settings.region, settings.invocation_timeout, RequestMetrics(registry))
     if runtime is None:
         runtime = make_runtime(settings)
     provisioner = Provisioner(
         settings.state_dir, ArtifactStore(settings.state_dir / "cache", settings.region, AccessPolicy.from_settings(settings)), settings.startup_timeout
     )
-    reconciler = Reconciler(store, runtime, provisioner, gateway, metrics, settings.health_interval)
+    routes = RouteBuilder(metrics, gateway.publish)
+    reconciler = Reconciler(store, runtime, provisioner, routes, settings.health_interval,
+                            (settings.restart_backoff, settings.restart_backoff_max))
     gateway.on_refused = reconciler.poke  # an instance refused a connection: look at it now
 
     def changed() -> None:
+        # Rung on the store's thread, where operations run: the doorbells ring on the loop.
+        reconciler.call_soon(live.wake)
         reconciler.poke()
-        live.wake()
 
     ops = operations(ControlContext(store, settings, changed))
 
-    def log_files(endpoint: str) -> list[tuple[str, str, Path]]:
+    def log_files(endpoint: str) -> list[tuple[str, str, Path, bool]]:
+        """(instance, container, log file, whether the instance is running) of every container ever started."""
         root = provisioner.log_dir(endpoint)
-        return [(p.parent.name, p.stem, p) for p in sorted(root.glob("*/*.log"), key=lambda p: p.stat().st_mtime)]
+        live = {i.spec.instance_id for i in reconciler.running(endpoint)}
+        return [(p.parent.name, p.stem, p, p.parent.name in live)
+                for p in sorted(root.glob("*/*.log"), key=lambda p: p.stat().st_mtime)]
 
     async def stats(endpoint: str) -> list[tuple[str, str, ContainerStats]]:
         rows = []
@@ -93,22 +101,29 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     ))
     app = web.Application(middlewares=[control_plane_errors, runtime_errors])
     console.install(app, live)
-    app.add_routes(admin.routes(registry, metrics.summary, log_files, stats, lambda name: store.get_endpoint(name) is not None))
+    app.add_routes(admin.routes(registry, metrics.summary, log_files, stats, lambda name: name.lower() in gateway.table))
+    app.add_routes([admin.readiness_route(routes.readiness)])
     app.add_routes(runtime_api.routes(gateway, settings.max_payload_bytes))
     app.router.add_post("/", control_plane.handler(ops, sagemaker_validator()))
 
     async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
-        task = asyncio.create_task(reconciler.run(), name="reconciler")
+        # Runs before the port accepts requests: the gateway knows every stored endpoint.
+        reconciler.start()
         yield
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        # By now in-flight requests have finished (or run out of shutdown_timeout).
         await reconciler.shutdown()
         await provisioner.close()
         await runtime.close()
         await gateway.close()
         store.close()
 
+    async def drain(app: web.Application) -> None:
+        # Shutdown has begun: invocations that still arrive get 503 at once; those in flight
+        # keep their containers until they finish.
+        routes.drain()
+
     app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(drain)
     return app
 
 
@@ -128,13 +143,23 @@ def serve(settings: Settings) -> None:
     Refuses (SystemExit) a non-loopback host without credentials unless ``insecure_no_auth``."""
     keys = _credentials(settings)
     ssl_context = _tls(settings)
+    try:
+        # Before anything touches the state dir (the orphan sweep in particular); held until exit.
+        lock = lock_state_dir(settings.state_dir, f"{'https' if ssl_context else 'http'}://{settings.host}:{settings.port}")
+    except StateDirInUse as exc:
+        raise SystemExit(str(exc)) from None
+    with lock:
+        _serve_locked(settings, keys, ssl_context)
+
+
+def _serve_locked(settings: Settings, keys: dict[str, str], ssl_context: ssl.SSLContext | None) -> None:
     _private_state_dir(settings)
     app = build_app(settings)
     max_connections = min(settings.max_connections, connections.raise_fd_limit())
     guard = connections.ConnectionGuard(max_connections, settings.header_timeout, settings.body_timeout)
-    # Outermost first: the guard sees every request; the signature check is innermost, so that
-    # its refusals are answered by the protocol's own error middleware.
-    app.middlewares.insert(0, guard.middleware())
+    # After the error middlewares: the guard answers a client that went away before they log it
+    # as a failure; the signature check comes last, so that the guard sees its body reads too.
+    app.middlewares.append(guard.middleware())
     if keys:
         open_paths = auth.OPEN_PATHS | ({"/metrics"} if settings.metrics_open else set())
         app.middlewares.append(auth.middleware(keys, settings.max_payload_bytes, open_paths))
@@ -155,7 +180,8 @@ def serve(settings: Settings) -> None:
 
 async def _serve(app: web.Application, settings: Settings, guard: connections.ConnectionGuard,
                  ssl_context: ssl.SSLContext | None) -> None:
-    runner = web.AppRunner(app, handle_signals=True, access_log=None)
+    # In-flight invocations may finish on shutdown, as long as the invocation timeout lets them.
+    runner = web.AppRunner(app, handle_signals=True, access_log=None, shutdown_timeout=settings.invocation_timeout)
     await runner.setup()
     try:
         site = _GuardedSite(runner, settings.host, settings.port, guard, settings, ssl_context)
@@ -172,7 +198,7 @@ class _GuardedSite(web.TCPSite):
 
     def __init__(self, runner: web.AppRunner, host: str, port: int, guard: connections.ConnectionGuard,
                  settings: Settings, ssl_context: ssl.SSLContext | None) -> None:
-        super().__init__(runner, host, port, ssl_context=ssl_context, shutdown_timeout=5)
+        super().__init__(runner, host, port, ssl_context=ssl_context)
         self.guard, self.settings = guard, settings
 
     async def start(self) -> None:

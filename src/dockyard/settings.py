@@ -69,6 +69,10 @@ class Settings:
     max_payload_bytes: int = field(default=MAX_PAYLOAD_BYTES, metadata=_bounds(1))
     # How often the reconciler re-checks running instances when nothing has changed.
     health_interval: float = field(default=2.0, metadata=_bounds(0.01))
+    # Healing: an instance that could not be replaced, or keeps dying, is retried after this many
+    # seconds, doubling up to restart_backoff_max, for as long as its endpoint exists.
+    restart_backoff: float = field(default=1.0, metadata=_bounds(0.001))
+    restart_backoff_max: float = field(default=30.0, metadata=_bounds(0.001))
     # Most containers all endpoints may run together (ResourceLimitExceeded beyond).
     max_containers: int = field(default=200, metadata=_bounds(0))
     # Docker runtime: the registry that ECR-style image URIs are pulled from (host[:port][/prefix]):

@@ -79,6 +79,8 @@ class FakeContainer:
     # Set when the container exited (crash, or killed by a test).
     exited: bool = False
     received: list[dict[str, object]] = field(default_factory=list)
+    # While set and not yet fired, invocations are held after their body was read (in flight).
+    hold: asyncio.Event | None = None
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -92,6 +94,8 @@ class FakeContainer:
     async def _invocations(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         self.invocations += 1
+        if self.hold is not None:
+            await self.hold.wait()
         seen = {
             "container": self.spec.hostname,
             "instance": self.instance_id,

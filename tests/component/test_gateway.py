@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 from conftest import IMAGE, WAIT_LIMIT, Dockyard, error_of
 from fake_runtime import FakeRuntime
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def echo(body: bytes) -> dict:
@@ -183,6 +184,42 @@ async def test_an_unknown_endpoint_is_validation_error(dockyard: Dockyard) -> No
     resp = await dockyard.invoke("ghost")
     assert resp.headers["x-amzn-ErrorType"] == "ValidationError:"
     assert await error_of(resp) == (400, "ValidationError", "Endpoint ghost of account 123456789012 not found.")
+
+
+async def requests_counted(dockyard: Dockyard) -> dict[tuple[str, str, str], float]:
+    assert dockyard.client is not None
+    text = await (await dockyard.client.get("/metrics")).text()
+    counted = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "dockyard_invocations_total":
+                counted[(sample.labels["endpoint"], sample.labels["variant"], sample.labels["status"])] = sample.value
+    return counted
+
+
+async def test_a_request_no_instance_could_take_is_counted_too(dockyard: Dockyard) -> None:
+    await dockyard.deploy("ep")
+    fake = FakeRuntime(dockyard.fake.images)
+    fake.gate = asyncio.Event()
+    await dockyard.restart(fake)
+    await dockyard.until(lambda: len(fake.started) == 1)
+    assert (await dockyard.invoke("ep")).status == 503
+    assert await requests_counted(dockyard) == {("ep", "AllTraffic", "503"): 1.0}
+    fake.gate.set()
+
+
+async def test_requests_are_counted_once_by_status_and_dropped_with_the_endpoint(dockyard: Dockyard) -> None:
+    await dockyard.deploy("ep")
+    await dockyard.invoke("ep")
+    await dockyard.invoke("ep", **{"X-Amzn-SageMaker-Target-Variant": "Nope"})  # no series per made-up name
+    await dockyard.invoke("ghost")
+    await dockyard.deploy("bad", env={"FAKE_STATUS": "503"})
+    await dockyard.invoke("bad")
+    assert await requests_counted(dockyard) == {
+        ("ep", "AllTraffic", "200"): 1.0, ("ep", "", "400"): 1.0, ("bad", "AllTraffic", "424"): 1.0}
+    await dockyard.call("DeleteEndpoint", EndpointName="ep")
+    await dockyard.wait_gone("ep")
+    assert await requests_counted(dockyard) == {("bad", "AllTraffic", "424"): 1.0}
 
 
 async def close_port(dockyard: Dockyard, instance_id: str) -> None:

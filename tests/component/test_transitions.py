@@ -74,7 +74,10 @@ async def test_delete_during_create_leaves_nothing_running(dockyard: Dockyard) -
 
 async def test_restart_restores_in_service_endpoints(dockyard: Dockyard) -> None:
     await dockyard.deploy("ep", instances=2, env={"FAKE_BODY": "restored"})
+    ghost = dockyard.state_dir / "instances" / "ep-alltraffic-killed00"  # left by a killed server
+    (ghost / "primary" / "model").mkdir(parents=True)
     await dockyard.restart()
+    await dockyard.until(lambda: not ghost.exists())
     await dockyard.until(lambda: len(dockyard.fake.running) == 2)
     await dockyard.until(lambda: all(not c.exited for c in dockyard.fake.containers("ep")))
     ep = await dockyard.wait_status("ep", "InService")

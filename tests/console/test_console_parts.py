@@ -124,3 +124,23 @@ def test_traffic_windows_are_rates_and_percentiles_of_the_last_interval() -> Non
     # Only the last 50 (200 ms each) count: both percentiles fall in the 100–250 ms bucket.
     assert 100 < window["p50"] <= 250 and 100 < window["p99"] <= 250
     assert traffic.window(now, now, 1.0) == {"rps": 0.0, "errorsPerSecond": 0.0, "p50": None, "p99": None}
+
+
+def test_with_credentials_the_console_answers_only_signed_requests(tmp_path: Path) -> None:
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    secured = Server(tmp_path / "state", tmp_path / "server.log", credentials={"AKIDCONSOLE": "console-secret"}).start()
+    try:
+        for path in ("/", "/_dockyard/console/api/endpoints", "/_dockyard/console/events",
+                     "/_dockyard/console/static/console.js"):
+            status, headers, _ = _get(f"{secured.url}{path}")
+            assert (status, headers.get("x-amzn-ErrorType")) == (403, "MissingAuthenticationTokenException:"), path
+        signed = AWSRequest(method="GET", url=f"{secured.url}/_dockyard/console/api/endpoints")
+        SigV4Auth(Credentials("AKIDCONSOLE", "console-secret"), "sagemaker", "us-east-1").add_auth(signed)
+        request = urllib.request.Request(signed.url, headers=dict(signed.headers.items()))
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert json.loads(response.read()) == {"endpoints": []}
+    finally:
+        secured.stop()

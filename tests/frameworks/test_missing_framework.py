@@ -7,6 +7,7 @@ from __future__ import annotations
 import boto3
 import pytest
 from e2e.deploy import create_endpoint, wait_settled
+from needs import require
 
 from dockyard.cli.embedded import start_server, stop_server, wait_until_up
 from dockyard.runtime.ports import free_port
@@ -29,6 +30,7 @@ def hidden_xgboost_server(tmp_path):
 
 
 def test_missing_framework_fails_naming_the_extra(hidden_xgboost_server, tmp_path):
+    require("xgboost")  # installed, so that only the import fails (not installed is refused earlier)
     sm = hidden_xgboost_server
     url = package(tmp_path, "model", lambda d: (d / "xgboost-model").write_text("{}"))
     create_endpoint(sm, "no-xgboost", {"PrimaryContainer": {"Image": XGBOOST_URI, "ModelDataUrl": url}}, wait=False)

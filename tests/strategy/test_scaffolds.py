@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from e2e.deploy import create_endpoint, delete_all
+from e2e.models import SKLEARN_URI, iris_classifier, package
 
 from dockyard.cli.main import main
 from dockyard.strategy.scaffolds import SCAFFOLDS, project_name
@@ -63,10 +66,13 @@ def deployed(tmp_path_factory, server) -> dict[str, str]:
 
 @pytest.mark.parametrize("strategy", ["managed", "extend", "byom", "byoc", "pipeline"])
 def test_scaffold_deploys_and_prints_a_prediction(strategy, deployed, sm):
-    last_line = deployed[strategy].strip().splitlines()[-1]
-    assert json.loads(last_line) == {"species": SPECIES}
-    # deploy.py cleans up after itself
-    assert f"scaffold-{strategy}" not in [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]]
+    lines = deployed[strategy].strip().splitlines()
+    assert json.loads(lines[-1]) == {"species": SPECIES}
+    # deploy.py names what it creates uniquely, and cleans up after itself.
+    [name] = [line.removeprefix("Creating endpoint ") for line in lines if line.startswith("Creating endpoint ")]
+    assert re.fullmatch(f"scaffold-{strategy}-[0-9a-f]{{6}}", name)
+    assert name not in [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]]
+    assert name not in [m["ModelName"] for m in sm.list_models()["Models"]]
 
 
 def test_direct_scaffold_asks_each_container(deployed):
@@ -76,13 +82,34 @@ def test_direct_scaffold_asks_each_container(deployed):
 
 def test_keep_leaves_the_endpoint_for_the_user(tmp_path, server, sm):
     project = init(tmp_path, "byoc", "kept")
-    subprocess.run([sys.executable, "deploy.py", "--endpoint-url", server.url, "--keep"], cwd=project, check=True,
-                   capture_output=True, timeout=120)
+    done = subprocess.run([sys.executable, "deploy.py", "--endpoint-url", server.url, "--keep", "--name", "kept"],
+                          cwd=project, check=True, capture_output=True, text=True, timeout=120)
     assert sm.describe_endpoint(EndpointName="kept")["EndpointStatus"] == "InService"
-    delete = f"import endpoint; endpoint.Deployment(endpoint.arguments(None, 'kept').parse_args(['--endpoint-url', '{server.url}'])).delete()"
-    subprocess.run([sys.executable, "-c", delete],
-                   cwd=project, check=True, capture_output=True, timeout=120)
+    delete = done.stdout.strip().splitlines()[-1].strip()
+    assert delete == "dockyard delete kept --with-config-and-models"
+    subprocess.run([sys.executable, "-m", *shlex.split(delete), "--endpoint-url", server.url], check=True,
+                   capture_output=True, timeout=120)
     assert "kept" not in [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]]
+    assert "kept" not in [m["ModelName"] for m in sm.list_models()["Models"]]
+
+
+def test_deploy_never_touches_an_existing_endpoint_of_the_same_name(tmp_path, server, sm):
+    """The README's quick start made an ``iris`` endpoint; a scaffold run must leave it alone,
+    with or without --name."""
+    tarball = package(tmp_path, iris_classifier()).as_uri()
+    create_endpoint(sm, "iris", {"PrimaryContainer": {"Image": SKLEARN_URI, "ModelDataUrl": tarball}})
+    project = init(tmp_path, "managed", "x")
+    run_commands(project, ("python train.py",), server.url)
+    clash = subprocess.run([sys.executable, "deploy.py", "--endpoint-url", server.url, "--name", "iris"], cwd=project,
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert clash.returncode != 0
+    assert 'Cannot create already existing model' in clash.stderr
+    own = run_commands(project, ("python deploy.py",), server.url)
+    assert json.loads(own.strip().splitlines()[-1]) == {"species": SPECIES}
+    assert sm.describe_endpoint(EndpointName="iris")["EndpointStatus"] == "InService"
+    assert sm.describe_endpoint_config(EndpointConfigName="iris")["ProductionVariants"][0]["ModelName"] == "iris"
+    assert sm.describe_model(ModelName="iris")["PrimaryContainer"]["ModelDataUrl"] == tarball
+    delete_all(sm, "iris")
 
 
 def test_generated_files_have_no_placeholders_and_serve_is_executable(tmp_path):

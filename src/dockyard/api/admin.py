@@ -19,7 +19,7 @@ PREFIX = "/_dockyard"
 def routes(
     registry: CollectorRegistry,
     latency: Callable[[str], dict[tuple[str, str], dict[str, float]]],
-    log_files: Callable[[str], list[tuple[str, str, Path]]],
+    log_files: Callable[[str], list[tuple[str, str, Path, bool]]],
     stats: Callable[[str], Awaitable[list[tuple[str, str, ContainerStats]]]],
     known: Callable[[str], bool],
 ) -> list[web.RouteDef]:
@@ -39,10 +39,10 @@ def routes(
         name = _endpoint(request)
         lines = _lines(request.query.get("lines", "100"))
         out = []
-        for instance, hostname, path in log_files(name):
+        for instance, hostname, path, live in log_files(name):
             text = path.read_text("utf-8", "replace").splitlines() if path.exists() else []
             text = text[max(len(text) - lines, 0):]
-            out.append({"instance": instance, "container": hostname, "lines": text})
+            out.append({"instance": instance, "container": hostname, "live": live, "lines": text})
         return web.json_response({"endpoint": name, "logs": out})
 
     async def endpoint_stats(request: web.Request) -> web.Response:
@@ -62,6 +62,16 @@ def routes(
         web.get(f"{PREFIX}/endpoints/{{name}}/logs", logs),
         web.get(f"{PREFIX}/endpoints/{{name}}/stats", endpoint_stats),
     ]
+
+
+def readiness_route(readiness: Callable[[], dict[str, dict[str, dict[str, int]]]]) -> web.RouteDef:
+    """``GET /_dockyard/endpoints``: per endpoint and variant, ready and desired instances (what
+    ``dockyard endpoints`` shows as ``InService (0/1 ready)`` while an endpoint heals)."""
+
+    async def endpoints(_: web.Request) -> web.Response:
+        return web.json_response({"endpoints": readiness()})
+
+    return web.get(f"{PREFIX}/endpoints", endpoints)
 
 
 def _lines(value: str) -> int:

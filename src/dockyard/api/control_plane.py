@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -32,7 +32,7 @@ def _json_default(value: Any) -> Any:
 
 
 def handler(
-    operations: dict[str, Callable[[dict[str, Any]], dict[str, Any]]], validator: RequestValidator
+    operations: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]], validator: RequestValidator
 ) -> Callable[[web.Request], Any]:
     async def control_plane(request: web.Request) -> web.Response:
         target = request.headers.get("X-Amz-Target", "")
@@ -49,7 +49,7 @@ def handler(
             validator.validate(name, params)
         except InputValidationError as exc:
             raise errors.validation(exc.message) from None
-        result = operation(validator.known_members(name, params))
+        result = await operation(validator.known_members(name, params))
         return web.Response(
             body=json.dumps(result, default=_json_default).encode(),
             content_type=JSON_CONTENT_TYPE,

@@ -28,8 +28,14 @@ url_option = click.option(
     envvar="DOCKYARD_URL",
     default=DEFAULT_URL,
     show_default=True,
+    show_envvar=True,
     help="The dockyard server to talk to.",
 )
+
+
+def unreachable(url: str) -> click.ClickException:
+    """The one-line error every command gives when no server answers at ``url``."""
+    return click.ClickException(f"cannot reach dockyard at {url}: is `dockyard serve` running?")
 
 
 def _credentials() -> Credentials:
@@ -67,8 +73,8 @@ def get_json(url: str, path: str, region: str = "us-east-1") -> dict[str, Any]:
         except ValueError:
             message = str(exc)
         raise click.ClickException(message) from None
-    except OSError as exc:
-        raise click.ClickException(f"cannot reach dockyard at {url}: {exc}") from None
+    except OSError:
+        raise unreachable(url) from None
 
 
 @contextlib.contextmanager
@@ -77,7 +83,7 @@ def talking_to(url: str) -> Iterator[None]:
     try:
         yield
     except EndpointConnectionError:
-        raise click.ClickException(f"cannot reach dockyard at {url}: is `dockyard serve` running?") from None
+        raise unreachable(url) from None
     except ClientError as exc:
         err = exc.response.get("Error", {})
         raise click.ClickException(f"{err.get('Code')}: {err.get('Message')}") from None

@@ -3,7 +3,9 @@
 Trains a tiny scikit-learn classifier on the bundled iris data, packages ``model.tar.gz`` with an
 ``inference.py`` (as the SageMaker SDK would), starts an embedded dockyard server, deploys the
 model with plain boto3 under the AWS scikit-learn image URI, invokes it, prints the prediction
-and cleans up.
+and cleans up. With ``--keep`` it deploys on the running server instead and leaves the endpoint
+there: its model.tar.gz then lives in the state dir (not a temporary one), so the endpoint comes
+back after a server restart, and the demo ends with the commands to invoke and delete it.
 """
 
 from __future__ import annotations
@@ -11,16 +13,18 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
+import click
 import platformdirs
 from rich.console import Console
 from rich.table import Table
 
 from dockyard.artifacts.package import make_model_tarball
-from dockyard.cli.client import sagemaker_clients
+from dockyard.cli.client import sagemaker_clients, talking_to
 from dockyard.cli.embedded import embedded_server
+from dockyard.settings import Settings
 
 SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 NAME = "dockyard-demo"
@@ -51,7 +55,7 @@ def train_and_package(workdir: Path) -> tuple[Path, list[list[float]]]:
     x, y = load_iris(return_X_y=True)
     model = LogisticRegression(max_iter=500).fit(x, y)
     source = workdir / "model"
-    (source / "code").mkdir(parents=True)
+    (source / "code").mkdir(parents=True, exist_ok=True)
     joblib.dump(model, source / "model.joblib")
     (source / "code" / "inference.py").write_text(INFERENCE_PY)
     rows = [x[0].tolist(), x[60].tolist(), x[120].tolist()]
@@ -70,14 +74,18 @@ def _server(console: Console, url: str | None) -> Iterator[str]:
 
 
 def run_demo(console: Console, keep_on: str | None) -> None:
-    # Under the user's home (the cache directory): a local server allows model data there by default.
+    if keep_on is not None:
+        _refuse_a_kept_demo(keep_on)
+    # Under the user's home (the cache directory): a local server reads model data there by default.
     cache = Path(platformdirs.user_cache_dir("dockyard", appauthor=False))
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="demo-", dir=cache) as tmp:
+        # A kept endpoint's model data must outlive this process (and survive a server restart).
+        workdir = Path(tmp) if keep_on is None else Settings.from_env().state_dir / "demo"
         with console.status("Training a LogisticRegression on the iris data…"):
-            tarball, rows = train_and_package(Path(tmp))
-        console.print(f"[green]✓[/] trained and packaged {tarball.name}")
-        with _server(console, keep_on) as url:
+            tarball, rows = train_and_package(workdir)
+        console.print(f"[green]✓[/] trained and packaged {tarball}")
+        with _server(console, keep_on) as url, talking_to(url):
             console.print(f"[green]✓[/] dockyard at {url}")
             sm, runtime = sagemaker_clients(url)
             started = time.monotonic()
@@ -113,3 +121,33 @@ def run_demo(console: Console, keep_on: str | None) -> None:
                 sm.delete_endpoint_config(EndpointConfigName=NAME)
                 sm.delete_model(ModelName=NAME)
                 console.print("[green]✓[/] cleaned up")
+        _next_steps(console, keep_on, body.splitlines()[0])
+
+
+def _refuse_a_kept_demo(url: str) -> None:
+    """A one-line error, before any work, when an earlier ``demo --keep`` left its endpoint."""
+    sm, _ = sagemaker_clients(url, retries=False)
+    with talking_to(url):
+        names = [m["ModelName"] for m in sm.list_models(NameContains=NAME)["Models"]]
+    if NAME in names:
+        raise click.ClickException(
+            f"{NAME} already exists on {url} (kept by an earlier demo): "
+            f"dockyard delete {NAME} --with-config-and-models, then run the demo again"
+        )
+
+
+def _next_steps(console: Console, kept_on: str | None, row: str) -> None:
+    if kept_on is None:
+        console.print("\nNext: [bold]dockyard serve[/] in another terminal, then [bold]dockyard demo --keep[/] "
+                      "to leave the endpoint there and try it yourself.")
+        return
+    url_flag = f" --endpoint-url {kept_on}"
+    console.print(f"\nEndpoint {NAME} is left running. Next:", highlight=False)
+    console.print(f"  dockyard invoke {NAME} --content-type text/csv --body {row}{url_flag}", highlight=False,
+                  soft_wrap=True)
+    console.print(
+        f"  python -c \"import boto3; rt = boto3.client('sagemaker-runtime', endpoint_url='{kept_on}', "
+        f"region_name='us-east-1', aws_access_key_id='x', aws_secret_access_key='x'); "
+        f"print(rt.invoke_endpoint(EndpointName='{NAME}', ContentType='text/csv', Body='{row}')['Body'].read())\"",
+        highlight=False, soft_wrap=True)
+    console.print(f"  dockyard delete {NAME} --with-config-and-models{url_flag}", highlight=False, soft_wrap=True)

@@ -84,7 +84,7 @@ def _docker_column(client, tag: str, distribution: str, label: str) -> str:  # t
 
 @images.command()
 @click.argument("names", nargs=-1, required=True, type=click.Choice([*NAMES, "all"]))
-@click.option("--base", envvar="DOCKYARD_BASE_IMAGE", default=None,
+@click.option("--base", envvar="DOCKYARD_BASE_IMAGE", show_envvar=True, default=None,
               help="Python base image.  [default: python:3.11-slim if present, else dockyard/base:bookworm, "
                    "made from Debian packages with mmdebstrap]")
 @click.option("--find-links", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),

@@ -1,5 +1,7 @@
 """``dockyard``: serve, demo, endpoints, logs, stats — plus the commands registered at the end,
-which live in their own modules (images, advise, init, check, package)."""
+which live in their own modules (invoke, delete, images, advise, init, check, package).
+
+Tables fit the terminal (80 columns when it is unknown): long cells wrap, never end in "…"."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from dockyard import __version__
 from dockyard.cli.advise import advise_command
 from dockyard.cli.check import check_command
 from dockyard.cli.client import get_json, sagemaker_clients, talking_to, url_option
+from dockyard.cli.endpoint import delete_command, invoke_command
 from dockyard.cli.images import images
 from dockyard.cli.init import init_command
 from dockyard.cli.package import package_command
@@ -96,12 +99,13 @@ def demo(url: str, keep: bool) -> None:
 def endpoints(url: str) -> None:
     """List endpoints with their status."""
     sm, _ = sagemaker_clients(url, retries=False)
-    table = Table("Name", "Status", "Created", "Last modified")
+    table = _table("Name", "Status", "Created", "Last modified")
     with talking_to(url):
+        readiness = get_json(url, "/_dockyard/endpoints")["endpoints"]
         for page in sm.get_paginator("list_endpoints").paginate():
             for ep in page["Endpoints"]:
                 table.add_row(
-                    ep["EndpointName"], _status(ep["EndpointStatus"]),
+                    ep["EndpointName"], _status(ep["EndpointStatus"], readiness.get(ep["EndpointName"], {})),
                     _time(ep["CreationTime"]), _time(ep["LastModifiedTime"]),
                 )
     console.print(table)
@@ -111,13 +115,17 @@ def endpoints(url: str) -> None:
 @url_option
 @click.argument("endpoint")
 @click.option("-n", "--lines", default=100, show_default=True, help="Lines per container.")
-def logs(url: str, endpoint: str, lines: int) -> None:
-    """Show the stdout/stderr of every container of ENDPOINT."""
+@click.option("--all", "show_all", is_flag=True, help="Also the containers of instances that no longer run.")
+def logs(url: str, endpoint: str, lines: int, show_all: bool) -> None:
+    """Show the stdout/stderr of every container of ENDPOINT's running instances."""
     data = get_json(url, f"/_dockyard/endpoints/{endpoint}/logs?lines={lines}")
-    if not data["logs"]:
-        console.print(f"No logs yet for endpoint {endpoint}.")
-    for entry in data["logs"]:
-        console.rule(f"{entry['instance']} / {entry['container']}")
+    shown = [e for e in data["logs"] if show_all or e["live"]]
+    if not shown:
+        stopped = len({e["instance"] for e in data["logs"]})
+        more = f"; --all shows the {stopped} that stopped" if stopped else ""
+        console.print(f"No running instance of endpoint {endpoint} has logs{more}.")
+    for entry in shown:
+        console.rule(f"{entry['instance']} / {entry['container']}{'' if entry['live'] else ' (stopped)'}")
         for line in entry["lines"]:
             console.print(line, markup=False, highlight=False)
 
@@ -131,11 +139,13 @@ def stats(url: str, endpoint: str) -> None:
     Containers of one instance share its CPU and memory; this shows who uses what.
     """
     data = get_json(url, f"/_dockyard/endpoints/{endpoint}/stats")
-    table = Table("Variant", "Instance", "Container", "Requests", "Errors", "p50 ms", "p99 ms", "CPU %", "Memory MiB",
-                  title=f"Endpoint {endpoint}")
+    # One variant (the usual case) needs no column for it: the instance ID starts with its name.
+    variants = len({row["variant"] for row in data["containers"]}) > 1
+    table = _table(*(["Variant"] if variants else []), "Instance", "Container", "Requests", "Errors", "p50 ms",
+                   "p99 ms", "CPU %", "Memory MiB", title=f"Endpoint {endpoint}")
     for row in data["containers"]:
         table.add_row(
-            row["variant"], row["instance"], row["container"],
+            *([row["variant"]] if variants else []), row["instance"], row["container"],
             f"{row.get('count', 0):.0f}", f"{row.get('errors', 0):.0f}",
             _ms(row.get("p50")), _ms(row.get("p99")),
             "-" if row["cpu_percent"] is None else f"{row['cpu_percent']:.1f}",
@@ -144,11 +154,23 @@ def stats(url: str, endpoint: str) -> None:
     console.print(table)
 
 
+def _table(*columns: str, title: str | None = None) -> Table:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
 def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.2f}"
 
 
-def _status(status: str) -> str:
+def _status(status: str, variants: dict[str, dict[str, int]]) -> str:
+    """The status, and for an InService endpoint short of instances (healing) how many are ready."""
+    ready = sum(v["ready"] for v in variants.values())
+    desired = sum(v["desired"] for v in variants.values())
+    if status == "InService" and ready < desired:
+        return f"[yellow]InService ({ready}/{desired} ready)[/]"
     colour = {"InService": "green", "Failed": "red"}.get(status, "yellow")
     return f"[{colour}]{status}[/]"
 
@@ -157,5 +179,6 @@ def _time(value: dt.datetime) -> str:
     return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-for _command in (images, advise_command, init_command, check_command, package_command):
+for _command in (invoke_command, delete_command, images, advise_command, init_command, check_command,
+                 package_command):
     main.add_command(_command)

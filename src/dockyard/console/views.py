@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from dockyard.control.plans import VariantPlan, variant_plans
+from dockyard.control.plans import Deployment, VariantPlan
 from dockyard.control.store import Endpoint
 from dockyard.gateway.routing import EndpointRoute, RoutingTable
 from dockyard.images import catalogue
@@ -31,17 +31,17 @@ def endpoint_list(endpoints: list[Endpoint], table: RoutingTable) -> list[dict[s
 
 def endpoint_summary(ep: Endpoint, route: EndpointRoute | None) -> dict[str, Any]:
     ready = {v.name: len(v.instances) for v in route.variants} if route is not None else {}
-    pending = {p.name: p for p in variant_plans(ep.pending)} if ep.pending is not None else {}
+    pending = {p.name: p for p in ep.pending.plans} if ep.pending is not None else {}
     return {
         "name": ep.name,
         "arn": ep.arn,
-        "status": ep.status,
+        "status": ep.status.value,
         "failureReason": ep.failure_reason,
         "configName": ep.config_name,
-        "pendingConfigName": ep.pending["EndpointConfigName"] if ep.pending is not None else None,
+        "pendingConfigName": ep.pending.config_name if ep.pending is not None else None,
         "created": ep.creation_time,
         "lastModified": ep.last_modified,
-        "variants": [_variant(plan, ready.get(plan.name, 0), pending.get(plan.name)) for plan in variant_plans(ep.deployment)],
+        "variants": [_variant(plan, ready.get(plan.name, 0), pending.get(plan.name)) for plan in ep.deployment.plans],
     }
 
 
@@ -63,11 +63,11 @@ def _variant(plan: VariantPlan, ready: int, pending: VariantPlan | None) -> dict
 def deployment_details(ep: Endpoint) -> dict[str, Any]:
     """The endpoint config and models the endpoint runs (and is moving to), secrets masked."""
 
-    def snapshot(deployment: dict[str, Any]) -> dict[str, Any]:
+    def snapshot(deployment: Deployment) -> dict[str, Any]:
         return {
-            "endpointConfigName": deployment["EndpointConfigName"],
-            "endpointConfig": deployment["EndpointConfig"],
-            "models": {name: masked_model(spec) for name, spec in deployment["Models"].items()},
+            "endpointConfigName": deployment.config_name,
+            "endpointConfig": deployment.config,
+            "models": {name: masked_model(spec) for name, spec in deployment.models.items()},
         }
 
     return {

@@ -7,19 +7,18 @@ InService, Failed or gone.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from dockyard import errors
 from dockyard.control import listing
 from dockyard.control.config_rules import check_desired_weights
 from dockyard.control.context import ControlContext
-from dockyard.control.plans import build_deployment, variant_plans
+from dockyard.control.plans import Deployment, VariantState
 from dockyard.control.resources import ResourceOps
+from dockyard.control.status import EndpointStatus, can_update
 from dockyard.control.store import AlreadyExists, Endpoint
 
 Params = dict[str, Any]
-STATUSES_IN_PROGRESS = ("Creating", "Updating", "Deleting", "SystemUpdating", "RollingBack")
 
 
 class EndpointOps:
@@ -35,21 +34,17 @@ class EndpointOps:
             raise errors.not_found("endpoint", self._arn(name))
         return ep
 
-    def _snapshot(self, config_name: str) -> dict[str, Any]:
+    def _snapshot(self, config_name: str) -> Deployment:
         config = self.configs.get(config_name)
         model_names = {v["ModelName"] for v in config.spec["ProductionVariants"]}
         models = {name: self.models.get(name).spec for name in sorted(model_names)}
-        return build_deployment(config.name, config.spec, models)
+        return Deployment.build(config.name, config.spec, models)
 
     def _containers_in_use(self) -> int:
-        return sum(
-            p.instance_count * len(p.containers)
-            for ep in self.ctx.store.list_endpoints()
-            for p in variant_plans(ep.pending or ep.deployment)
-        )
+        return sum((ep.pending or ep.deployment).containers_needed for ep in self.ctx.store.list_endpoints())
 
-    def _check_limit(self, deployment: dict[str, Any]) -> None:
-        wanted = sum(p.instance_count * len(p.containers) for p in variant_plans(deployment))
+    def _check_limit(self, deployment: Deployment) -> None:
+        wanted = deployment.containers_needed
         limit = self.ctx.settings.max_containers
         in_use = self._containers_in_use()
         if in_use + wanted > limit:
@@ -68,7 +63,8 @@ class EndpointOps:
         deployment = self._snapshot(params["EndpointConfigName"])
         self._check_limit(deployment)
         now = self.ctx.clock()
-        ep = Endpoint(name, arn, deployment["EndpointConfigName"], "Creating", None, now, now, deployment, None)
+        ep = Endpoint(name, arn, deployment.config_name, EndpointStatus.CREATING, now, now,
+                      failure_reason=None, deployment=deployment, pending=None)
         try:
             self.ctx.store.insert_endpoint(ep, params.get("Tags", []))
         except AlreadyExists:
@@ -83,7 +79,7 @@ class EndpointOps:
             "EndpointArn": ep.arn,
             "EndpointConfigName": ep.config_name,
             "ProductionVariants": self._variant_summaries(ep),
-            "EndpointStatus": ep.status,
+            "EndpointStatus": ep.status.value,
             "CreationTime": ep.creation_time,
             "LastModifiedTime": ep.last_modified,
         }
@@ -91,19 +87,18 @@ class EndpointOps:
             out["FailureReason"] = ep.failure_reason
         if ep.pending is not None:
             out["PendingDeploymentSummary"] = {
-                "EndpointConfigName": ep.pending["EndpointConfigName"],
+                "EndpointConfigName": ep.pending.config_name,
                 "ProductionVariants": [
                     {"VariantName": p.name, "DesiredWeight": p.weight, "DesiredInstanceCount": p.instance_count}
-                    for p in variant_plans(ep.pending)
+                    for p in ep.pending.plans
                 ],
                 "StartTime": ep.last_modified,
             }
         return out
 
     def _variant_summaries(self, ep: Endpoint) -> list[Params]:
-        serving = ep.status in ("InService", "Updating")
         summaries = []
-        for plan in variant_plans(ep.deployment):
+        for plan in ep.deployment.plans:
             summary: Params = {
                 "VariantName": plan.name,
                 "DeployedImages": [
@@ -113,29 +108,29 @@ class EndpointOps:
                 "DesiredWeight": plan.weight,
                 "DesiredInstanceCount": plan.instance_count,
             }
-            if serving:
+            if ep.status.serving:
                 summary["CurrentWeight"] = plan.weight
                 summary["CurrentInstanceCount"] = plan.instance_count
-            elif ep.status in STATUSES_IN_PROGRESS:
-                summary["VariantStatus"] = [{"Status": ep.status, "StartTime": ep.last_modified}]
+            elif ep.status.in_progress:
+                summary["VariantStatus"] = [{"Status": ep.status.value, "StartTime": ep.last_modified}]
             summaries.append(summary)
         return summaries
 
     def list(self, params: Params) -> Params:
         page, token = listing.paginate(
-            self.ctx.store.list_endpoints(),
+            self.ctx.store.endpoint_summaries(),
             params,
             summary=lambda e: {
                 "EndpointName": e.name,
                 "EndpointArn": e.arn,
                 "CreationTime": e.creation_time,
                 "LastModifiedTime": e.last_modified,
-                "EndpointStatus": e.status,
+                "EndpointStatus": e.status.value,
             },
             sort_keys={
                 "CreationTime": lambda e: e.creation_time,
                 "Name": lambda e: e.name.lower(),
-                "Status": lambda e: e.status,
+                "Status": lambda e: e.status.value,
             },
             filters={
                 **listing.common_filters(lambda e: e.name, lambda e: e.creation_time),
@@ -148,23 +143,26 @@ class EndpointOps:
     def delete(self, params: Params) -> Params:
         ep = self.get(params["EndpointName"])
         # SageMaker allows DeleteEndpoint from any state; the reconciler stops what runs.
-        self.ctx.store.update_endpoint(ep.name, status="Deleting", last_modified=self.ctx.clock())
+        if ep.status != EndpointStatus.DELETING:
+            self.ctx.store.update_endpoint(ep.name, ep.status, status=EndpointStatus.DELETING,
+                                           last_modified=self.ctx.clock())
         self.ctx.changed()
         return {}
 
     def _require_in_service(self, ep: Endpoint) -> None:
-        if ep.status != "InService":
+        if not can_update(ep.status):
             raise errors.validation(
                 f'Cannot update in-progress endpoint "{ep.arn}".'
-                if ep.status in STATUSES_IN_PROGRESS
+                if ep.status.in_progress
                 else f'Cannot update endpoint "{ep.arn}" in status {ep.status}; only InService endpoints can be updated.'
             )
 
-    def _begin_update(self, ep: Endpoint, pending: dict[str, Any]) -> Params:
+    def _begin_update(self, ep: Endpoint, pending: Deployment) -> Params:
         # Blue/green: the old instances keep serving until the new ones pass /ping.
         self._check_limit(pending)
         self.ctx.store.update_endpoint(
-            ep.name, status="Updating", pending=pending, last_modified=self.ctx.clock(), failure_reason=None
+            ep.name, ep.status, status=EndpointStatus.UPDATING, pending=pending, last_modified=self.ctx.clock(),
+            failure_reason=None,
         )
         self.ctx.changed()
         return {"EndpointArn": ep.arn}
@@ -175,28 +173,32 @@ class EndpointOps:
         pending = self._snapshot(params["EndpointConfigName"])
         if params.get("RetainAllVariantProperties"):
             excluded = {p["VariantPropertyType"] for p in params.get("ExcludeRetainedVariantProperties", [])}
-            for name, state in pending["Variants"].items():
-                old = ep.deployment["Variants"].get(name)
-                for prop in ("DesiredWeight", "DesiredInstanceCount"):
-                    if old is not None and prop not in excluded:
-                        state[prop] = old[prop]
+            retained = {}
+            for name, state in pending.variants.items():
+                old = ep.deployment.variants.get(name)
+                if old is not None:
+                    retained[name] = VariantState(
+                        state.weight if "DesiredWeight" in excluded else old.weight,
+                        state.instance_count if "DesiredInstanceCount" in excluded else old.instance_count,
+                    )
+            pending = pending.with_variants(retained)
         return self._begin_update(ep, pending)
 
     def update_weights_and_capacities(self, params: Params) -> Params:
         ep = self.get(params["EndpointName"])
         self._require_in_service(ep)
         check_desired_weights(params["DesiredWeightsAndCapacities"])
-        pending = copy.deepcopy(ep.deployment)
+        changed = {}
         for desired in params["DesiredWeightsAndCapacities"]:
-            state = pending["Variants"].get(desired["VariantName"])
+            state = ep.deployment.variants.get(desired["VariantName"])
             if state is None:
                 raise errors.validation(
                     f'The variant {desired["VariantName"]} does not exist in endpoint "{ep.arn}".'
                 )
-            if "DesiredWeight" in desired:
-                state["DesiredWeight"] = float(desired["DesiredWeight"])
-            if "DesiredInstanceCount" in desired:
-                if desired["DesiredInstanceCount"] < 1:
-                    raise errors.validation("DesiredInstanceCount must be at least 1 for an instance-based variant.")
-                state["DesiredInstanceCount"] = int(desired["DesiredInstanceCount"])
-        return self._begin_update(ep, pending)
+            if desired.get("DesiredInstanceCount", 1) < 1:
+                raise errors.validation("DesiredInstanceCount must be at least 1 for an instance-based variant.")
+            changed[desired["VariantName"]] = VariantState(
+                float(desired.get("DesiredWeight", state.weight)),
+                int(desired.get("DesiredInstanceCount", state.instance_count)),
+            )
+        return self._begin_update(ep, ep.deployment.with_variants(changed))

@@ -1,13 +1,14 @@
 """What an endpoint should run, derived from its deployment snapshot.
 
 A deployment snapshot (stored with the endpoint) holds the endpoint config and the models it
-names as they were when the endpoint was created or updated. ``variant_plans`` turns it into
-typed plans the reconciler and the routing table use.
+names as they were when the endpoint was created or updated (``Deployment``); its ``plans`` are the
+typed per-variant view the reconciler and the endpoint operations use.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 
@@ -61,36 +62,81 @@ def execution_mode(model_spec: dict[str, Any]) -> str:
     return model_spec.get("InferenceExecutionConfig", {}).get("Mode", "Serial")
 
 
-def build_deployment(config_name: str, config_spec: dict[str, Any], models: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The snapshot stored with an endpoint: config, models, and the variants' desired state."""
-    variants = {
-        v["VariantName"]: {
-            "DesiredWeight": float(v.get("InitialVariantWeight", 1.0)),
-            # A serverless variant runs as one instance here.
-            "DesiredInstanceCount": int(v.get("InitialInstanceCount", 1)),
-        }
-        for v in config_spec["ProductionVariants"]
-    }
-    return {"EndpointConfigName": config_name, "EndpointConfig": config_spec, "Models": models, "Variants": variants}
+@dataclass(frozen=True)
+class VariantState:
+    """A variant's desired weight and instance count (what UpdateEndpointWeightsAndCapacities sets)."""
+
+    weight: float
+    instance_count: int
 
 
-def variant_plans(deployment: dict[str, Any]) -> list[VariantPlan]:
-    plans = []
-    for v in deployment["EndpointConfig"]["ProductionVariants"]:
-        model = deployment["Models"][v["ModelName"]]
-        state = deployment["Variants"][v["VariantName"]]
-        timeout = v.get("ContainerStartupHealthCheckTimeoutInSeconds")
-        plans.append(
-            VariantPlan(
-                name=v["VariantName"],
-                model_name=v["ModelName"],
-                instance_type=v.get("InstanceType", "ml.serverless"),
-                instance_count=state["DesiredInstanceCount"],
-                weight=state["DesiredWeight"],
-                startup_timeout=float(timeout) if timeout else None,
-                mode=execution_mode(model),
-                containers=container_plans(model),
+@dataclass(frozen=True)
+class Deployment:
+    """The snapshot stored with an endpoint: its config and the models it names as they were at
+    CreateEndpoint/UpdateEndpoint (SageMaker lets users delete both while the endpoint keeps
+    running), and each variant's desired state. Stored as JSON in the shape of ``to_json``."""
+
+    config_name: str
+    config: dict[str, Any]
+    models: dict[str, dict[str, Any]]
+    variants: dict[str, VariantState]
+
+    @classmethod
+    def build(cls, config_name: str, config_spec: dict[str, Any], models: dict[str, dict[str, Any]]) -> Deployment:
+        variants = {
+            v["VariantName"]: VariantState(
+                float(v.get("InitialVariantWeight", 1.0)),
+                # A serverless variant runs as one instance here.
+                int(v.get("InitialInstanceCount", 1)),
             )
-        )
-    return plans
+            for v in config_spec["ProductionVariants"]
+        }
+        return cls(config_name, config_spec, models, variants)
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Deployment:
+        variants = {
+            name: VariantState(float(v["DesiredWeight"]), int(v["DesiredInstanceCount"]))
+            for name, v in data["Variants"].items()
+        }
+        return cls(data["EndpointConfigName"], data["EndpointConfig"], data["Models"], variants)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "EndpointConfigName": self.config_name,
+            "EndpointConfig": self.config,
+            "Models": self.models,
+            "Variants": {
+                name: {"DesiredWeight": v.weight, "DesiredInstanceCount": v.instance_count}
+                for name, v in self.variants.items()
+            },
+        }
+
+    def with_variants(self, variants: dict[str, VariantState]) -> Deployment:
+        return replace(self, variants={**self.variants, **variants})
+
+    @cached_property
+    def plans(self) -> tuple[VariantPlan, ...]:
+        """The variants as typed plans, in the config's order (parsed once per snapshot)."""
+        plans = []
+        for v in self.config["ProductionVariants"]:
+            model = self.models[v["ModelName"]]
+            state = self.variants[v["VariantName"]]
+            timeout = v.get("ContainerStartupHealthCheckTimeoutInSeconds")
+            plans.append(
+                VariantPlan(
+                    name=v["VariantName"],
+                    model_name=v["ModelName"],
+                    instance_type=v.get("InstanceType", "ml.serverless"),
+                    instance_count=state.instance_count,
+                    weight=state.weight,
+                    startup_timeout=float(timeout) if timeout else None,
+                    mode=execution_mode(model),
+                    containers=container_plans(model),
+                )
+            )
+        return tuple(plans)
+
+    @property
+    def containers_needed(self) -> int:
+        return sum(p.instance_count * len(p.containers) for p in self.plans)

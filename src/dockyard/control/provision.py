@@ -34,6 +34,13 @@ class Provisioner:
     def log_dir(self, endpoint: str) -> Path:
         return self._logs / endpoint.lower()
 
+    def sweep_instances(self, keep: set[str]) -> None:
+        """Remove the directories of instances other than ``keep`` (those of a killed server)."""
+        if self._instances.is_dir():
+            for path in self._instances.iterdir():
+                if path.name not in keep:
+                    shutil.rmtree(path, ignore_errors=True)
+
     async def instance_spec(self, endpoint: str, plan: VariantPlan) -> InstanceSpec:
         """Fetch every container's model data and code at once; on the first failure (or a
         cancellation) the siblings stop after their current fetch and ``instances/<id>/`` is removed."""

@@ -1,41 +1,62 @@
 """The reconciler: drives the runtime towards the desired state in the store.
 
 One loop handles everything: a new endpoint (Creating → InService | Failed), an update
-(Updating → InService, blue/green), a delete (Deleting → gone), a server restart (InService
-endpoints with nothing running are brought back) and a crashed container (its instance is
-replaced). It wakes when the control plane rings, when its own work finishes, and every
-``health_interval`` seconds to look for dead containers.
+(Updating → InService, blue/green, rolled back on failure), a delete (Deleting → gone), a
+server restart (InService endpoints with nothing running yet) and crashed containers (their
+instances are replaced) are all "heal": start what is missing, with backoff (``healing``). It
+wakes when the control plane rings, when its own work finishes, when a backoff ends, and every
+``health_interval`` seconds to look for dead containers. Work runs as one task per endpoint.
 
-After every change it publishes a new routing snapshot to the gateway.
+After every change it hands the gateway what runs (``RouteBuilder.publish``). Store calls run on
+the store's own thread; nothing here blocks the event loop the gateway shares.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import shutil
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Coroutine
+from typing import Any
 
-from dockyard.control.plans import VariantPlan, variant_plans
+from dockyard.control.healing import Backoff
+from dockyard.control.plans import VariantPlan
 from dockyard.control.provision import Provisioner
-from dockyard.control.store import Endpoint, Store
-from dockyard.gateway.metrics import GatewayMetrics
-from dockyard.gateway.proxy import Gateway
-from dockyard.gateway.routing import ContainerRoute, EndpointRoute, InstanceRoute, VariantRoute
+from dockyard.control.status import EndpointStatus
+from dockyard.control.store import Endpoint, EndpointSummary, Store
+from dockyard.gateway.routing import RouteBuilder, VariantDeployment
 from dockyard.runtime.base import InstanceStartError, RunningInstance, Runtime
 
 log = logging.getLogger(__name__)
 MAX_FAILURE_REASON = 1024
+Status = EndpointStatus
 
 
 @dataclass
-class DeployedVariant:
+class RunningVariant:
     plan: VariantPlan
     instances: list[RunningInstance] = field(default_factory=list)
 
 
-Deployment = dict[str, DeployedVariant]
+# What runs for one endpoint: variant name → its plan and instances.
+Running = dict[str, RunningVariant]
+
+
+@dataclass
+class Work:
+    """The task reconciling one endpoint, and the status it was started for."""
+
+    status: EndpointStatus
+    task: asyncio.Task[None]
+    cancelled: bool = False
+
+    def cancel(self) -> None:
+        # Once only: a task cleaning up after a cancellation must not be cut short again.
+        if not self.cancelled:
+            self.cancelled = True
+            self.task.cancel()
 
 
 class Reconciler:
@@ -44,186 +65,277 @@ class Reconciler:
         store: Store,
         runtime: Runtime,
         provisioner: Provisioner,
-        gateway: Gateway,
-        metrics: GatewayMetrics,
+        routes: RouteBuilder,
         health_interval: float,
+        backoff: tuple[float, float] = (1.0, 30.0),
     ) -> None:
         self._store, self._runtime, self._provisioner = store, runtime, provisioner
-        self._gateway, self._metrics = gateway, metrics
+        self._routes = routes
         self._interval = health_interval
+        self._backoff_first, self._backoff_cap = backoff
         self._wake = asyncio.Event()
-        self._deployed: dict[str, Deployment] = {}
-        self._work: dict[str, asyncio.Task[None]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._running: dict[str, Running] = {}
+        self._work: dict[str, Work] = {}
+        self._healing: dict[str, Backoff] = {}
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Publish every stored endpoint to the gateway, then start the loop. Called before the
+        port accepts requests, so an endpoint the store has is never "not found" after a restart:
+        an InService one answers 503 until its instances are back."""
+        self._loop = asyncio.get_running_loop()
+        for ep in self._store.list_endpoints():
+            if ep.status.serving:
+                self._publish(ep.name, ep.status, {p.name: RunningVariant(p) for p in ep.deployment.plans})
+            else:
+                self._routes.publish(ep.name, ep.status.value)
+        self._loop_task = asyncio.create_task(self._run(), name="reconciler")
 
     def poke(self) -> None:
-        self._wake.set()
+        """Ring the doorbell; safe from any thread (the control plane runs on the store's)."""
+        self.call_soon(self._wake.set)
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on the reconciler's event loop, from any thread."""
+        if self._loop is None:
+            callback()
+        else:
+            self._loop.call_soon_threadsafe(callback)
+
+    async def shutdown(self) -> None:
+        """Stop the loop and every instance; the store is untouched, so a restart brings them back."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        for work in self._work.values():
+            # A delete is let finish (it only stops things): cancelled half way it would leave
+            # the instances it already took out of the deployment running.
+            if work.status != Status.DELETING:
+                work.cancel()
+        await asyncio.gather(*(w.task for w in self._work.values()), return_exceptions=True)
+        await self._stop([i for r in self._running.values() for v in r.values() for i in v.instances])
+        self._running.clear()
 
     def running(self, endpoint: str) -> list[RunningInstance]:
-        return [i for v in self._deployed.get(endpoint.lower(), {}).values() for i in v.instances]
+        return [i for v in self._running.get(endpoint.lower(), {}).values() for i in v.instances]
 
-    async def run(self) -> None:
+    async def _run(self) -> None:
         await self._runtime.remove_orphans()
+        # Nothing runs yet: every instance directory is of an instance gone with the last server.
+        await asyncio.to_thread(self._provisioner.sweep_instances, set())
         while True:
             self._wake.clear()
-            self._pass()
+            await self._pass()
             try:
                 await asyncio.wait_for(self._wake.wait(), self._interval)
             except asyncio.TimeoutError:
                 pass
 
-    def _pass(self) -> None:
-        for ep in self._store.list_endpoints():
+    async def _pass(self) -> None:
+        for ep in await self._store.run(self._store.endpoint_summaries):
             key = ep.name.lower()
-            task = self._work.get(key)
-            if task is not None and not task.done():
-                if ep.status == "Deleting" and task.get_name() != "Deleting":
-                    task.cancel()  # a delete overrides whatever was in progress
+            work = self._work.get(key)
+            if work is not None:
+                if ep.status == Status.DELETING and work.status != Status.DELETING:
+                    work.cancel()  # a delete overrides whatever was in progress
                 continue
             step = self._step(ep)
             if step is not None:
-                task = asyncio.create_task(step, name=ep.status)
-                task.add_done_callback(lambda t, key=key: self._finished(key, t))
-                self._work[key] = task
+                task = asyncio.create_task(step)
+                self._work[key] = Work(ep.status, task)
+                task.add_done_callback(functools.partial(self._finished, key))
 
     def _finished(self, key: str, task: asyncio.Task[None]) -> None:
+        if self._work.get(key) is not None and self._work[key].task is task:
+            del self._work[key]
         if not task.cancelled() and task.exception() is not None:
             log.error("reconciling endpoint %s failed", key, exc_info=task.exception())
         self.poke()
 
-    def _step(self, ep: Endpoint) -> Coroutine[Any, Any, None] | None:
+    def _step(self, ep: EndpointSummary) -> Coroutine[Any, Any, None] | None:
         """The work an endpoint needs now, or None when it is where it should be."""
         key = ep.name.lower()
-        if ep.status == "Deleting":
-            return self._delete(ep)
-        if ep.status == "Creating":
-            return self._create(ep)
-        if ep.status == "Updating":
-            return self._update(ep)
-        if ep.status == "InService":
-            if key not in self._deployed:
-                return self._restore(ep)
-            if self._dead_instances(key):
-                return self._replace_dead(ep)
-            return None
-        if key in self._deployed:  # Failed: nothing may keep running
-            return self._stop_all(ep, publish_status=ep.status)
-        if key not in self._gateway.table:
-            self._publish(ep.name, ep.status, {})
+        if ep.status == Status.DELETING:
+            return self._delete(ep.name)
+        if ep.status == Status.CREATING:
+            return self._create(ep.name)
+        if ep.status == Status.UPDATING:
+            return self._update(ep.name)
+        if ep.status == Status.IN_SERVICE:
+            return self._heal(ep.name) if self._needs_healing(key) else None
+        if key in self._running:  # Failed: nothing may keep running
+            return self._stop_all(ep.name, ep.status)
         return None
 
     # --- steps -------------------------------------------------------------------------------
 
-    async def _create(self, ep: Endpoint) -> None:
-        self._publish(ep.name, "Creating", {})
-        try:
-            deployment = await self._start(ep.name, variant_plans(ep.deployment), {})
-        except InstanceStartError as exc:
-            self._store.update_endpoint(ep.name, when_status="Creating", status="Failed",
-                                        failure_reason=str(exc)[:MAX_FAILURE_REASON])
-            self._publish(ep.name, "Failed", {})
-            return
-        self._deployed[ep.name.lower()] = deployment
-        if self._store.update_endpoint(ep.name, when_status="Creating", status="InService"):
-            self._publish(ep.name, "InService", deployment)
+    async def _get(self, name: str, status: EndpointStatus) -> Endpoint | None:
+        """The endpoint in full if it still has ``status`` (else its work is no longer wanted)."""
+        ep = await self._store.run(self._store.get_endpoint, name)
+        return ep if ep is not None and ep.status == status else None
 
-    async def _restore(self, ep: Endpoint) -> None:
-        # After a restart: known InService, nothing running yet. Until the instances pass
-        # /ping, invocations get 503, which boto3 retries with backoff.
-        plans = variant_plans(ep.deployment)
-        self._publish(ep.name, "InService", {p.name: DeployedVariant(p) for p in plans})
-        try:
-            deployment = await self._start(ep.name, plans, {})
-        except InstanceStartError as exc:
-            self._store.update_endpoint(ep.name, when_status="InService", status="Failed",
-                                        failure_reason=f"Restarting the endpoint failed: {exc}"[:MAX_FAILURE_REASON])
-            self._publish(ep.name, "Failed", {})
-            return
-        self._deployed[ep.name.lower()] = deployment
-        self._publish(ep.name, "InService", deployment)
+    async def _set(self, name: str, when: EndpointStatus, **fields: Any) -> bool:
+        if isinstance(fields.get("failure_reason"), str):
+            fields["failure_reason"] = fields["failure_reason"][:MAX_FAILURE_REASON]
+        def update() -> bool:
+            return self._store.update_endpoint(name, when, **fields)
 
-    async def _update(self, ep: Endpoint) -> None:
-        assert ep.pending is not None
+        return await self._store.run(update)
+
+    async def _create(self, name: str) -> None:
+        ep = await self._get(name, Status.CREATING)
+        if ep is None:
+            return
+        self._routes.publish(ep.name, Status.CREATING.value)
+        try:
+            running = await self._start(ep.name, ep.deployment.plans, {})
+        except InstanceStartError as exc:
+            await self._set(ep.name, Status.CREATING, status=Status.FAILED, failure_reason=str(exc))
+            self._routes.publish(ep.name, Status.FAILED.value)
+            return
+        # Recorded before the status moves on: a delete arriving now finds and stops it.
+        self._running[ep.name.lower()] = running
+        if await self._set(ep.name, Status.CREATING, status=Status.IN_SERVICE):
+            self._publish(ep.name, Status.IN_SERVICE, running)
+
+    async def _update(self, name: str) -> None:
+        ep = await self._get(name, Status.UPDATING)
+        if ep is None or ep.pending is None:
+            return
         key = ep.name.lower()
-        old = self._deployed.get(key, {})
+        old = self._running.get(key, {})
         try:
-            new = await self._start(ep.name, variant_plans(ep.pending), old)
+            new = await self._start(ep.name, ep.pending.plans, old)
         except InstanceStartError as exc:
             # SageMaker rolls back: the old deployment keeps serving, the reason is reported.
-            self._store.update_endpoint(ep.name, when_status="Updating", status="InService", pending=None,
-                                        failure_reason=f"Update failed: {exc}"[:MAX_FAILURE_REASON])
+            await self._set(ep.name, Status.UPDATING, status=Status.IN_SERVICE, pending=None,
+                            failure_reason=f"Update failed: {exc}")
             return
-        self._deployed[key] = new
-        self._publish(ep.name, "InService", new)
+        self._running[key] = new
+        self._publish(ep.name, Status.IN_SERVICE, new)
         kept = {id(i) for v in new.values() for i in v.instances}
         await self._stop([i for v in old.values() for i in v.instances if id(i) not in kept])
-        self._store.update_endpoint(ep.name, when_status="Updating", status="InService", pending=None,
-                                    deployment=ep.pending, config_name=ep.pending["EndpointConfigName"])
+        await self._set(ep.name, Status.UPDATING, status=Status.IN_SERVICE, pending=None,
+                        deployment=ep.pending, config_name=ep.pending.config_name)
 
-    async def _replace_dead(self, ep: Endpoint) -> None:
-        key = ep.name.lower()
-        deployment = self._deployed[key]
-        for variant in deployment.values():
+    def _backoff(self, key: str) -> Backoff:
+        return self._healing.setdefault(key, Backoff(self._backoff_first, self._backoff_cap))
+
+    def _needs_healing(self, key: str) -> bool:
+        running = self._running.get(key)
+        if running is None:  # after a restart: nothing runs yet
+            return True
+        if any(self._runtime.dead_containers(i) for v in running.values() for i in v.instances):
+            return True
+        backoff, now = self._backoff(key), asyncio.get_running_loop().time()
+        if all(len(v.instances) >= v.plan.instance_count for v in running.values()):
+            backoff.whole(now)
+            return False
+        return backoff.next_try() <= now
+
+    async def _heal(self, name: str) -> None:
+        """Replace dead instances and start missing ones (all of them, after a restart)."""
+        key = name.lower()
+        if key not in self._running:
+            ep = await self._get(name, Status.IN_SERVICE)
+            if ep is None:
+                return
+            self._running[key] = {p.name: RunningVariant(p) for p in ep.deployment.plans}
+        running = self._running[key]
+        dead = []
+        for variant in running.values():
             for instance in list(variant.instances):
-                dead = self._runtime.dead_containers(instance)
-                if not dead:
-                    continue
-                log.warning("endpoint %s: container(s) %s of instance %s exited; replacing the instance",
-                            ep.name, ", ".join(dead), instance.spec.instance_id)
-                variant.instances.remove(instance)
-                self._publish(ep.name, "InService", deployment)
-                # Start the replacement before removing the dead instance, so that nothing of the
-                # new one (a port, a network) can collide with what the old one is releasing.
-                try:
-                    variant.instances.append(await self._start_instance(ep.name, variant.plan))
-                except InstanceStartError as exc:
-                    log.error("endpoint %s: replacing an instance failed: %s", ep.name, exc)
-                finally:
-                    await self._stop([instance])
-                self._publish(ep.name, "InService", deployment)
+                if exited := self._runtime.dead_containers(instance):
+                    log.warning("endpoint %s: container(s) %s of instance %s exited; replacing the instance",
+                                name, ", ".join(exited), instance.spec.instance_id)
+                    variant.instances.remove(instance)
+                    dead.append(instance)
+        if dead:
+            self._publish(name, Status.IN_SERVICE, running)
+        backoff, loop = self._backoff(key), asyncio.get_running_loop()
+        missing = [v.plan for v in running.values() for _ in range(v.plan.instance_count - len(v.instances))]
+        if missing and backoff.next_try() <= loop.time():
+            # Replacements start before the dead instances stop, so that nothing of the new ones
+            # (a port, a network) can collide with what the old ones are releasing.
+            try:
+                started, error = await self._start_instances(name, missing)
+            finally:
+                backoff.attempted(loop.time())
+            for plan, instance in started:
+                running[plan.name].instances.append(instance)
+            self._publish(name, Status.IN_SERVICE, running)
+            if error is not None:
+                log.error("endpoint %s: replacing an instance failed; retrying with backoff: %s", name, error)
+                await self._set(name, Status.IN_SERVICE, failure_reason=f"Replacing an instance failed: {error}")
+        await self._stop(dead)
+        if any(len(v.instances) < v.plan.instance_count for v in running.values()):
+            loop.call_later(max(backoff.next_try() - loop.time(), 0.0), self.poke)
 
-    async def _delete(self, ep: Endpoint) -> None:
-        await self._stop_all(ep, publish_status=None)
-        shutil.rmtree(self._provisioner.log_dir(ep.name), ignore_errors=True)
-        self._store.delete_endpoint(ep.name)
+    async def _delete(self, name: str) -> None:
+        await self._stop_all(name, None)
+        self._healing.pop(name.lower(), None)
+        await asyncio.to_thread(shutil.rmtree, self._provisioner.log_dir(name), ignore_errors=True)
+        await self._store.run(self._store.delete_endpoint, name)
 
-    async def _stop_all(self, ep: Endpoint, publish_status: str | None) -> None:
-        deployment = self._deployed.pop(ep.name.lower(), {})
-        self._publish(ep.name, publish_status, {})
-        await self._stop([i for v in deployment.values() for i in v.instances])
-        for variant in deployment.values():
-            for container in variant.plan.containers:
-                self._metrics.forget(ep.name, variant.plan.name, container.hostname)
+    async def _stop_all(self, name: str, status: EndpointStatus | None) -> None:
+        running = self._running.pop(name.lower(), {})
+        self._routes.publish(name, status.value if status is not None else None)
+        await self._stop([i for v in running.values() for i in v.instances])
 
     # --- instances ---------------------------------------------------------------------------
 
-    def _dead_instances(self, key: str) -> bool:
-        return any(self._runtime.dead_containers(i) for v in self._deployed[key].values() for i in v.instances)
-
-    async def _start(self, endpoint: str, plans: list[VariantPlan], reuse: Deployment) -> Deployment:
+    async def _start(self, endpoint: str, plans: tuple[VariantPlan, ...], reuse: Running) -> Running:
         """Start every variant's instances together; on any failure stop what started and raise.
 
         Instances of an unchanged variant in ``reuse`` are kept, so a weights-only update starts
         nothing and a capacity change starts only the difference.
         """
-        deployment: Deployment = {}
-        starts = []
+        running: Running = {}
+        wanted: list[VariantPlan] = []
         for plan in plans:
             old = reuse.get(plan.name)
-            same = old is not None and _runs_alike(old.plan, plan)
-            kept = old.instances[: plan.instance_count] if same else []
-            deployment[plan.name] = DeployedVariant(plan, list(kept))
-            starts += [(plan, self._start_instance(endpoint, plan)) for _ in range(plan.instance_count - len(kept))]
-        results = await asyncio.gather(*(s for _, s in starts), return_exceptions=True)
-        started = [r for r in results if isinstance(r, RunningInstance)]
-        error = next((r for r in results if isinstance(r, BaseException)), None)
+            kept = old.instances[: plan.instance_count] if old is not None and _runs_alike(old.plan, plan) else []
+            running[plan.name] = RunningVariant(plan, list(kept))
+            wanted += [plan] * (plan.instance_count - len(kept))
+        started, error = await self._start_instances(endpoint, wanted)
         if error is not None:
-            await self._stop(started)
-            if isinstance(error, InstanceStartError):
-                raise error
-            raise InstanceStartError(f"Starting an instance failed: {type(error).__name__}: {error}") from error
-        for (plan, _), instance in zip(starts, started):
-            deployment[plan.name].instances.append(instance)
-        return deployment
+            await self._stop([instance for _, instance in started])
+            raise error
+        for plan, instance in started:
+            running[plan.name].instances.append(instance)
+        return running
+
+    async def _start_instances(
+        self, endpoint: str, plans: list[VariantPlan]
+    ) -> tuple[list[tuple[VariantPlan, RunningInstance]], InstanceStartError | None]:
+        """Start one instance per plan, together: those that started, and the first failure.
+
+        Cancelled (a DeleteEndpoint, a shutdown), it cancels the starts and stops whatever had
+        already started before it re-raises: nothing may outlive its endpoint.
+        """
+        tasks = [asyncio.ensure_future(self._start_instance(endpoint, plan)) for plan in plans]
+        if not tasks:
+            return [], None
+        try:
+            await asyncio.wait(tasks)
+        except asyncio.CancelledError:
+            for task in tasks:
+                task.cancel()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            await self._stop([r for r in results if isinstance(r, RunningInstance)])
+            raise
+        started = [(p, t.result()) for p, t in zip(plans, tasks) if not t.cancelled() and t.exception() is None]
+        failures = [e for t in tasks if not t.cancelled() and (e := t.exception()) is not None]
+        if not failures:
+            return started, None
+        first = failures[0]
+        if isinstance(first, InstanceStartError):
+            return started, first
+        log.error("starting an instance of endpoint %s failed", endpoint, exc_info=first)
+        return started, InstanceStartError(f"Starting an instance failed: {type(first).__name__}: {first}")
 
     async def _start_instance(self, endpoint: str, plan: VariantPlan) -> RunningInstance:
         spec = await self._provisioner.instance_spec(endpoint, plan)
@@ -236,43 +348,20 @@ class Reconciler:
     async def _stop(self, instances: list[RunningInstance]) -> None:
         await asyncio.gather(*(self._runtime.stop_instance(i) for i in instances))
 
-    async def shutdown(self) -> None:
-        """Stop every instance; the store is untouched, so a restart brings them back."""
-        for task in self._work.values():
-            # A delete is let finish (it only stops things): cancelling it half way would leave
-            # the instances it already took out of the deployment running.
-            if task.get_name() != "Deleting":
-                task.cancel()
-        await asyncio.gather(*self._work.values(), return_exceptions=True)
-        await self._stop([i for d in self._deployed.values() for v in d.values() for i in v.instances])
-        self._deployed.clear()
-
     # --- routing -----------------------------------------------------------------------------
 
-    def _publish(self, endpoint: str, status: str | None, deployment: Deployment) -> None:
-        if status is None:
-            self._gateway.publish(None, endpoint)
-            return
-        variants = tuple(
-            VariantRoute(
+    def _publish(self, endpoint: str, status: EndpointStatus, running: Running) -> None:
+        self._routes.publish(endpoint, status.value, [
+            VariantDeployment(
                 name=v.plan.name,
                 weight=v.plan.weight,
                 mode=v.plan.mode,
                 hostnames=tuple(c.hostname for c in v.plan.containers),
-                instances=tuple(
-                    InstanceRoute(
-                        i.spec.instance_id,
-                        tuple(
-                            ContainerRoute(c.hostname, c.url, self._metrics.for_container(endpoint, v.plan.name, c.hostname))
-                            for c in i.containers
-                        ),
-                    )
-                    for i in v.instances
-                ),
+                desired_instances=v.plan.instance_count,
+                instances={i.spec.instance_id: {c.hostname: c.url for c in i.containers} for i in v.instances},
             )
-            for v in deployment.values()
-        )
-        self._gateway.publish(EndpointRoute(endpoint, status, variants), endpoint)
+            for v in running.values()
+        ])
 
 
 def _runs_alike(a: VariantPlan, b: VariantPlan) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Latency buckets from 0.5 ms to 60 s (the invocation timeout).
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -42,6 +42,15 @@ class GatewayMetrics:
             buckets=_BUCKETS,
             registry=registry,
         )
+        # Degradation made visible: an InService variant below its desired count is healing.
+        self._ready = Gauge(
+            "dockyard_variant_ready_instances", "Instances of a variant that take traffic.",
+            ("endpoint", "variant"), registry=registry,
+        )
+        self._desired = Gauge(
+            "dockyard_variant_desired_instances", "Instances a variant should have.",
+            ("endpoint", "variant"), registry=registry,
+        )
 
     def for_container(self, endpoint: str, variant: str, container: str) -> ContainerMetrics:
         labels = (endpoint, variant, container)
@@ -73,12 +82,23 @@ class GatewayMetrics:
             out[key]["p99"] = quantile(0.99, cumulative)
         return out
 
+    def set_instances(self, endpoint: str, variant: str, ready: int, desired: int) -> None:
+        self._ready.labels(endpoint, variant).set(ready)
+        self._desired.labels(endpoint, variant).set(desired)
+
     def forget(self, endpoint: str, variant: str, container: str) -> None:
-        for metric in (self._invocations, self._errors, self._latency):
-            try:
-                metric.remove(endpoint, variant, container)
-            except KeyError:
-                pass
+        _remove((self._invocations, self._errors, self._latency), (endpoint, variant, container))
+
+    def forget_variant(self, endpoint: str, variant: str) -> None:
+        _remove((self._ready, self._desired), (endpoint, variant))
+
+
+def _remove(metrics: tuple[Counter | Gauge | Histogram, ...], labels: tuple[str, ...]) -> None:
+    for metric in metrics:
+        try:
+            metric.remove(*labels)
+        except KeyError:
+            pass
 
 
 def quantile(q: float, cumulative: list[tuple[float, float]]) -> float:
@@ -94,3 +114,26 @@ def quantile(q: float, cumulative: list[tuple[float, float]]) -> float:
             return lower + (upper - lower) * (rank - below) / max(count - below, 1e-12)
         lower, below = upper, count
     return lower
+
+
+class RequestMetrics:
+    """InvokeEndpoint requests by endpoint, variant and the HTTP status answered, counted once per
+    request whatever became of it (503 while no instance is ready and 424 included). Only known
+    endpoints are counted: a label per name a client made up would grow without bound."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._requests = Counter(
+            "dockyard_invocations", "InvokeEndpoint requests by the HTTP status answered.",
+            ("endpoint", "variant", "status"), registry=registry,
+        )
+        self._seen: dict[str, set[tuple[str, str, str]]] = {}
+
+    def observe(self, endpoint: str, variant: str, status: int) -> None:
+        labels = (endpoint, variant, str(status))
+        self._requests.labels(*labels).inc()
+        self._seen.setdefault(endpoint.lower(), set()).add(labels)
+
+    def forget(self, endpoint: str) -> None:
+        """Drop the series of an endpoint that is gone."""
+        for labels in self._seen.pop(endpoint.lower(), ()):
+            self._requests.remove(*labels)

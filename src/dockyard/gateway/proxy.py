@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from dockyard import errors
 from dockyard.errors import AwsError
+from dockyard.gateway.metrics import RequestMetrics
 from dockyard.gateway.routing import (
     ContainerRoute,
     EndpointRoute,
@@ -62,6 +63,8 @@ RETURNED_RESPONSE_HEADERS = (
 # Bodies up to this size are read in one piece; larger ones stream chunk by chunk.
 WHOLE_BODY = 256 * 1024
 _ORIGINAL_MESSAGE_LIMIT = 4096
+_NONE: frozenset[str] = frozenset()
+
 
 @dataclass(frozen=True)
 class Invocation:
@@ -77,7 +80,8 @@ class Invocation:
 class InvocationResult:
     """The answer to an invocation: headers for the client, and the body whole (``body``) or as
     ``chunks`` of ``content_length`` bytes (None: unknown). A failure while ``chunks`` is read
-    raises ``AwsError``; by then the status line is sent, so it can only end the response."""
+    raises ``AwsError``; once the status line is sent it can only end the response. ``chunks``
+    must be closed (``aclose``) however the writing ends."""
 
     headers: dict[str, str]
     body: bytes = b""
@@ -86,8 +90,13 @@ class InvocationResult:
 
 
 class Gateway:
-    def __init__(self, account_id: str, region: str, invocation_timeout: float) -> None:
+    """Routes invocations over the current routing table (swapped in by ``publish``)."""
+
+    def __init__(
+        self, account_id: str, region: str, invocation_timeout: float, requests: RequestMetrics | None = None
+    ) -> None:
         self.table: RoutingTable = {}
+        self._requests = requests
         self._account_id = account_id
         self._region = region
         self._upstream = Upstream(invocation_timeout)
@@ -102,6 +111,8 @@ class Gateway:
         table = dict(self.table)
         if route is None:
             table.pop(key, None)
+            if self._requests is not None:
+                self._requests.forget(name)
         else:
             table[key] = route
         self.table = table
@@ -116,10 +127,13 @@ class Gateway:
 
     # --- routing -----------------------------------------------------------------------------
 
-    def _route(self, inv: Invocation) -> tuple[EndpointRoute, VariantRoute]:
+    def _endpoint(self, inv: Invocation) -> EndpointRoute:
         route = self.table.get(inv.endpoint.lower())
         if route is None:
             raise errors.runtime_validation(f"Endpoint {inv.endpoint} of account {self._account_id} not found.")
+        return route
+
+    def _variant(self, inv: Invocation, route: EndpointRoute) -> VariantRoute:
         if route.status != "InService" and not route.variants:
             raise errors.runtime_validation(
                 f"Endpoint {inv.endpoint} of account {self._account_id} is not in service (status {route.status})."
@@ -131,19 +145,19 @@ class Gateway:
                 raise errors.runtime_validation(
                     f"Variant {inv.target_variant} not found for endpoint {inv.endpoint}; its variants are: {names}."
                 )
-        else:
-            variant = route.choose_variant()
-            if variant is None:
-                raise errors.runtime_validation(
-                    f"Endpoint {inv.endpoint} has no variant with a traffic weight above 0; "
-                    "name one with TargetVariant."
-                )
-        return route, variant
+            return variant
+        variant = route.choose_variant()
+        if variant is None:
+            raise errors.runtime_validation(
+                f"Endpoint {inv.endpoint} has no variant with a traffic weight above 0; "
+                "name one with TargetVariant."
+            )
+        return variant
 
     def _instance(self, inv: Invocation, variant: VariantRoute, avoid: str | None = None) -> InstanceRoute | None:
         """The variant's next instance in turn, other than ``avoid``, that is in rotation; when
         every one is out of rotation, one of those anyway (better a likely 424 than a certain 503)."""
-        refused = self._refused.get(inv.endpoint.lower(), set())
+        refused = self._refused.get(inv.endpoint.lower(), _NONE)
         fallback = None
         for _ in range(len(variant.instances)):
             instance = variant.next_instance()
@@ -183,7 +197,25 @@ class Gateway:
 
     async def invoke(self, inv: Invocation, body: bytes | StreamReader) -> InvocationResult:
         """Answer one invocation; ``body`` is the whole request body, or its stream when large."""
-        route, variant = self._route(inv)
+        route = self._endpoint(inv)
+        variant: VariantRoute | None = None
+        status = 200
+        try:
+            variant = self._variant(inv, route)
+            return await self._on_variant(inv, route, variant, body)
+        except AwsError as exc:
+            status = exc.status
+            raise
+        except Exception:
+            status = 400  # a bug of ours, answered as InternalFailure
+            raise
+        finally:
+            if self._requests is not None:
+                self._requests.observe(route.name, variant.name if variant is not None else "", status)
+
+    async def _on_variant(
+        self, inv: Invocation, route: EndpointRoute, variant: VariantRoute, body: bytes | StreamReader
+    ) -> InvocationResult:
         instance = self._instance(inv, variant)
         if instance is None:
             raise errors.service_unavailable(

@@ -1,7 +1,9 @@
 """The routing table: an immutable snapshot of where each endpoint's traffic can go.
 
-The reconciler builds a new table whenever instances change and swaps it in with one
-assignment; the gateway only ever reads the current one, never the database.
+The reconciler hands over what runs (``VariantDeployment``: addresses, containers, mode,
+weights) whenever instances change; ``RouteBuilder`` turns that into routes with their metric
+children bound and swaps a new table in with one assignment. The gateway only ever reads the
+current table, never the database.
 """
 
 from __future__ import annotations
@@ -9,11 +11,11 @@ from __future__ import annotations
 import bisect
 import itertools
 import random
-from dataclasses import dataclass, field
-from typing import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
-from dockyard.gateway.metrics import ContainerMetrics
+from dockyard.gateway.metrics import ContainerMetrics, GatewayMetrics
 
 
 @dataclass(frozen=True)
@@ -41,14 +43,20 @@ class InstanceRoute:
 
 
 @dataclass(frozen=True)
-class VariantRoute:
+class VariantTraffic:
+    """How a variant takes traffic: its weight, and its containers' mode and hostnames."""
+
     name: str
     weight: float
     # "Single" (one container), "Serial" (pipeline) or "Direct" (by TargetContainerHostname).
     mode: str
     hostnames: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class VariantRoute(VariantTraffic):
     instances: tuple[InstanceRoute, ...]
-    _turn: "itertools.count[int]" = field(default_factory=itertools.count, compare=False)
+    _turn: itertools.count[int] = field(default_factory=itertools.count, compare=False)
 
     def next_instance(self) -> InstanceRoute | None:
         """Round-robin over the variant's ready instances."""
@@ -81,3 +89,71 @@ class EndpointRoute:
 
 
 RoutingTable = Mapping[str, EndpointRoute]
+
+
+@dataclass(frozen=True)
+class VariantDeployment(VariantTraffic):
+    """What the control plane hands the gateway for one variant."""
+
+    desired_instances: int
+    # The ready instances in order: instance id → container hostname → URL.
+    instances: Mapping[str, Mapping[str, str]]
+
+
+class RouteBuilder:
+    """Builds each endpoint's route from its deployment, publishes it with ``publish``, and keeps
+    the metric series (per container, and ready/desired per variant) of what is routed."""
+
+    def __init__(self, metrics: GatewayMetrics, publish: Callable[[EndpointRoute | None, str], None]) -> None:
+        self._metrics = metrics
+        self._publish = publish
+        # By lower-cased name: the endpoint's name, status and variants as last published.
+        self._published: dict[str, tuple[str, str, tuple[VariantDeployment, ...]]] = {}
+        self._draining = False
+
+    def publish(self, endpoint: str, status: str | None, variants: Sequence[VariantDeployment] = ()) -> None:
+        """Route ``endpoint`` (``status`` as the control plane has it) to ``variants``' ready
+        instances; a ``status`` of None removes the endpoint from the table."""
+        key = endpoint.lower()
+        _, _, before = self._published.pop(key, ("", "", ()))
+        now = tuple(variants) if status is not None else ()
+        if self._draining:
+            now = tuple(replace(v, instances={}) for v in now)
+        if status is None:
+            self._publish(None, endpoint)
+        else:
+            self._published[key] = (endpoint, status, now)
+            self._publish(EndpointRoute(endpoint, status, tuple(self._variant(endpoint, v) for v in now)), endpoint)
+        for v in now:
+            self._metrics.set_instances(endpoint, v.name, len(v.instances), v.desired_instances)
+        # Series of what is no longer routed go, so /metrics does not report the dead.
+        names = {v.name for v in now}
+        kept = {(v.name, h) for v in now for h in v.hostnames}
+        for v in before:
+            if v.name not in names:
+                self._metrics.forget_variant(endpoint, v.name)
+            for hostname in v.hostnames:
+                if (v.name, hostname) not in kept:
+                    self._metrics.forget(endpoint, v.name, hostname)
+
+    def drain(self) -> None:
+        """Take every instance out of rotation for good (the server is stopping): invocations
+        get 503; those in flight keep the routes they hold."""
+        self._draining = True
+        for endpoint, status, variants in list(self._published.values()):
+            self.publish(endpoint, status, variants)
+
+    def _variant(self, endpoint: str, v: VariantDeployment) -> VariantRoute:
+        metrics = {h: self._metrics.for_container(endpoint, v.name, h) for h in v.hostnames}
+        instances = tuple(
+            InstanceRoute(instance_id, tuple(ContainerRoute(h, url, metrics[h]) for h, url in urls.items()))
+            for instance_id, urls in v.instances.items()
+        )
+        return VariantRoute(v.name, v.weight, v.mode, v.hostnames, instances)
+
+    def readiness(self) -> dict[str, dict[str, dict[str, int]]]:
+        """Per endpoint (by its name) and variant: ready and desired instance counts."""
+        return {
+            name: {v.name: {"ready": len(v.instances), "desired": v.desired_instances} for v in variants}
+            for name, _, variants in self._published.values()
+        }

@@ -174,15 +174,13 @@ class Upstream:
             idle = self._idle[conn.key] = deque()
         elif len(idle) >= self._max_idle:
             idle.popleft().close()
-        loop = asyncio.get_running_loop()
-        conn.idle_since = loop.time()
+        conn.idle_since = conn.loop.time()
         idle.append(conn)
         if self._sweeper is None:
-            self._sweeper = loop.call_at(conn.idle_since + self._idle_timeout, self._sweep)
+            self._sweeper = conn.loop.call_at(conn.idle_since + self._idle_timeout, self._sweep, conn.loop)
 
-    def _sweep(self) -> None:
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
         """Close the connections idle for ``idle_timeout``; come back when the next one will be."""
-        loop = asyncio.get_running_loop()
         expired = loop.time() - self._idle_timeout
         next_due: float | None = None
         for key, idle in list(self._idle.items()):
@@ -192,7 +190,7 @@ class Upstream:
                 del self._idle[key]
             elif next_due is None or idle[0].idle_since < next_due:
                 next_due = idle[0].idle_since
-        self._sweeper = None if next_due is None else loop.call_at(next_due + self._idle_timeout, self._sweep)
+        self._sweeper = None if next_due is None else loop.call_at(next_due + self._idle_timeout, self._sweep, loop)
 
     def forget(self, conn: _Connection) -> None:
         idle = self._idle.get(conn.key)
@@ -216,6 +214,8 @@ class _Connection(asyncio.Protocol):
     def __init__(self, pool: Upstream, key: tuple[str, int]) -> None:
         self.key = key
         self.idle_since = 0.0
+        # Kept, not looked up per call: each get_running_loop() costs a getpid() system call.
+        self.loop = asyncio.get_running_loop()
         self._pool = pool
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
@@ -331,7 +331,7 @@ class _Connection(asyncio.Protocol):
             raise UpstreamNotSent("the container closed the connection before the request was sent")
         self._busy, self._received, self._until_close = True, 0, False
         self._response, self._error, self.body_done, self._keep_alive = None, None, False, False
-        self._timer = asyncio.get_running_loop().call_at(deadline, self._time_out)
+        self._timer = self.loop.call_at(deadline, self._time_out)
         transport = self._transport
         try:
             transport.write(request)
@@ -357,7 +357,7 @@ class _Connection(asyncio.Protocol):
         if self._paused and self._transport is not None:
             self._paused = False
             self._transport.resume_reading()
-        self._waiter = asyncio.get_running_loop().create_future()
+        self._waiter = self.loop.create_future()
         try:
             await self._waiter
         finally:

@@ -3,12 +3,17 @@
 ``--endpoint-url`` (or DOCKYARD_URL) points boto3 at a dockyard server; without it boto3 talks to
 SageMaker in your AWS account. A local model.tar.gz is passed as a ``file://`` URL, which dockyard
 accepts; give ``--s3-prefix s3://bucket/prefix`` to upload it to S3 first, as SageMaker needs.
+
+Each run names its model, endpoint config and endpoint ``<project>-<random suffix>`` (``--name``
+fixes the name) and deletes only what it created itself: an existing resource of the same name is
+never touched, here or on SageMaker.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import tarfile
 import time
 from collections.abc import Callable
@@ -32,7 +37,8 @@ def arguments(description: str | None, name: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--endpoint-url", default=os.environ.get("DOCKYARD_URL"),
                         help="dockyard server URL (default: $DOCKYARD_URL; neither: AWS)")
-    parser.add_argument("--name", default=name, help="name of the model, endpoint config and endpoint")
+    parser.add_argument("--name", help=f"name of the model, endpoint config and endpoint (default: {name}-<random>)")
+    parser.set_defaults(project=name)
     parser.add_argument("--region", default=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
     parser.add_argument("--role", default=os.environ.get("SAGEMAKER_ROLE", PLACEHOLDER_ROLE),
                         help="execution role ARN (a real one on AWS; default: $SAGEMAKER_ROLE)")
@@ -52,11 +58,14 @@ def pack(source: Path, dest: Path) -> Path:
 
 
 class Deployment:
-    """One model, endpoint config and endpoint, all named ``args.name``; deleted on exit unless --keep."""
+    """One model, endpoint config and endpoint, all named ``args.name`` (or a new unique name); those
+    this run created are deleted on exit unless --keep."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.name: str = args.name
+        # 6 hex digits after a name of at most 56 characters: within SageMaker's 63.
+        self.name: str = args.name or f"{args.project[:56].rstrip('-')}-{secrets.token_hex(3)}"
+        self.created: list[str] = []
         session = boto3.Session(region_name=args.region)
         keys: dict[str, str] = {}
         if args.endpoint_url and session.get_credentials() is None:
@@ -71,7 +80,8 @@ class Deployment:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
         if self.args.keep:
-            print(f"Endpoint {self.name} is left running (--keep).")
+            print(f"Endpoint {self.name} is left running (--keep); delete it with:\n"
+                  f"  dockyard delete {self.name} --with-config-and-models")
             return
         self.delete()
 
@@ -90,7 +100,9 @@ class Deployment:
 
     def create(self, **model: Any) -> None:
         """CreateModel with ``model``, one variant on one instance, CreateEndpoint; wait for InService."""
+        print(f"Creating endpoint {self.name}")
         self.sm.create_model(ModelName=self.name, ExecutionRoleArn=self.args.role, **model)
+        self.created.append("model")
         self.sm.create_endpoint_config(
             EndpointConfigName=self.name,
             ProductionVariants=[{
@@ -98,7 +110,9 @@ class Deployment:
                 "InitialInstanceCount": 1, "InstanceType": "ml.m5.large",
             }],
         )
+        self.created.append("endpoint-config")
         self.sm.create_endpoint(EndpointName=self.name, EndpointConfigName=self.name)
+        self.created.append("endpoint")
         self.wait_in_service()
 
     def wait_in_service(self, timeout: float = 1800.0) -> None:
@@ -116,11 +130,14 @@ class Deployment:
         return response["Body"].read().decode()
 
     def delete(self, timeout: float = 1800.0) -> None:
-        """Delete the endpoint (waiting until it is gone), its config and the model, whichever exist."""
-        if _exists(lambda: self.sm.delete_endpoint(EndpointName=self.name)):
+        """Delete what this run created: the endpoint (waiting until it is gone), its config, the model."""
+        if "endpoint" in self.created and _exists(lambda: self.sm.delete_endpoint(EndpointName=self.name)):
             _poll(lambda: _status(self.sm, self.name) is None, timeout)
-        _exists(lambda: self.sm.delete_endpoint_config(EndpointConfigName=self.name))
-        _exists(lambda: self.sm.delete_model(ModelName=self.name))
+        if "endpoint-config" in self.created:
+            _exists(lambda: self.sm.delete_endpoint_config(EndpointConfigName=self.name))
+        if "model" in self.created:
+            _exists(lambda: self.sm.delete_model(ModelName=self.name))
+        self.created.clear()
 
 
 def _status(sm: Any, name: str) -> str | None:
