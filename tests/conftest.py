@@ -20,6 +20,9 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+# As root, the server runs containers as `nobody`, who cannot enter pytest's private tmp dirs where
+# the tests keep their container directories; tests/e2e/test_least_privilege.py covers `nobody`.
+os.environ.setdefault("DOCKYARD_CONTAINER_USER", "root")
 
 
 # A small pure-Python package: if pip can download it, the index answers.

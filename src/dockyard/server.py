@@ -27,7 +27,9 @@ from dockyard.control.store import Store
 from dockyard.gateway.metrics import GatewayMetrics, RequestMetrics
 from dockyard.gateway.proxy import Gateway
 from dockyard.gateway.routing import RouteBuilder
+from dockyard.runtime import privileges
 from dockyard.runtime.base import ContainerStats, Runtime
+from dockyard.runtime.privileges import ContainerUser
 from dockyard.settings import Settings
 from dockyard.state_lock import StateDirInUse, lock_state_dir
 
@@ -35,12 +37,22 @@ log = logging.getLogger(__name__)
 DATABASE = "dockyard.db"  # in the state directory
 
 
-def make_runtime(settings: Settings) -> Runtime:
+def container_user(settings: Settings) -> ContainerUser | None:
+    """Process runtime: who its containers run as (``runtime/privileges.py``)."""
+    if settings.runtime != "process":
+        return None
+    try:
+        return privileges.container_user(settings.container_user)
+    except ValueError as exc:
+        raise SystemExit(f"dockyard serve: {exc}") from None
+
+
+def make_runtime(settings: Settings, user: ContainerUser | None = None, scratch: Path | None = None) -> Runtime:
     if settings.runtime == "process":
         from dockyard.runtime.process import ProcessRuntime
 
         return ProcessRuntime(owner=str(settings.state_dir.resolve()), stop_grace=settings.stop_grace,
-                              layers_dir=settings.state_dir / "layers")
+                              layers_dir=(scratch or settings.state_dir) / "layers", user=user)
     if settings.runtime == "docker":
         from dockyard.runtime.docker_engine import EngineUnavailable, connect
 
@@ -63,10 +75,19 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     registry = CollectorRegistry()
     metrics = GatewayMetrics(registry)
     gateway = Gateway(settings.account_id, settings.region, settings.invocation_timeout, RequestMetrics(registry))
+    user = container_user(settings) if runtime is None else None
+    try:
+        # Instance directories and layers: where the containers' user can reach them.
+        scratch = privileges.scratch_dir(settings.state_dir, user)
+    except ValueError as exc:
+        raise SystemExit(f"dockyard serve: {exc}") from None
     if runtime is None:
-        runtime = make_runtime(settings)
+        runtime = make_runtime(settings, user, scratch)
     provisioner = Provisioner(
-        settings.state_dir, ArtifactStore(settings.state_dir / "cache", settings.region, AccessPolicy.from_settings(settings)), settings.startup_timeout
+        settings.state_dir,
+        ArtifactStore(settings.state_dir / "cache", settings.region, AccessPolicy.from_settings(settings)),
+        settings.startup_timeout,
+        instances_dir=scratch / "instances",
     )
     routes = RouteBuilder(metrics, gateway.publish)
     reconciler = Reconciler(store, runtime, provisioner, routes, settings.health_interval,

@@ -90,6 +90,9 @@ class Settings:
     allow_link_local: bool = False
     # Most bytes one instance's model data (and code) may take once unpacked or copied.
     max_unpacked_bytes: int = field(default=MAX_UNPACKED_BYTES, metadata=_bounds(1))
+    # Process runtime, server running as root: the user (name or uid) containers run as, so that
+    # user code never runs as root; "root" runs them as root.
+    container_user: str = "nobody"
     # Security (README "Security"). An INI file of access key id → secret (like ~/.aws/credentials):
     # when given, every request must carry a SigV4 signature made with one of its keys.
     credentials: Path | None = None

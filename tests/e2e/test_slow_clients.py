@@ -77,7 +77,7 @@ def test_slow_connections_are_closed_after_the_header_timeout_and_starve_no_one(
     log = srv.log()
     assert "Traceback" not in log
     # One line with a count, not one per connection.
-    assert log.count("client connections that were too slow to send their request") == 1
+    assert log.count("that were too slow to send their request") == 1
 
 
 def test_at_the_connection_cap_waiting_connections_make_room_and_files_never_run_out(

@@ -23,8 +23,11 @@ from dockyard.runtime.contract import MODEL_DIR
 
 
 class Provisioner:
-    def __init__(self, state_dir: Path, artifacts: ArtifactStore, default_startup_timeout: float) -> None:
-        self._instances = state_dir / "instances"
+    def __init__(
+        self, state_dir: Path, artifacts: ArtifactStore, default_startup_timeout: float, instances_dir: Path | None = None
+    ) -> None:
+        # Instance directories: <state-dir>/instances unless the runtime's containers need them elsewhere.
+        self._instances = instances_dir or state_dir / "instances"
         self._logs = state_dir / "logs"
         self._artifacts = artifacts
         self._startup_timeout = default_startup_timeout

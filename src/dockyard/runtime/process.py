@@ -18,6 +18,7 @@ import os
 import shutil
 import site
 import sys
+import sysconfig
 from pathlib import Path
 
 import aiohttp
@@ -38,6 +39,7 @@ from dockyard.runtime.base import (
 from dockyard.runtime.health import NotHealthy, wait_healthy
 from dockyard.runtime.layers import LayerError, Layers, requirement_files
 from dockyard.runtime.ports import free_port, free_range
+from dockyard.runtime.privileges import ContainerUser, hand_over, unreachable
 
 SAFE_PORT_RANGE_SIZE = 10
 # All a container process takes from the server's environment: where programs are, the locale, and
@@ -114,9 +116,13 @@ def process_environment(
 class ProcessRuntime:
     name = "process"
 
-    def __init__(self, owner: str, stop_grace: float, layers_dir: Path | None = None) -> None:
+    def __init__(
+        self, owner: str, stop_grace: float, layers_dir: Path | None = None, user: ContainerUser | None = None
+    ) -> None:
         self._owner = owner
         self._stop_grace = stop_grace
+        # Who containers run as (privileges.py); None: as the server.
+        self._user = user
         # Where requirements.txt layers of managed images go; None: requirements are not installed.
         self._layers = Layers(layers_dir) if layers_dir is not None else None
         self._session: aiohttp.ClientSession | None = None
@@ -128,6 +134,8 @@ class ProcessRuntime:
 
     async def start_instance(self, spec: InstanceSpec) -> RunningInstance:
         spec.log_dir.mkdir(parents=True, exist_ok=True)
+        if self._user is not None:
+            await asyncio.to_thread(hand_over, spec.workdir, self._user)
         return await start_containers(
             RunningInstance(spec, ()),
             lambda _, c: self._launch(spec, c),
@@ -146,6 +154,8 @@ class ProcessRuntime:
             except LayerError as exc:
                 what = f"could not install its requirements.txt ({exc})"
                 raise InstanceStartError(failure_reason(spec, RunningContainer(container.hostname, "", log_path), what)) from None
+        if self._user is not None:
+            self._check_reachable(container, command, cwd)
         try:
             return await self._spawn(spec, container, command, extra_env, cwd)
         except OSError as exc:
@@ -159,9 +169,26 @@ class ProcessRuntime:
         env = process_environment(container.environment, extra_env, port, (low, high), container.model_dir,
                                   container.code_dir, container.multi_model)
         env[processes.OWNER_VARIABLE] = self._owner
+        if self._user is not None:
+            env["HOME"] = str(spec.workdir / container.hostname)  # the server's home is not the container's
         log_path = spec.log_dir / f"{container.hostname}.log"
-        proc = await processes.spawn(command, cwd or spec.workdir, env, log_path)
+        proc = await processes.spawn(command, cwd or spec.workdir, env, log_path, self._user)
         return RunningContainer(container.hostname, f"http://127.0.0.1:{port}", log_path, proc)
+
+    def _check_reachable(self, container: ContainerSpec, command: list[str], cwd: Path | None) -> None:
+        """Fail the start, naming the path, when the container's user cannot read what it runs."""
+        assert self._user is not None
+        needed = [Path(command[0]).resolve(), *([cwd] if cwd else []), *([container.code_dir] if container.code_dir else [])]
+        if cwd is None:  # dockyard's managed server: the interpreter's standard library and dockyard itself
+            needed += [Path(sysconfig.get_path("stdlib")), Path(dockyard.__file__).resolve().parent]
+        blocked = unreachable(self._user, needed)
+        if blocked is not None:
+            raise InstanceStartError(
+                f"Container {container.hostname} cannot start: the server runs as root, so containers run as user "
+                f"{self._user.name} (DOCKYARD_CONTAINER_USER), who cannot read {blocked}. Install Python and dockyard "
+                f"where that user can read them, keep the image there, or set DOCKYARD_CONTAINER_USER to another "
+                f"user ('root' runs containers as root)."
+            )
 
     async def _await_healthy(self, spec: InstanceSpec, container: RunningContainer) -> None:
         proc: asyncio.subprocess.Process = container.handle

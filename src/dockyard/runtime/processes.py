@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import functools
 import os
 import signal
 import time
 from pathlib import Path
 from typing import BinaryIO
+
+from dockyard.runtime.privileges import ContainerUser
 
 _PR_SET_PDEATHSIG = 1
 OWNER_VARIABLE = "DOCKYARD_OWNER"
@@ -23,15 +26,28 @@ def die_with_parent() -> None:
         pass
 
 
+def _become(user: ContainerUser | None) -> None:
+    """preexec_fn: drop to ``user`` (done here: uvloop's subprocesses take no user=), then ask for
+    the parent-death signal, which a change of user would clear."""
+    if user is not None:
+        os.setgroups([])
+        os.setgid(user.gid)
+        os.setuid(user.uid)
+    die_with_parent()
+
+
 def open_log(path: Path) -> BinaryIO:
     """``path`` opened for appending, created readable by the server's user only (0600): a
     container's output may hold whatever its code printed."""
     return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
 
 
-async def spawn(command: list[str], cwd: Path, env: dict[str, str], log_path: Path) -> asyncio.subprocess.Process:
+async def spawn(
+    command: list[str], cwd: Path, env: dict[str, str], log_path: Path, user: ContainerUser | None = None
+) -> asyncio.subprocess.Process:
     """Start a container process: its own process group (so a stop reaches its children), output
-    appended to ``log_path``, and SIGKILL when the server dies."""
+    appended to ``log_path`` (opened here: the container needs no access to it), SIGKILL when the
+    server dies, and run as ``user`` with no supplementary groups when given."""
     with open_log(log_path) as log:
         return await asyncio.create_subprocess_exec(
             *command,
@@ -41,7 +57,7 @@ async def spawn(command: list[str], cwd: Path, env: dict[str, str], log_path: Pa
             stdout=log,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=die_with_parent,
+            preexec_fn=functools.partial(_become, user),
         )
 
 
