@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 LUA_SCRIPT = Path(__file__).with_name("post.lua")
+# benchmarks.pyclient as boto3 sends (head, then body), and with head and body in one write.
+HTTP_CLIENT, ONE_WRITE = "http.client", "http.client one write"
 
 
 @dataclass(frozen=True)
@@ -72,8 +74,9 @@ def tool_version(tool: str) -> str:
     if tool == "wrk":
         out = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False).stdout
         return out.splitlines()[0].split(" Copyright")[0] if out else "wrk"
-    if tool == "http.client":
-        return f"Python {sys.version.split()[0]} http.client, head and body in two writes (benchmarks.pyclient)"
+    if tool.startswith("http.client"):
+        writes = "one write" if tool == ONE_WRITE else "two writes"
+        return f"Python {sys.version.split()[0]} http.client, head and body in {writes} (benchmarks.pyclient)"
     import aiohttp
 
     return f"aiohttp {aiohttp.__version__} client (benchmarks.aioclient)"
@@ -102,9 +105,10 @@ def run(tool: str, target: Target, concurrency: int, duration: float) -> Sample:
                 "-s", str(LUA_SCRIPT), target.url,
             ]
         else:
-            module = "benchmarks.pyclient" if tool == "http.client" else "benchmarks.aioclient"
+            module = "benchmarks.pyclient" if tool.startswith("http.client") else "benchmarks.aioclient"
             command = [sys.executable, "-m", module, target.url, str(body_file), str(concurrency), str(duration)]
-        env = {**os.environ, "BENCH_BODY_FILE": str(body_file), "BENCH_HEADERS": headers}
+        env = {**os.environ, "BENCH_BODY_FILE": str(body_file), "BENCH_HEADERS": headers,
+               "BENCH_ONE_WRITE": "1" if tool == ONE_WRITE else "0"}
         cpu_before = cpu_seconds(target.cpu_pid)
         proc = subprocess.run(
             command, capture_output=True, text=True, env=env, timeout=duration + 120, check=False,

@@ -6,12 +6,16 @@ default socket option); one request at a time per connection, kept alive. wrk wr
 body in one go, so a server sees a different pattern of segments and wake-ups from it. This client
 is ``http.client`` used exactly that way, one thread per connection; the headers come from
 ``BENCH_HEADERS``. Prints one JSON line with the same fields as ``post.lua``.
+
+With ``BENCH_ONE_WRITE=1`` head and body go out in one ``send``, as wrk and older Pythons sent
+them: everything else equal, the difference the second write makes.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import sys
 import threading
@@ -21,9 +25,20 @@ from urllib.parse import urlsplit
 from benchmarks.aioclient import arguments, figures
 
 
+class OneWriteConnection(http.client.HTTPConnection):
+    """``http.client`` that sends the request head and body in one ``send``."""
+
+    def _send_output(self, message_body: bytes | None = None, encode_chunked: bool = False) -> None:
+        self._buffer.extend((b"", b""))  # type: ignore[attr-defined]
+        head = b"\r\n".join(self._buffer)  # type: ignore[attr-defined]
+        del self._buffer[:]  # type: ignore[attr-defined]
+        self.send(head + (message_body or b""))
+
+
 def worker(url: str, body: bytes, headers: dict[str, str], deadline: float, latencies: list[float], failures: dict[str, int]) -> None:
     parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    kind = OneWriteConnection if os.environ.get("BENCH_ONE_WRITE") == "1" else http.client.HTTPConnection
+    conn = kind(parts.hostname, parts.port, timeout=30)
     conn.connect()
     conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     mine = []

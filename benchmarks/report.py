@@ -7,7 +7,7 @@ from typing import Any
 from benchmarks import compare, gateway, startup
 from benchmarks.markdown import table
 
-GATEWAY, PYTHON_CLIENT = "gateway", "gateway_http_client"
+GATEWAY, PYTHON_CLIENT, ONE_WRITE = "gateway", "gateway_http_client", "gateway_http_client_one_write"
 
 # The concurrency at which the gateway and peer targets are stated.
 AT = 8
@@ -87,6 +87,7 @@ def render(report: dict[str, Any]) -> str:
         (GATEWAY, "Gateway overhead: through dockyard vs. straight to the container", gateway.overhead_table),
         (PYTHON_CLIENT, "Gateway overhead as boto3 sends: http.client, head and body in two writes",
          gateway.overhead_table),
+        (ONE_WRITE, "The same client with head and body in one write", gateway.overhead_table),
         ("serial", "Serial pipelines: latency added per container", gateway.serial_table),
         ("peers", "Peers: same model, same machine, same client", compare.tables),
         ("startup", "CreateEndpoint → InService", startup.in_service_table),
@@ -95,7 +96,7 @@ def render(report: dict[str, Any]) -> str:
     for key, title, render_section in parts:
         if key in sections:
             lines += ["", f"## {title}", "", render_section(sections[key])]
-            against = gateway.baseline_table(sections[key]) if key in (GATEWAY, PYTHON_CLIENT) else ""
+            against = gateway.baseline_table(sections[key]) if key in (GATEWAY, PYTHON_CLIENT, ONE_WRITE) else ""
             if against:
                 lines += ["", "Against the baseline (`--baseline`), same runs:", "", against]
     return "\n".join(lines)

@@ -26,7 +26,7 @@ import platformdirs
 from benchmarks import compare, fixtures, gateway, load, startup
 from benchmarks import report as reporting
 from benchmarks.measure import Plan
-from benchmarks.report import PYTHON_CLIENT
+from benchmarks.report import ONE_WRITE, PYTHON_CLIENT
 from benchmarks.spread import to_json
 from benchmarks.stack import DockyardStack
 
@@ -127,11 +127,12 @@ def measure(args: argparse.Namespace, plan: Plan, sections: set[str], sizes: tup
                 if "gateway" in sections:
                     progress("gateway overhead: through dockyard vs straight to the container")
                     results["gateway"] = gateway.overhead(stack, plan, progress, baseline=baseline)
-                    progress("gateway overhead with a client that sends like boto3 (http.client)")
-                    results[PYTHON_CLIENT] = gateway.overhead(
-                        stack, dataclasses.replace(plan, tool="http.client", concurrencies=(1,)), progress,
-                        models={"noop": gateway.MODELS["noop"]}, baseline=baseline,
-                    )
+                    for section, client in ((PYTHON_CLIENT, load.HTTP_CLIENT), (ONE_WRITE, load.ONE_WRITE)):
+                        progress(f"gateway overhead with {load.tool_version(client)}")
+                        results[section] = gateway.overhead(
+                            stack, dataclasses.replace(plan, tool=client, concurrencies=(1,)), progress,
+                            models={"noop": gateway.MODELS["noop"]}, baseline=baseline,
+                        )
                 if "serial" in sections:
                     progress("serial pipelines: added latency per container")
                     lengths = (2,) if args.quick else (2, 3)

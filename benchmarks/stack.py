@@ -34,7 +34,12 @@ class DockyardStack:
         self.log_path = root / "server.log"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_EC2_METADATA_DISABLED": "true"}
+        env = {
+            "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_EC2_METADATA_DISABLED": "true",
+            # As root, containers would run as nobody, who cannot read a Python installed under
+            # /root; what is measured here is HTTP, not isolation.
+            "DOCKYARD_CONTAINER_USER": os.environ.get("DOCKYARD_CONTAINER_USER", "root"),
+        }
         if source is not None:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source.resolve()), os.environ.get("PYTHONPATH")]))
         self._proc = start_server(self.state_dir, self.port, self.log_path, env=env)

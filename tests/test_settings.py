@@ -8,6 +8,8 @@ import dataclasses
 import os
 import subprocess
 import sys
+import types
+import typing
 from pathlib import Path
 
 import pytest
@@ -17,24 +19,34 @@ from servers import Server
 from dockyard.settings import MAX_PAYLOAD_BYTES, Settings, SettingsError, env_name
 
 
+def _sample(field: dataclasses.Field, annotation: object) -> tuple[str, object]:
+    """A value unlike the field's default: as a variable's text, and as the field should hold it."""
+    default = field.default if field.default is not dataclasses.MISSING else None
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    if field.metadata.get("choices"):
+        choice = next(c for c in field.metadata["choices"] if c != default)
+        return choice, choice
+    if typing.get_origin(annotation) is tuple:
+        return os.pathsep.join(["/srv/a", "/srv/b"]), (Path("/srv/a"), Path("/srv/b"))
+    if annotation is bool:
+        return ("0", False) if default else ("yes", True)
+    if annotation is int:
+        return str((default or 6) + 1), (default or 6) + 1
+    if annotation is float:
+        return str((default or 1.0) + 0.5), (default or 1.0) + 0.5
+    if annotation is Path:
+        return f"/srv/{field.name}", Path(f"/srv/{field.name}")
+    return f"x-{field.name}", f"x-{field.name}"
+
+
 def test_every_field_reads_its_variable():
-    values = {"host": "0.0.0.0", "port": "9000", "state_dir": "/srv/dy", "runtime": "docker", "region": "eu-west-1",
-              "account_id": "000000000000", "invocation_timeout": "5.5", "startup_timeout": "10",
-              "stop_grace": "1", "max_payload_bytes": "1024", "health_interval": "0.5", "max_containers": "3",
-              "restart_backoff": "0.25", "restart_backoff_max": "4",
-              "registry": "localhost:5000", "base_image": "python:3.12-slim", "credentials": "/etc/dy/keys",
-              "insecure_no_auth": "true", "tls_cert": "/etc/dy/cert.pem", "tls_key": "/etc/dy/key.pem",
-              "metrics_open": "1", "header_timeout": "2.5", "body_timeout": "30", "keepalive_timeout": "5",
-              "max_connections": "64"}
-    assert set(values) == {f.name for f in dataclasses.fields(Settings)}, "a new field needs a value here"
-    settings = Settings.from_env({env_name(k): v for k, v in values.items()})
-    assert settings == Settings(host="0.0.0.0", port=9000, state_dir=Path("/srv/dy"), runtime="docker",
-                                region="eu-west-1", account_id="000000000000", invocation_timeout=5.5,
-                                startup_timeout=10.0, stop_grace=1.0, max_payload_bytes=1024, health_interval=0.5,
-                                restart_backoff=0.25, restart_backoff_max=4.0, max_containers=3, registry="localhost:5000", base_image="python:3.12-slim",
-                                credentials=Path("/etc/dy/keys"), insecure_no_auth=True, tls_cert=Path("/etc/dy/cert.pem"),
-                                tls_key=Path("/etc/dy/key.pem"), metrics_open=True, header_timeout=2.5, body_timeout=30.0,
-                                keepalive_timeout=5.0, max_connections=64)
+    hints = typing.get_type_hints(Settings)
+    samples = {f.name: _sample(f, hints[f.name]) for f in dataclasses.fields(Settings)}
+    settings = Settings.from_env({env_name(name): text for name, (text, _) in samples.items()})
+    assert {name: getattr(settings, name) for name in samples} == {name: value for name, (_, value) in samples.items()}
+    assert (settings.port, settings.runtime, settings.health_interval, settings.max_payload_bytes) == (
+        8781, "docker", 2.5, MAX_PAYLOAD_BYTES + 1)
 
 
 def test_unset_and_empty_variables_keep_defaults_and_flags_win():

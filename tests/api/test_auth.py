@@ -125,3 +125,13 @@ def test_credentials_file_is_an_ini_of_key_pairs(tmp_path: Path) -> None:
         load_credentials(path)
     with pytest.raises(ValueError, match="cannot read credentials file"):
         load_credentials(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("stamp", ["", "2026-11-29T12:00:00Z", "20261329T120000Z", "20261129T120000"])
+def test_a_missing_or_malformed_date_is_an_incomplete_signature(stamp: str) -> None:
+    path, headers, body = signed()
+    broken = CIMultiDict(headers)
+    broken["X-Amz-Date"] = stamp
+    err = refused(path, CIMultiDictProxy(broken), body)
+    assert (err.code, err.status) == ("IncompleteSignatureException", 400)
+    assert "X-Amz-Date" in err.message

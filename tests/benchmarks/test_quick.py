@@ -28,7 +28,7 @@ def test_quick_mode_writes_markdown_and_json(tmp_path: Path) -> None:
     (json_path,) = tmp_path.glob("benchmarks-*-quick.json")
     (md_path,) = tmp_path.glob("benchmarks-*-quick.md")
     report = json.loads(json_path.read_text())
-    assert set(report["sections"]) == {"gateway", "gateway_http_client", "serial", "startup", "memory"}
+    assert set(report["sections"]) == {"gateway", "gateway_http_client", "gateway_http_client_one_write", "serial", "startup", "memory"}
     assert report["machine"]["cpus"] >= 1
     for model in ("noop", "iris"):
         for figures in report["sections"]["gateway"][model].values():
@@ -45,7 +45,7 @@ def test_quick_mode_writes_markdown_and_json(tmp_path: Path) -> None:
 
     markdown = md_path.read_text()
     assert markdown == proc.stdout
-    assert markdown.count("Against the baseline") == 2
+    assert markdown.count("Against the baseline") == 3
     assert "## Targets" in markdown and "## Gateway overhead" in markdown and "## Gateway overhead as boto3 sends" in markdown
     for target in report["targets"]:
         assert target["target"] in markdown

@@ -270,6 +270,11 @@ async def test_a_large_answer_streams_through_whole(dockyard: Dockyard) -> None:
     assert await resp.read() == b"x" * (3 * 1024 * 1024)
 
 
+def ours(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """dockyard's warnings and errors (not the fake containers' own server logs)."""
+    return [r for r in caplog.records if r.name.startswith("dockyard") and r.levelno >= logging.WARNING]
+
+
 async def test_a_container_dying_mid_answer_cuts_the_response_without_a_traceback(
     dockyard: Dockyard, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -280,10 +285,35 @@ async def test_a_container_dying_mid_answer_cuts_the_response_without_a_tracebac
         assert resp.status == 200  # the status line was sent before the container died
         with pytest.raises(aiohttp.ClientPayloadError):
             await resp.read()
-    [warning] = [r for r in caplog.records if r.levelno >= logging.WARNING]  # one line, no traceback
+    [warning] = ours(caplog)  # one line, no traceback
     assert warning.levelno == logging.WARNING and warning.exc_info is None
     assert warning.getMessage().startswith(
         "invocation of ep cut off mid-response: Received server error (0) from primary with message")
+
+
+async def test_a_client_leaving_mid_answer_ends_the_call_quietly(
+    dockyard: Dockyard, caplog: pytest.LogCaptureFixture
+) -> None:
+    await dockyard.deploy("ep", env={"FAKE_BODY_BYTES": str(32 * 1024 * 1024)})
+    assert dockyard.client is not None
+    with caplog.at_level(logging.WARNING):
+        resp = await dockyard.client.post("/endpoints/ep/invocations", data=b"{}")
+        assert len(await resp.content.read(1024)) > 0
+        resp.close()  # the client hangs up half way
+
+        async def recorded() -> None:  # the container call is finished and recorded all the same
+            while await container_calls(dockyard) != 1.0:
+                await asyncio.sleep(0.005)
+
+        await asyncio.wait_for(recorded(), WAIT_LIMIT)
+    assert [r for r in ours(caplog) if r.levelno >= logging.ERROR or r.exc_info] == []
+
+
+async def container_calls(dockyard: Dockyard) -> float:
+    assert dockyard.client is not None
+    text = await (await dockyard.client.get("/metrics")).text()
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == "dockyard_container_invocations_total")
 
 
 async def test_a_container_dying_before_its_body_starts_is_model_error(dockyard: Dockyard) -> None:

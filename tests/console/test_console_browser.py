@@ -87,7 +87,7 @@ def test_the_page_loads_with_no_console_errors(page: Any, server: Server, screen
 
 
 def test_a_new_endpoint_appears_and_its_status_changes_without_a_reload(
-    page: Any, server: Server, sm: Any, tmp_path: Path, screenshot: Any
+    page: Any, server: Server, sm: Any, tmp_path: Path
 ) -> None:
     page.get(f"{server.url}/")
     wait(page, 30, lambda d: css(d, ".live.on"), "the live channel did not connect")
@@ -105,7 +105,6 @@ def test_a_new_endpoint_appears_and_its_status_changes_without_a_reload(
         EndpointName=name, DesiredWeightsAndCapacities=[{"VariantName": "AllTraffic", "DesiredWeight": 3}])
     wait(page, 60, lambda d: "weight 3" in (text(d, f"tr[data-endpoint='{name}']") or ""), "the new weight was not shown")
     wait(page, 60, lambda d: status_of(d, name) == "InService", "the update did not end InService")
-    screenshot("endpoints")
     assert page.execute_script("return window.consoleTestMarker") == "not reloaded"
 
     sm.delete_endpoint(EndpointName=name)
@@ -117,7 +116,9 @@ def test_a_new_endpoint_appears_and_its_status_changes_without_a_reload(
     assert console_errors(page) == []
 
 
-def test_a_failed_endpoint_shows_its_failure_reason(page: Any, server: Server, sm: Any, tmp_path: Path) -> None:
+def test_a_failed_endpoint_shows_its_failure_reason(
+    page: Any, server: Server, sm: Any, iris: str, tmp_path: Path, screenshot: Any
+) -> None:
     page.get(f"{server.url}/")
     wait(page, 30, lambda d: css(d, ".live.on"), "the live channel did not connect")
     name = "console-broken"
@@ -131,6 +132,8 @@ def test_a_failed_endpoint_shows_its_failure_reason(page: Any, server: Server, s
             "const row = document.querySelector(`tr[data-endpoint='${arguments[0]}']`).nextElementSibling;"
             "return row && row.classList.contains('failure') ? row.textContent : null", name)
         assert shown == reason
+        assert status_of(page, iris) == "InService"
+        screenshot("endpoints")
         assert console_errors(page) == []
     finally:
         delete_all(sm, name)

@@ -105,8 +105,23 @@ def test_metrics_and_admin_routes_need_a_signature_health_does_not(secured: Serv
         assert resp.status == 200
 
 
-def _cli(*args: str, key: str, secret: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret, "AWS_DEFAULT_REGION": "us-west-2"}
+def test_metrics_open_opens_metrics_only(tmp_path: Path) -> None:
+    srv = Server(tmp_path / "state", tmp_path / "server.log", args=("--metrics-open",), credentials={KEY: SECRET}).start()
+    try:
+        with urllib.request.urlopen(srv.url + "/metrics", timeout=10) as resp:
+            assert b"# TYPE" in resp.read()
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(srv.url + "/_dockyard/endpoints/x/stats", timeout=10)
+        assert info.value.code == 403
+        assert refusal(lambda: srv.client("sagemaker", signature_version=UNSIGNED).list_models())["Error"]["Code"] == \
+            "MissingAuthenticationTokenException"
+    finally:
+        srv.stop()
+
+
+def _cli(*args: str, key: str, secret: str, **env_vars: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret, "AWS_DEFAULT_REGION": "us-west-2",
+           **env_vars}
     return subprocess.run(list(args), capture_output=True, text=True, env=env, timeout=120, check=False)
 
 
@@ -199,7 +214,42 @@ def test_tls_with_credentials_serves_boto3_over_https(tmp_path: Path) -> None:
         assert [m["ModelName"] for m in sm.list_models()["Models"]] == ["over-tls"]
         assert refusal(lambda: srv.client("sagemaker", signed_by=(KEY, "wrong")).list_models())["Error"]["Code"] == \
             "InvalidSignatureException"
+        logs = _cli(sys.executable, "-m", "dockyard", "logs", "nothing", "--endpoint-url", srv.url,
+                    key=KEY, secret=SECRET, AWS_CA_BUNDLE=str(tls[0]))
+        assert "Endpoint nothing not found." in logs.stderr  # verified the certificate, signed, answered
         with pytest.raises(OSError):  # plain HTTP to a TLS port gets no HTTP answer
             urllib.request.urlopen(srv.url.replace("https", "http") + "/_dockyard/health", timeout=10)
     finally:
         srv.stop()
+
+
+def test_sagemaker_sdk_works_unchanged_with_the_servers_credentials(secured: Server, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    sagemaker = pytest.importorskip("sagemaker", reason="the SageMaker SDK is installed by .ci/run")
+    import boto3
+    from sagemaker.model import Model
+    from sagemaker.predictor import Predictor
+    from sagemaker.serializers import CSVSerializer
+
+    monkeypatch.setenv("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+
+    def session(secret: str) -> Any:
+        b = boto3.Session(aws_access_key_id=KEY, aws_secret_access_key=secret, region_name="eu-central-1")
+        return sagemaker.Session(boto_session=b, default_bucket="bkt",
+                                 sagemaker_client=b.client("sagemaker", endpoint_url=secured.url),
+                                 sagemaker_runtime_client=b.client("sagemaker-runtime", endpoint_url=secured.url))
+
+    sess = session(SECRET)
+    model = Model(image_uri=SKLEARN_URI, model_data=str(package(tmp_path, iris_classifier())),
+                  role="arn:aws:iam::123456789012:role/sdk", sagemaker_session=sess, name="sdk-signed")
+    model.deploy(1, "ml.m5.large", endpoint_name="sdk-signed", wait=False)
+    try:
+        sess.wait_for_endpoint("sdk-signed", poll=1)
+        x, _ = iris()
+        predictor = Predictor("sdk-signed", sagemaker_session=sess, serializer=CSVSerializer())
+        assert len(predictor.predict(x[:2].tolist()).decode().split()) == 2
+        wrong = Predictor("sdk-signed", sagemaker_session=session("wrong"), serializer=CSVSerializer())
+        with pytest.raises(ClientError, match="InvalidSignatureException"):
+            wrong.predict(x[:2].tolist())
+    finally:
+        delete_all(secured.client("sagemaker"), "sdk-signed")

@@ -190,6 +190,32 @@ def test_the_retry_is_only_one_and_only_for_a_reused_connection():
     run(main())
 
 
+def test_a_refused_retry_is_not_reported_as_nothing_sent():
+    """The first attempt did go out before the container went away: that failure must not be
+    taken for one that is safe to send to another container."""
+
+    async def main():
+        async def serve_once_then_go_away(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na")
+            await reader.read(1)  # the next request: stop listening, and hang up on it
+            listener.close()
+            writer.close()
+
+        listener = await asyncio.start_server(serve_once_then_go_away, "127.0.0.1", 0)
+        port = listener.sockets[0].getsockname()[1]
+        upstream = Upstream(5.0)
+        resp = await upstream.post("127.0.0.1", port, "/invocations", [], b"")
+        assert await resp.read() == b"a"
+        resp.release()
+        with pytest.raises(UpstreamError, match="Cannot connect") as failure:
+            await upstream.post("127.0.0.1", port, "/invocations", [], b"")
+        assert not isinstance(failure.value, UpstreamNotSent)
+        await upstream.close()
+
+    run(main())
+
+
 def test_a_container_closing_mid_response_on_a_reused_connection_is_not_retried():
     async def main():
         upstream = Upstream(5.0)

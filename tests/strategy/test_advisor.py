@@ -101,9 +101,10 @@ def test_dir_flag_goes_into_the_next_command():
 
 
 def test_interactive_questions_skip_what_earlier_answers_make_moot():
-    # language, framework, extra libraries, trained elsewhere, models (1: no chain/traffic questions), latency
-    result = CliRunner().invoke(main, ["advise", "--interactive"], input="python\nsklearn\nn\ny\n1\n0\n")
+    # framework, language, extra libraries, trained elsewhere, models (1: no chain/traffic questions), latency
+    result = CliRunner().invoke(main, ["advise", "--interactive"], input="sklearn\npython\nn\ny\n1\n0\n")
     assert result.exit_code == 0, result.output
+    assert result.output.index("Framework of the model") < result.output.index("Language of the serving code")
     assert "Recommended: BYOM" in result.output
     assert "dockyard init byom my-model" in result.output
     assert "chain" not in result.output.lower().split("recommended")[0]
@@ -118,6 +119,21 @@ def test_interactive_asks_only_what_the_flags_leave_open():
     assert result.exit_code == 0, result.output
     assert "Language of the serving code" not in result.output
     assert "Recommended: Multi-container Direct" in result.output
+
+
+@pytest.mark.parametrize("framework", ["xgboost", "pytorch", "tensorflow"])
+def test_another_managed_framework_scaffolds_that_framework(framework):
+    result = CliRunner().invoke(main, ["advise", "--interactive"], input=f"{framework}\npython\nn\nn\n1\n0\n")
+    assert result.exit_code == 0, result.output
+    assert "Recommended: Managed" in result.output
+    assert f"dockyard init managed my-model --framework {framework}" in result.output
+
+
+def test_another_framework_not_in_python_is_byoc():
+    result = CliRunner().invoke(main, ["advise", "--interactive"], input="other\nR\nn\n1\n0\n")
+    assert result.exit_code == 0, result.output
+    assert "Recommended: BYOC" in result.output
+    assert "extra" not in result.output.lower().split("recommended")[0]
 
 
 def test_rejects_impossible_answers():

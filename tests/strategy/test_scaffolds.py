@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 from e2e.deploy import create_endpoint, delete_all
 from e2e.models import SKLEARN_URI, iris_classifier, package
+from needs import require
 
 from dockyard.cli.main import main
 from dockyard.strategy.scaffolds import SCAFFOLDS, project_name
@@ -73,6 +74,25 @@ def test_scaffold_deploys_and_prints_a_prediction(strategy, deployed, sm):
     assert re.fullmatch(f"scaffold-{strategy}-[0-9a-f]{{6}}", name)
     assert name not in [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]]
     assert name not in [m["ModelName"] for m in sm.list_models()["Models"]]
+
+
+@pytest.mark.parametrize(("framework", "module", "model_file"), [
+    ("xgboost", "xgboost", "xgboost-model"), ("pytorch", "torch", "model.pt"), ("tensorflow", "keras", "1")])
+def test_managed_scaffold_comes_for_each_managed_framework(tmp_path, server, framework, module, model_file):
+    require(module)
+    project = tmp_path / framework
+    result = CliRunner().invoke(main, ["init", "managed", str(project), "--framework", framework])
+    assert result.exit_code == 0, result.output
+    out = run_commands(project, SCAFFOLDS["managed"].commands, server.url)
+    assert json.loads(out.strip().splitlines()[-1]) == {"species": SPECIES}
+    assert (project / "model" / model_file).exists()
+    assert f"model/{model_file}" in (project / "README.md").read_text()
+
+
+def test_only_the_managed_scaffold_takes_another_framework(tmp_path):
+    result = CliRunner().invoke(main, ["init", "byoc", str(tmp_path / "p"), "--framework", "xgboost"])
+    assert result.exit_code == 1
+    assert "The byoc scaffold comes for sklearn, not xgboost." in result.output
 
 
 def test_direct_scaffold_asks_each_container(deployed):

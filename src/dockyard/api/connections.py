@@ -77,8 +77,8 @@ class ConnectionGuard:
         self.header_timeout, self.body_timeout = header_timeout, body_timeout
         self._open: dict[Connection, None] = {}  # insertion order: oldest first
         self._sweeper: asyncio.TimerHandle | None = None
-        self._slow = _Throttled("closed %d client connections that were too slow to send their request")
-        self._refused = _Throttled(f"refused %d client connections: all {max_connections} allowed are busy")
+        self._slow = _Throttled("closed %d client connection(s) that were too slow to send their request")
+        self._refused = _Throttled(f"refused %d client connection(s): all {max_connections} allowed are busy")
 
     def protocol_factory(self, server: web.Server, **handler_args: Any) -> Callable[[], Connection]:
         loop = asyncio.get_running_loop()
@@ -158,7 +158,7 @@ def raise_fd_limit() -> int:
 
 def quiet_fd_exhaustion(loop: asyncio.AbstractEventLoop) -> None:
     """Report "Too many open files" from the accept loop once per LOG_INTERVAL, not per attempt."""
-    exhausted = _Throttled("could not accept %d connections: too many open files")
+    exhausted = _Throttled("could not accept %d connection(s): too many open files")
 
     def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")

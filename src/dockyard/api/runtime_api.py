@@ -76,14 +76,15 @@ async def write_result(request: web.Request, result: InvocationResult) -> web.St
         # Wait for the first chunk before sending the status line: a container that fails
         # before its body starts still gets an error response (ModelError), not a cut-off 200.
         first = await anext(chunks, b"")
-        await out.prepare(request)
         try:
+            await out.prepare(request)
             await out.write(first)
             async for chunk in chunks:
                 await out.write(chunk)
         except (errors.AwsError, ConnectionError) as exc:
-            # The status line is sent: all that is left is to drop the connection, so that the
-            # client sees a cut-off body rather than a short one that looks whole.
+            # The status line is sent (or the client is gone): all that is left is to drop the
+            # connection, so that the client sees a cut-off body rather than a short one that
+            # looks whole.
             log.warning("invocation of %s cut off mid-response: %s", request.match_info["name"], exc)
             if request.transport is not None:
                 request.transport.abort()

@@ -34,11 +34,11 @@ def ask(console: Console, given: dict[str, Any]) -> Answers:
         if name not in values:
             values[name] = prompt()
 
+    frameworks = [*managed_frameworks(), "other"]
+    question("framework", lambda: Prompt.ask(
+        "Framework of the model", choices=frameworks, default=defaults.framework, console=console))
     question("language", lambda: Prompt.ask("Language of the serving code", default=defaults.language, console=console))
-    if values["language"].strip().lower() == "python":
-        frameworks = [*managed_frameworks(), "other"]
-        question("framework", lambda: Prompt.ask(
-            "Framework", choices=frameworks, default=defaults.framework, console=console))
+    if values["language"].strip().lower() == "python" and values["framework"] != "other":
         question("extra_libraries", lambda: Confirm.ask(
             "Does the serving code need libraries the framework's image lacks?", default=False, console=console))
     question("trained_elsewhere", lambda: Confirm.ask(

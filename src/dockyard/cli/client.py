@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -65,7 +66,10 @@ def get_json(url: str, path: str, region: str = "us-east-1") -> dict[str, Any]:
     signed = AWSRequest(method="GET", url=f"{url}{path}", headers={"Host": urlsplit(url).netloc})
     SigV4Auth(_credentials(), "sagemaker", region).add_auth(signed)
     try:
-        with urllib.request.urlopen(urllib.request.Request(signed.url, headers=dict(signed.headers)), timeout=30) as resp:
+        # AWS_CA_BUNDLE as for boto3: a server with a self-signed --tls-cert.
+        tls = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or None)
+        request = urllib.request.Request(signed.url, headers=dict(signed.headers))
+        with urllib.request.urlopen(request, timeout=30, context=tls) as resp:
             return json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         try:

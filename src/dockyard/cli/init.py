@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from dockyard.strategy.advisor import managed_frameworks
 from dockyard.strategy.scaffolds import SCAFFOLDS, ScaffoldError, render
 
 console = Console()
@@ -27,11 +28,13 @@ def _help() -> str:
 @click.argument("strategy", type=click.Choice(list(SCAFFOLDS)))
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--name", default=None, help="Endpoint name.  [default: from DIRECTORY]")
+@click.option("--framework", type=click.Choice(managed_frameworks()), default="sklearn", show_default=True,
+              help="The model's framework (the managed scaffold comes for each; the others use scikit-learn).")
 @click.option("--force", is_flag=True, help="Write into a directory that is not empty.")
-def init_command(strategy: str, directory: Path, name: str | None, force: bool) -> None:
+def init_command(strategy: str, directory: Path, name: str | None, framework: str, force: bool) -> None:
     scaffold = SCAFFOLDS[strategy]
     try:
-        written = render(scaffold, directory, name=name, force=force)
+        written = render(scaffold, directory, name=name, force=force, framework=framework)
     except ScaffoldError as exc:
         raise click.ClickException(str(exc)) from None
     console.print(f"[green]✓[/] {strategy} project in [bold]{directory}[/] ({len(written)} files)")

@@ -1,7 +1,8 @@
 """The console's one live channel: Server-Sent Events at ``/_dockyard/console/events``.
 
 One loop, running only while a browser is connected, ticks every second — and at once when the
-control plane changes desired state (``wake``). Each tick it:
+control plane changes desired state (``wake``) or the reconciler swaps in a new routing table.
+Each tick it:
 
 - re-reads the endpoint list only when something can have changed it: the control plane rang,
   the reconciler swapped in a new routing table, or an endpoint is in a status the reconciler
@@ -33,6 +34,7 @@ from prometheus_client import CollectorRegistry
 
 from dockyard.console import traffic, views
 from dockyard.console.logs import LogFollower
+from dockyard.control.status import EndpointStatus
 from dockyard.control.store import Endpoint
 from dockyard.gateway.routing import RoutingTable
 from dockyard.runtime.base import ContainerStats, RunningInstance
@@ -40,6 +42,8 @@ from dockyard.runtime.base import ContainerStats, RunningInstance
 log = logging.getLogger(__name__)
 
 HISTORY_POINTS = 120
+# How often the loop looks whether the reconciler swapped in a new routing table.
+TABLE_CHECK = 0.1
 TAIL_LINES = 200
 # A page this many messages behind is disconnected (its EventSource reconnects and starts afresh).
 MAX_BACKLOG = 500
@@ -55,7 +59,8 @@ class Sources:
     instances: Callable[[str], list[RunningInstance]]
     dead_containers: Callable[[RunningInstance], list[str]]
     stats: Callable[[str], Awaitable[list[tuple[str, str, ContainerStats]]]]
-    log_files: Callable[[str], list[tuple[str, str, Path]]]
+    # (instance, container, log file, whether the instance still runs) of every container started.
+    log_files: Callable[[str], list[tuple[str, str, Path, bool]]]
     registry: CollectorRegistry
     runtime: str
 
@@ -107,14 +112,25 @@ class LiveChannel:
                 await self._tick()
             except Exception:  # a bug here must not stop the console for good
                 log.exception("console: a live update failed")
+            await self._pause()
+
+    async def _pause(self) -> None:
+        """Until the next tick: the interval, a wake-up, or a new routing table from the
+        reconciler (looked at often: it is one comparison)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._interval
+        while (left := deadline - loop.time()) > 0:
             try:
-                await asyncio.wait_for(self._wake.wait(), self._interval)
+                await asyncio.wait_for(self._wake.wait(), min(left, TABLE_CHECK))
+                return
             except asyncio.TimeoutError:
-                pass
+                if self.sources.routing() is not self._table:
+                    return
 
     async def _tick(self) -> None:
         table = self.sources.routing()
-        moving = any(e["status"] in views.TRANSITIONAL for e in self._endpoints)
+        # An endpoint in progress is moved on by the reconciler, which does not ring: follow it.
+        moving = any(EndpointStatus(e["status"]).in_progress for e in self._endpoints)
         if self._dirty or moving or table is not self._table:
             self._dirty, self._table = False, table
             self._endpoints = views.endpoint_list(self.sources.endpoints(), table)
@@ -132,7 +148,7 @@ class LiveChannel:
                 watched.setdefault(sub.endpoint, []).append(sub)
         for endpoint, subs in watched.items():
             self._watch(endpoint, subs, sampled)
-        self._logs.forget({path for ep in watched for _, _, path in self.sources.log_files(ep)})
+        self._logs.forget({path for ep in watched for _, _, path, _ in self.sources.log_files(ep)})
         self._instances.forget({i.spec.instance_id for ep in watched for i in self.sources.instances(ep)})
         for endpoint in set(self._stats) - set(watched):
             del self._stats[endpoint]
@@ -142,6 +158,9 @@ class LiveChannel:
     def _sample(self, now: float) -> None:
         """Every container's traffic in the window since the last sample."""
         readings = traffic.read(self.sources.registry)
+        # A container that appears after the first sample started from zero since then; on the
+        # first sample nothing is known of what came before.
+        new_series = traffic.Reading() if self._sampled_at else None
         seconds = now - self._sampled_at
         self._sampled_at = now
         stamp = time.time()
@@ -149,7 +168,7 @@ class LiveChannel:
         for key, reading in readings.items():
             endpoint, variant, container = key
             row = {"variant": variant, "container": container,
-                   **traffic.window(self._readings.get(key), reading, seconds)}
+                   **traffic.window(self._readings.get(key, new_series), reading, seconds)}
             cpu, memory = self._stats.get(endpoint.lower(), {}).get((variant, container), (None, None))
             row |= {"cpu": cpu, "memory": memory}
             points.setdefault(endpoint.lower(), {"t": stamp, "containers": []})["containers"].append(row)
@@ -196,7 +215,7 @@ class LiveChannel:
         if following:
             lines = [
                 {"instance": instance, "container": host, "text": text}
-                for instance, host, path in files
+                for instance, host, path, _ in files
                 for text in self._logs.new_lines(path)
             ]
             if lines:
@@ -206,7 +225,7 @@ class LiveChannel:
         if fresh:
             tail = [
                 {"instance": instance, "container": host, "text": text}
-                for instance, host, path in files
+                for instance, host, path, _ in files
                 for text in self._logs.tail(path, TAIL_LINES)
             ]
             for sub in fresh:
@@ -229,6 +248,7 @@ class LiveChannel:
         self._history.clear()
         self._stats.clear()
         self._readings.clear()
+        self._sampled_at = 0.0
         self._logs.forget(set())
         self._instances.forget(set())
 

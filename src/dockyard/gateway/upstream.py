@@ -136,14 +136,21 @@ class Upstream:
             head.append("Transfer-Encoding: chunked\r\n\r\n")
             request, stream = "".join(head).encode("utf-8", "surrogateescape"), body
         conn = self._reusable(key)
-        if conn is not None:
-            try:
-                return await conn.exchange(request, stream, deadline)
-            except _Unanswered:
-                if stream is not None:
-                    raise
-                # Closed by the container as the request went out: once more, on a new connection.
-        conn = await self._connect(loop, key, deadline)
+        if conn is None:
+            conn = await self._connect(loop, key, deadline)
+            return await conn.exchange(request, stream, deadline)
+        try:
+            return await conn.exchange(request, stream, deadline)
+        except _Unanswered:
+            if stream is not None:
+                raise
+        # Closed by the container as the request went out: once more, on a new connection.
+        try:
+            conn = await self._connect(loop, key, deadline)
+        except UpstreamNotSent as exc:
+            # The first attempt did go out: whether the container saw it before it went away is
+            # unknown, so this is no longer a failure that is safe to try elsewhere.
+            raise UpstreamError(str(exc)) from None
         return await conn.exchange(request, stream, deadline)
 
     def _reusable(self, key: tuple[str, int]) -> _Connection | None:

@@ -313,6 +313,13 @@ def advise(answers: Answers, directory: str = "my-model") -> Advice:
         caveats.append(f"Measure the whole pipeline against your {answers.latency_ms} ms budget.")
     scaffold = strategy.scaffold or container.scaffold
     command = f"dockyard init {scaffold} {directory}"
+    framework = answers.framework.strip().lower()
+    if known["managed_framework"] and framework != "sklearn":
+        if scaffold == "managed":
+            command += f" --framework {framework}"
+        elif container.key in ("extend", "byom"):
+            caveats.append(f"The {scaffold} scaffold is written for scikit-learn: swap in the managed {framework} "
+                           f"image and its model format (`dockyard init managed DIR --framework {framework}` shows them).")
     if topology == "separate":
         caveats.append(f"Deploy one endpoint per model: run `{command}` once for each.")
     return Advice(strategy, container, topology, tuple(reasons), tuple(caveats), command)

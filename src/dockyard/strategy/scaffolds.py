@@ -3,7 +3,9 @@
 The templates are real files under ``templates/`` (valid Python, Dockerfiles, READMEs), shared
 between scaffolds where the code is the same. Two placeholders are replaced when a project is
 written: ``__PROJECT__`` (the endpoint name) and ``__SKLEARN_IMAGE__`` (the managed scikit-learn
-image's AWS URI, from the image catalogue).
+image's AWS URI, from the image catalogue). The managed scaffold comes in one flavour per managed
+framework (``--framework``): ``__IMAGE__``, ``__FRAMEWORK__`` and ``__MODEL_FILE__`` name the
+flavour's image, framework and the model file its ``train.py`` writes.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import re
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dockyard.images import catalogue
@@ -22,6 +24,24 @@ NAME_LENGTH = 63
 
 
 @dataclass(frozen=True)
+class Flavour:
+    """A framework's version of a scaffold: its title, the model file train.py writes, and the
+    templates that replace the scikit-learn ones."""
+
+    title: str
+    model_file: str
+    files: Mapping[str, str] = field(default_factory=dict)
+
+
+SKLEARN = Flavour("scikit-learn", "model.joblib")
+
+
+def _framework(framework: str, title: str, model_file: str) -> Flavour:
+    return Flavour(title, model_file, {"train.py": f"managed/{framework}/train.py",
+                                       "model/code/inference.py": f"managed/{framework}/inference.py"})
+
+
+@dataclass(frozen=True)
 class Scaffold:
     name: str
     summary: str
@@ -29,6 +49,8 @@ class Scaffold:
     files: Mapping[str, str]
     # The commands that deploy the project and print a prediction, run from its directory.
     commands: tuple[str, ...]
+    # Framework → its flavour of this scaffold; scikit-learn only, unless listed.
+    flavours: Mapping[str, Flavour] = field(default_factory=lambda: {"sklearn": SKLEARN})
 
 
 _SHARED = {"endpoint.py": "shared/endpoint.py"}
@@ -42,6 +64,9 @@ SCAFFOLDS: Mapping[str, Scaffold] = {
             {**_SHARED, "README.md": "managed/README.md", "train.py": "shared/train.py",
              "model/code/inference.py": "shared/inference.py", "deploy.py": "shared/deploy.py"},
             _TRAIN_AND_DEPLOY,
+            {"sklearn": SKLEARN, "xgboost": _framework("xgboost", "XGBoost", "xgboost-model"),
+             "pytorch": _framework("pytorch", "PyTorch", "model.pt"),
+             "tensorflow": _framework("tensorflow", "TensorFlow", "1")},
         ),
         Scaffold(
             "extend", "the managed image plus extra libraries: Dockerfile FROM it, requirements.txt",
@@ -94,16 +119,20 @@ def project_name(directory: Path) -> str:
     return name[:NAME_LENGTH].rstrip("-") or "dockyard-project"
 
 
-def sklearn_image() -> str:
-    """The AWS URI of the managed scikit-learn image, the one every scaffold's containers use."""
-    image = next((m for m in catalogue.CATALOGUE if m.framework == "sklearn"), None)
+def managed_image(framework: str = "sklearn") -> str:
+    """The AWS URI of a managed framework's image (scikit-learn's is the one most scaffolds use)."""
+    image = next((m for m in catalogue.CATALOGUE if m.framework == framework), None)
     if image is None:
-        raise ScaffoldError("The image catalogue has no managed scikit-learn image, which the scaffolds use.")
+        raise ScaffoldError(f"The image catalogue has no managed {framework} image, which the scaffold uses.")
     return image.example_uri
 
 
-def render(scaffold: Scaffold, directory: Path, name: str | None = None, force: bool = False) -> list[Path]:
-    """Write ``scaffold`` into ``directory``; return the files written."""
+def render(scaffold: Scaffold, directory: Path, name: str | None = None, force: bool = False,
+           framework: str = "sklearn") -> list[Path]:
+    """Write ``scaffold`` (its ``framework`` flavour) into ``directory``; return the files written."""
+    flavour = scaffold.flavours.get(framework)
+    if flavour is None:
+        raise ScaffoldError(f"The {scaffold.name} scaffold comes for {', '.join(scaffold.flavours)}, not {framework}.")
     if directory.exists() and not directory.is_dir():
         raise ScaffoldError(f"{directory} exists and is not a directory.")
     if directory.is_dir() and any(directory.iterdir()) and not force:
@@ -111,9 +140,10 @@ def render(scaffold: Scaffold, directory: Path, name: str | None = None, force: 
     name = name or project_name(directory)
     if not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", name):
         raise ScaffoldError(f"{name!r} is not a valid endpoint name: letters, digits and hyphens, at most 63.")
-    values = {"__PROJECT__": name, "__SKLEARN_IMAGE__": sklearn_image()}
+    values = {"__PROJECT__": name, "__SKLEARN_IMAGE__": managed_image(), "__IMAGE__": managed_image(framework),
+              "__FRAMEWORK__": flavour.title, "__MODEL_FILE__": flavour.model_file}
     written = []
-    for relative, template in scaffold.files.items():
+    for relative, template in {**scaffold.files, **flavour.files}.items():
         text = (TEMPLATES / template).read_text()
         for placeholder, value in values.items():
             text = text.replace(placeholder, value)

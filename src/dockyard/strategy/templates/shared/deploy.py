@@ -6,15 +6,16 @@
 
 from endpoint import HERE, SAMPLE_CSV, Deployment, arguments, pack
 
-IMAGE = "__SKLEARN_IMAGE__"
+IMAGE = "__IMAGE__"
+MODEL_FILE = "__MODEL_FILE__"
 
 
 def main() -> None:
     parser = arguments(__doc__, "__PROJECT__")
-    parser.add_argument("--image", default=IMAGE, help="serving image (default: the managed scikit-learn image)")
+    parser.add_argument("--image", default=IMAGE, help="serving image (default: the managed __FRAMEWORK__ image)")
     args = parser.parse_args()
-    if not (HERE / "model" / "model.joblib").is_file():
-        raise SystemExit("There is no model/model.joblib yet: run python train.py first.")
+    if not (HERE / "model" / MODEL_FILE).exists():
+        raise SystemExit(f"There is no model/{MODEL_FILE} yet: run python train.py first.")
     tarball = pack(HERE / "model", HERE / "build" / "model.tar.gz")
     with Deployment(args) as deployment:
         deployment.create(PrimaryContainer=deployment.container(args.image, tarball))
