@@ -261,3 +261,10 @@ def test_peer_addresses_checked_after_connecting(address, refused):
 def test_an_ip_written_in_hex_is_resolved_before_it_is_judged(tmp_path):
     with pytest.raises(ArtifactError, match="resolves to 169.254.169.254"):
         store_for(tmp_path).materialize_model_data({"ModelDataUrl": "http://0xa9fea9fe/x"}, tmp_path / "dest")
+
+
+def test_a_volume_size_only_lowers_the_operators_limit(tmp_path):
+    store = store_for(tmp_path, max_unpacked_bytes=4 * MIB)
+    assert store.budget(2 * MIB).limit == 2 * MIB
+    assert store.budget(64 * MIB).limit == 4 * MIB
+    assert store.budget(None).limit == 4 * MIB
