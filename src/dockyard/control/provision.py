@@ -52,7 +52,8 @@ class Provisioner:
         instance_id = f"{endpoint}-{plan.name}-{uuid.uuid4().hex[:8]}".lower()
         workdir = self._instances / instance_id
         abandoned = threading.Event()
-        budget = self._artifacts.budget()  # the instance's model data limit, shared by its containers
+        # The instance's model data limit (its ML storage volume), shared by its containers.
+        budget = self._artifacts.budget(plan.volume_bytes)
         fetches = [asyncio.ensure_future(asyncio.to_thread(self._container, workdir, c, abandoned, budget))
                    for c in plan.containers]
         try:
