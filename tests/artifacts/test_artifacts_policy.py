@@ -238,3 +238,33 @@ def test_default_roots_are_home_and_cwd_and_none_with_credentials(tmp_path, monk
     assert AccessPolicy.from_settings(with_credentials).allow_paths == ()
     given = Settings.from_env({**env, "DOCKYARD_ALLOW_PATHS": f"/srv/models{os.pathsep}/data"})
     assert AccessPolicy.from_settings(given).allow_paths == (Path("/srv/models"), Path("/data"))
+
+
+@pytest.mark.parametrize(
+    ("address", "refused"),
+    [
+        ("169.254.169.254", True),
+        ("::ffff:169.254.169.254", True),  # IPv4-mapped: the same host over an IPv6 socket
+        ("fd00:ec2::254", True),
+        ("fe80::1%eth0", True),
+        ("127.0.0.1", False),
+        ("10.0.0.5", False),
+        ("fd00:ec2::253", False),
+    ],
+)
+def test_peer_addresses_checked_after_connecting(address, refused):
+    from dockyard.artifacts.policy import _forbidden_address
+
+    assert _forbidden_address(address) is refused
+
+
+def test_an_ip_written_in_hex_is_resolved_before_it_is_judged(tmp_path):
+    with pytest.raises(ArtifactError, match="resolves to 169.254.169.254"):
+        store_for(tmp_path).materialize_model_data({"ModelDataUrl": "http://0xa9fea9fe/x"}, tmp_path / "dest")
+
+
+def test_a_volume_size_only_lowers_the_operators_limit(tmp_path):
+    store = store_for(tmp_path, max_unpacked_bytes=4 * MIB)
+    assert store.budget(2 * MIB).limit == 2 * MIB
+    assert store.budget(64 * MIB).limit == 4 * MIB
+    assert store.budget(None).limit == 4 * MIB

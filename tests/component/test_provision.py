@@ -25,8 +25,8 @@ class Artifacts:
         self.slow_started = threading.Event()
         self.code_fetched: list[str] = []
 
-    def budget(self) -> Budget:
-        return Budget(1 << 20)
+    def budget(self, volume_bytes: int | None) -> Budget:
+        return Budget(volume_bytes or 1 << 20)
 
     def materialize_model_data(self, definition: dict[str, Any], dest: Path, budget: Budget) -> None:
         url = definition["ModelDataUrl"]

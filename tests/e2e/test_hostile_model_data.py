@@ -4,6 +4,9 @@ disk."""
 
 from __future__ import annotations
 
+import gzip
+import tarfile
+
 import pytest
 from botocore.exceptions import ClientError
 from pickle_payloads import POPEN_WALK, popen_touch
@@ -111,3 +114,19 @@ def test_a_local_directory_image_outside_the_allowed_roots_is_refused(guarded, t
         )
     assert info.value.response["Error"]["Code"] == "ValidationException"
     assert f"Refusing to read image at {image}" in info.value.response["Error"]["Message"]
+
+
+def test_a_variants_volume_size_is_its_instances_limit(sm, tmp_path):
+    # A tar header announcing 1 GiB + 1 byte: refused at the header, before anything is written.
+    header = tarfile.TarInfo("model.joblib")
+    header.size = 1024**3 + 1
+    archive = tmp_path / "model.tar.gz"
+    archive.write_bytes(gzip.compress(header.tobuf() + bytes(512)))
+    container = {"Image": SKLEARN_URI, "ModelDataUrl": archive.as_uri()}
+    create_endpoint(sm, "volume", {"PrimaryContainer": container}, wait=False, VolumeSizeInGB=1)
+    desc = wait_settled(sm, "volume")
+    assert desc["EndpointStatus"] == "Failed"
+    reason = desc["FailureReason"]
+    assert "exceeds the limit of 1 GiB for an instance's model data" in reason
+    assert "raise the variant's VolumeSizeInGB" in reason
+    delete_all(sm, "volume")

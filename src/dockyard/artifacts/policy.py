@@ -181,8 +181,9 @@ def http_opener(allow_link_local: bool) -> urllib.request.OpenerDirector:
 class Budget:
     """Bytes left for one instance's model data; thread-safe (containers fetch in parallel)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, setting: str = "max_unpacked_bytes (DOCKYARD_MAX_UNPACKED_BYTES)") -> None:
         self.limit = limit
+        self._setting = setting  # what to raise, for the error message
         self._used = 0
         self._lock = threading.Lock()
 
@@ -194,8 +195,7 @@ class Budget:
         if over:
             raise ArtifactError(
                 f"{label} exceeds the limit of {_size(self.limit)} for an instance's model data "
-                "(unpacked); raise max_unpacked_bytes (DOCKYARD_MAX_UNPACKED_BYTES) if it is "
-                "meant to be this large."
+                f"(unpacked); raise {self._setting} if it is meant to be this large."
             )
 
     def copy(self, source: BinaryIO, out: BinaryIO, label: str) -> None:

@@ -38,8 +38,11 @@ class ArtifactStore:
         self._sources = Sources(region, policy)
         self._cache = DownloadCache(Path(cache_dir), policy.max_unpacked_bytes)
 
-    def budget(self) -> Budget:
-        """A fresh budget of the policy's unpacked-size limit: one per instance."""
+    def budget(self, volume_bytes: int | None = None) -> Budget:
+        """A fresh budget for one instance: its variant's VolumeSizeInGB if given, capped by the
+        policy's unpacked-size limit (the operator's, which a model cannot raise)."""
+        if volume_bytes is not None and volume_bytes < self._policy.max_unpacked_bytes:
+            return Budget(volume_bytes, "the variant's VolumeSizeInGB")
         return Budget(self._policy.max_unpacked_bytes)
 
     def materialize_model_data(

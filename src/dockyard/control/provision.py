@@ -9,6 +9,8 @@ container where it is.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import shutil
 import threading
 import uuid
@@ -50,7 +52,8 @@ class Provisioner:
         instance_id = f"{endpoint}-{plan.name}-{uuid.uuid4().hex[:8]}".lower()
         workdir = self._instances / instance_id
         abandoned = threading.Event()
-        budget = self._artifacts.budget()  # the instance's model data limit, shared by its containers
+        # The instance's model data limit (its ML storage volume), shared by its containers.
+        budget = self._artifacts.budget(plan.volume_bytes)
         fetches = [asyncio.ensure_future(asyncio.to_thread(self._container, workdir, c, abandoned, budget))
                    for c in plan.containers]
         try:
@@ -71,6 +74,7 @@ class Provisioner:
             startup_timeout=plan.startup_timeout or self._startup_timeout,
             workdir=workdir,
             log_dir=self.log_dir(endpoint) / instance_id,
+            plan_digest=plan_digest(plan),
         )
 
     async def close(self) -> None:
@@ -107,6 +111,13 @@ class Provisioner:
             return model_dir / submit_directory.rstrip("/")[len(MODEL_DIR):].lstrip("/")
         dest.mkdir(parents=True, exist_ok=True)
         return self._artifacts.materialize_code(submit_directory, dest, budget)
+
+
+def plan_digest(plan: VariantPlan) -> str:
+    """What an instance of ``plan`` runs — containers, mode, instance type — as a short digest
+    (weights and counts left out: an instance serves any of those)."""
+    what = [[(c.hostname, c.definition) for c in plan.containers], plan.mode, plan.instance_type]
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
 async def _remove_when_done(workdir: Path, fetches: list[asyncio.Future[ContainerSpec]]) -> None:
