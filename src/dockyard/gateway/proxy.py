@@ -74,6 +74,8 @@ class Invocation:
     headers: Mapping[str, str]
     target_variant: str | None
     target_container: str | None
+    # InvokeEndpointWithResponseStream: the body is relayed chunk by chunk, whatever its size.
+    stream: bool = False
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,12 @@ class Gateway:
         return fallback
 
     def _containers(self, inv: Invocation, variant: VariantRoute, instance: InstanceRoute) -> tuple[ContainerRoute, ...]:
+        if inv.stream and variant.mode == "Serial":
+            # SageMaker does not stream from inference pipelines either.
+            raise errors.runtime_validation(
+                f"Endpoint {inv.endpoint} hosts an inference pipeline (Serial): response streaming is not "
+                "supported for inference pipelines; use InvokeEndpoint."
+            )
         if variant.mode == "Direct":
             if inv.target_container is None:
                 raise errors.runtime_validation(
@@ -261,7 +269,7 @@ class Gateway:
             out = {k: v for k in RETURNED_RESPONSE_HEADERS if (v := resp.headers.get(k)) is not None}
             out["x-Amzn-Invoked-Production-Variant"] = variant.name
             length = resp.content_length
-            if length is not None and length <= WHOLE_BODY:
+            if length is not None and length <= WHOLE_BODY and not inv.stream:
                 return InvocationResult(out, body=await call.read_all(resp))
             streaming = True  # from here on the stream finishes the call
             return InvocationResult(out, chunks=BodyStream(call, resp), content_length=length)
@@ -377,6 +385,8 @@ class BodyStream:
     def __init__(self, call: _ContainerCall, resp: UpstreamResponse) -> None:
         self._call = call
         self._chunks = resp.iter_chunks()
+        # Why the body broke off, once it has: the container ran out of time (True) or it failed.
+        self.timed_out = False
 
     def __aiter__(self) -> BodyStream:
         return self
@@ -387,6 +397,7 @@ class BodyStream:
         except (asyncio.TimeoutError, UpstreamError) as exc:
             # The container died or stalled half way through its answer.
             self._call.fail()
+            self.timed_out = isinstance(exc, asyncio.TimeoutError)
             raise self._call.as_model_error(exc) from None
 
     async def aclose(self) -> None:
