@@ -14,9 +14,10 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from dockyard import console
-from dockyard.api import admin, auth, connections, control_plane, runtime_api
+from dockyard.api import admin, auth, connections, control_plane, response_stream, runtime_api
 from dockyard.api.errors import control_plane_errors, runtime_errors
 from dockyard.api.validation import sagemaker_validator
+from dockyard.artifacts.policy import AccessPolicy
 from dockyard.artifacts.store import ArtifactStore
 from dockyard.control.context import ControlContext
 from dockyard.control.plane import operations
@@ -83,7 +84,9 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     if runtime is None:
         runtime = make_runtime(settings, user, scratch)
     provisioner = Provisioner(
-        settings.state_dir, ArtifactStore(settings.state_dir / "cache", settings.region), settings.startup_timeout,
+        settings.state_dir,
+        ArtifactStore(settings.state_dir / "cache", settings.region, AccessPolicy.from_settings(settings)),
+        settings.startup_timeout,
         instances_dir=scratch / "instances",
     )
     routes = RouteBuilder(metrics, gateway.publish)
@@ -122,6 +125,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     app.add_routes(admin.routes(registry, metrics.summary, log_files, stats, lambda name: name.lower() in gateway.table))
     app.add_routes([admin.readiness_route(routes.readiness)])
     app.add_routes(runtime_api.routes(gateway, settings.max_payload_bytes))
+    app.add_routes(response_stream.routes(gateway, settings.max_payload_bytes))
     app.router.add_post("/", control_plane.handler(ops, sagemaker_validator()))
 
     async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]

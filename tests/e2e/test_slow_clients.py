@@ -65,12 +65,19 @@ def slow_socks() -> Iterator[list[socket.socket]]:
 
 def test_slow_connections_are_closed_after_the_header_timeout_and_starve_no_one(
         tmp_path: Path, slow_socks: list[socket.socket]) -> None:
-    srv = Server(tmp_path / "state", tmp_path / "server.log", {"DOCKYARD_HEADER_TIMEOUT": "2"}).start()
+    srv = Server(tmp_path / "state", tmp_path / "server.log",
+                 {"DOCKYARD_HEADER_TIMEOUT": "2", "DOCKYARD_BODY_TIMEOUT": "2"}).start()
     try:
         slow_socks += open_slow(srv.port, SLOW)
+        # And a few that send whole headers, then a tenth of the body they announced.
+        for _ in range(10):
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+            s.sendall(PARTIAL + b"Content-Length: 100\r\n\r\n1,2,3,4,5,")
+            s.setblocking(False)
+            slow_socks.append(s)
         sm = srv.client("sagemaker", retries={"max_attempts": 1, "mode": "standard"})
         assert sm.list_endpoints()["Endpoints"] == []  # served while the slow ones hang on
-        assert wait_closed(slow_socks, SLOW) == SLOW
+        assert wait_closed(slow_socks, SLOW + 10) == SLOW + 10
         assert sm.list_models()["Models"] == []
     finally:
         srv.stop()

@@ -85,12 +85,15 @@ def test_update_endpoint_is_blue_green(ab, rt, sm):
 
 
 def test_failed_update_rolls_back(ab, rt, sm):
+    # Whatever the other tests of this module did to "ab" (it runs alone, too): it must be back as it was.
+    before = sm.describe_endpoint(EndpointName="ab")
+    serving = {v["VariantName"] for v in before["ProductionVariants"] if v["CurrentWeight"] > 0}
     sm.create_model(ModelName="variant-broken", PrimaryContainer={"Image": "registry.example/not-managed:1"})
     sm.create_endpoint_config(EndpointConfigName="ab-broken", ProductionVariants=[
         {"VariantName": "Broken", "ModelName": "variant-broken", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
     sm.update_endpoint(EndpointName="ab", EndpointConfigName="ab-broken")
     desc = wait_settled(sm, "ab")
     assert desc["EndpointStatus"] == "InService"
-    assert desc["EndpointConfigName"] == "ab-config-2"
+    assert desc["EndpointConfigName"] == before["EndpointConfigName"]
     assert desc["FailureReason"].startswith("Update failed: Image registry.example/not-managed:1 cannot run")
-    assert served(rt, 5) == {("Zero", 0): 5}
+    assert {variant for variant, _ in served(rt, 5)} <= serving

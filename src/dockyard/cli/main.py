@@ -58,6 +58,10 @@ def main() -> None:
 @click.option("--metrics-open", is_flag=True, default=None,
               help=f"Answer /metrics unsigned even with --credentials.  [env var: {env_name('metrics_open')}]")
 @click.option("--log-level", default="INFO", show_default=True, envvar="DOCKYARD_LOG_LEVEL", show_envvar=True)
+@click.option("--allow-path", "allow_paths", multiple=True, type=click.Path(path_type=Path),
+              callback=lambda _ctx, _param, paths: tuple(p.absolute() for p in paths) or None,
+              help=f"Read local model data and images only under DIR (repeatable).  [env var: {env_name('allow_paths')}; "
+                   "default: home and current directory, none with --credentials]")
 def serve(log_level: str, **flags: object) -> None:
     """Serve the SageMaker control plane and runtime API on one port."""
     from dockyard.server import serve as run
@@ -87,7 +91,10 @@ def demo(url: str, keep: bool) -> None:
     """Train a tiny model, deploy it on an embedded server, invoke it, clean up."""
     from dockyard.cli.demo import run_demo
 
-    run_demo(console, url if keep else None)
+    try:
+        run_demo(console, url if keep else None)
+    except SettingsError as exc:  # --keep reads the state dir from DOCKYARD_STATE_DIR
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()

@@ -9,7 +9,7 @@ reports logs and resource use.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -43,6 +43,9 @@ class InstanceSpec:
     workdir: Path
     # Where the containers' stdout/stderr go; kept until the endpoint is deleted.
     log_dir: Path
+    # What the instance runs (the variant's containers, mode and instance type), as a digest: a
+    # restarted server adopts a still-running instance only for a plan with the same digest.
+    plan_digest: str = ""
 
 
 @dataclass
@@ -83,8 +86,12 @@ class Runtime(Protocol):
     async def stats(self, instance: RunningInstance) -> list[ContainerStats]:
         """CPU and resident memory per container."""
 
+    async def adopt(self) -> list[RunningInstance]:
+        """Take over the healthy instances an earlier, killed server left running (called once,
+        before ``remove_orphans``, which spares them); the caller stops those it does not want."""
+
     async def remove_orphans(self) -> None:
-        """Stop whatever an earlier, killed server left running."""
+        """Stop whatever an earlier, killed server left running, except what ``adopt`` returned."""
 
     async def close(self) -> None:
         """Release the runtime's own resources (clients, sessions)."""
@@ -142,13 +149,13 @@ async def start_containers(
     return instance
 
 
-def _launched(launches: list[asyncio.Future[RunningContainer]]) -> tuple[RunningContainer, ...]:
+def _launched(launches: Sequence[asyncio.Future[RunningContainer]]) -> tuple[RunningContainer, ...]:
     return tuple(t.result() for t in launches if t.done() and not t.cancelled() and t.exception() is None)
 
 
 async def _abandon(
     instance: RunningInstance,
-    launches: list[asyncio.Future[RunningContainer]],
+    launches: Sequence[asyncio.Future[RunningContainer]],
     discard: Callable[[RunningInstance], Awaitable[None]],
 ) -> None:
     for task in launches:
