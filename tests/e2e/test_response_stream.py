@@ -7,6 +7,8 @@ server with credentials checks the signature of streaming requests too."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import textwrap
 import urllib.request
@@ -20,6 +22,8 @@ from botocore.exceptions import ClientError, EventStreamError
 from servers import Server
 
 from e2e.deploy import create_endpoint, delete_all
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # A BYOC container (a directory with an executable `serve`, run by the process runtime) that
 # streams the tokens of its JSON request as chunks. With "wait_dir", it writes token k only once
@@ -236,3 +240,14 @@ def test_streaming_requests_are_authenticated(tmp_path, image):
         assert info.value.response["Error"]["Code"] == "InvalidSignatureException"
     finally:
         srv.stop()
+
+
+def test_streaming_example(server):
+    out = subprocess.run([sys.executable, "examples/streaming/stream_tokens.py"], env={**os.environ, "DOCKYARD_URL": server.url},
+                         capture_output=True, text=True, timeout=180, cwd=ROOT, check=False)
+    assert out.returncode == 0, out.stderr
+    lines = dict(line.split(":", 1) for line in out.stdout.strip().splitlines())
+    # The Markov chain generated the same words on the endpoint, streamed or whole, as here.
+    assert lines["streamed"] == lines["invoke_endpoint"] == lines["local"]
+    assert len(lines["local"].split()) == 30
+    assert int(lines["parts"]) > 1  # tokens arrive as separate events, not as one answer at the end

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -272,7 +272,9 @@ class Gateway:
             if length is not None and length <= WHOLE_BODY and not inv.stream:
                 return InvocationResult(out, body=await call.read_all(resp))
             streaming = True  # from here on the stream finishes the call
-            return InvocationResult(out, chunks=BodyStream(call, resp), content_length=length)
+            # A streamed invocation keeps the container's chunks apart: each becomes an event.
+            chunks = resp.iter_pieces() if inv.stream else resp.iter_chunks()
+            return InvocationResult(out, chunks=BodyStream(call, chunks), content_length=length)
         finally:
             if not streaming:
                 call.finish()
@@ -382,9 +384,9 @@ class BodyStream:
     """A container's response body, chunk by chunk as it arrives. ``aclose()`` ends the call
     (connection released, metrics recorded) and must be called however the relaying ends."""
 
-    def __init__(self, call: _ContainerCall, resp: UpstreamResponse) -> None:
+    def __init__(self, call: _ContainerCall, chunks: AsyncIterator[bytes]) -> None:
         self._call = call
-        self._chunks = resp.iter_chunks()
+        self._chunks = chunks
         # Why the body broke off, once it has: the container ran out of time (True) or it failed.
         self.timed_out = False
 
