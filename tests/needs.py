@@ -43,5 +43,6 @@ def require(module: str) -> ModuleType:
         try:
             return importlib.import_module(module)
         except ImportError as exc:
-            unavailable(f"{module} is not importable ({exc})", REQUIRE_FRAMEWORKS)
+            missing = str(exc)
+        unavailable(f"{module} is not importable ({missing})", REQUIRE_FRAMEWORKS)
     return pytest.importorskip(module, reason=f"needs {module}: {INSTALL.get(module, f'pip install {module}')}")

@@ -4,6 +4,7 @@ optionally with SigV4 credentials (``credentials``) and HTTPS (``tls``: certific
 from __future__ import annotations
 
 import ssl
+import tempfile
 from pathlib import Path
 
 import boto3
@@ -25,10 +26,12 @@ class Server:
         args: tuple[str, ...] = (),
         credentials: dict[str, str] | None = None,
         tls: tuple[Path, Path] | None = None,
+        allow_paths: tuple[Path, ...] = (Path(tempfile.gettempdir()),),
     ) -> None:
         self.state_dir, self.log_path, self.extra_env = state_dir, log_path, extra_env or {}
         self.port = free_port()
-        self.args = list(args)
+        # Test model data lives in pytest's temporary directories, outside the default local roots.
+        self.args = [*args, *(arg for path in allow_paths for arg in ("--allow-path", str(path)))]
         self.credentials = credentials
         if credentials:
             path = log_path.parent / f"credentials-{self.port}"

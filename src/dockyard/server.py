@@ -17,6 +17,7 @@ from dockyard import console
 from dockyard.api import admin, auth, connections, control_plane, runtime_api
 from dockyard.api.errors import control_plane_errors, runtime_errors
 from dockyard.api.validation import sagemaker_validator
+from dockyard.artifacts.policy import AccessPolicy
 from dockyard.artifacts.store import ArtifactStore
 from dockyard.control.context import ControlContext
 from dockyard.control.plane import operations
@@ -83,7 +84,9 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     if runtime is None:
         runtime = make_runtime(settings, user, scratch)
     provisioner = Provisioner(
-        settings.state_dir, ArtifactStore(settings.state_dir / "cache", settings.region), settings.startup_timeout,
+        settings.state_dir,
+        ArtifactStore(settings.state_dir / "cache", settings.region, AccessPolicy.from_settings(settings)),
+        settings.startup_timeout,
         instances_dir=scratch / "instances",
     )
     routes = RouteBuilder(metrics, gateway.publish)

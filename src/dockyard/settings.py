@@ -28,6 +28,9 @@ DEFAULT_PORT = 8780
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 """InvokeEndpoint request and response bodies are at most 6 MiB (botocore's BodyBlob max)."""
 
+MAX_UNPACKED_BYTES = 30 * 1024**3
+"""SageMaker gives hosting instances without instance storage a 30 GB ML storage volume."""
+
 ENV_PREFIX = "DOCKYARD_"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -78,6 +81,15 @@ class Settings:
     # Docker runtime: the Python base image (instance sandboxes run `sleep` in it); None picks
     # python:3.11-slim or dockyard/base:bookworm, whichever the engine has.
     base_image: str | None = None
+    # Local model data, code and image directories are read only under these roots (--allow-path,
+    # repeatable); None: the user's home and the current directory, or none when credentials are
+    # configured. /proc, /sys, /dev and device files never.
+    allow_paths: tuple[Path, ...] | None = None
+    # http(s):// model data from link-local and cloud-metadata addresses (169.254.0.0/16,
+    # fd00:ec2::254) is refused unless this is set.
+    allow_link_local: bool = False
+    # Most bytes one instance's model data (and code) may take once unpacked or copied.
+    max_unpacked_bytes: int = field(default=MAX_UNPACKED_BYTES, metadata=_bounds(1))
     # Process runtime, server running as root: the user (name or uid) containers run as, so that
     # user code never runs as root; "root" runs them as root.
     container_user: str = "nobody"

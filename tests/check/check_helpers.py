@@ -35,6 +35,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 PORT = {port} or int(os.environ["SAGEMAKER_BIND_TO_PORT"])
 PING = {ping}
 PING_DELAY = {ping_delay}
+# Seconds the first /ping takes, as a server that loads its model on it (AWS's sklearn BYOC sample).
+FIRST_PING_DELAY = [{first_ping_delay}]
 INVOKE_DELAY = {invoke_delay}
 NEGOTIATES = {negotiates}
 MULTI_MODEL = {multi_model}
@@ -47,7 +49,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         if self.path == "/ping" and PING:
-            time.sleep(PING_DELAY)
+            time.sleep(PING_DELAY + (FIRST_PING_DELAY.pop() if FIRST_PING_DELAY else 0))
             self.reply(200, b"")
         elif MULTI_MODEL and self.path == "/models":
             self.reply(200, json.dumps({{"models": [{{"modelName": n, "modelUrl": u}} for n, u in MODELS.items()]}}).encode())
@@ -109,6 +111,7 @@ def container_dir(
     port: int | None = None,
     ping: bool = True,
     ping_delay: float = 0.0,
+    first_ping_delay: float = 0.0,
     invoke_delay: float = 0.0,
     negotiates: bool = True,
     threaded: bool = True,
@@ -123,7 +126,8 @@ def container_dir(
     directory.mkdir(parents=True, exist_ok=True)
     serve = directory / "serve"
     serve.write_text(SERVER.format(
-        python=sys.executable, port=port or 0, ping=ping, ping_delay=ping_delay, invoke_delay=invoke_delay,
+        python=sys.executable, port=port or 0, ping=ping, ping_delay=ping_delay,
+        first_ping_delay=first_ping_delay, invoke_delay=invoke_delay,
         negotiates=negotiates, server_class="ThreadingHTTPServer" if threaded else "HTTPServer",
         protocol="HTTP/1.1" if threaded else "HTTP/1.0",
         ignores_sigterm=ignores_sigterm, multi_model=multi_model,

@@ -201,6 +201,9 @@ class FakeRuntime:
     async def stats(self, instance: base.RunningInstance) -> list[base.ContainerStats]:
         return [base.ContainerStats(c.hostname, 0.0, 0) for c in instance.containers]
 
+    async def adopt(self) -> list[base.RunningInstance]:
+        return []
+
     async def remove_orphans(self) -> None:
         self.orphan_sweeps += 1
 

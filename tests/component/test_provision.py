@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from dockyard.artifacts.errors import ArtifactError
+from dockyard.artifacts.policy import Budget
 from dockyard.control.plans import ContainerPlan, VariantPlan
 from dockyard.control.provision import Provisioner
 from dockyard.runtime.base import InstanceStartError
@@ -24,7 +25,10 @@ class Artifacts:
         self.slow_started = threading.Event()
         self.code_fetched: list[str] = []
 
-    def materialize_model_data(self, definition: dict[str, Any], dest: Path) -> None:
+    def budget(self, volume_bytes: int | None) -> Budget:
+        return Budget(volume_bytes or 1 << 20)
+
+    def materialize_model_data(self, definition: dict[str, Any], dest: Path, budget: Budget) -> None:
         url = definition["ModelDataUrl"]
         if url == "broken":
             raise ArtifactError("Could not find model data broken.")
@@ -33,7 +37,7 @@ class Artifacts:
             assert self.release.wait(10), "the test never released the slow download"
         (dest / "model.joblib").write_bytes(b"model")
 
-    def materialize_code(self, submit_directory: str, dest: Path) -> Path:
+    def materialize_code(self, submit_directory: str, dest: Path, budget: Budget) -> Path:
         self.code_fetched.append(submit_directory)
         return dest
 

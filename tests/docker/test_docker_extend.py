@@ -12,7 +12,7 @@ from e2e.models import SKLEARN_URI, iris_classifier, package
 
 from dockyard.images.build import run_build
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.index, pytest.mark.slow]  # pip inside an image build
 
 # How a user would name their extended image: their own ECR repository (here only a local tag).
 EXTENDED_URI = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sklearn-inflection:1"

@@ -1,6 +1,7 @@
 """Kill the server with SIGKILL: its containers outlive it (they belong to the engine). Restart it
-with the same state directory: what the old server left is removed, every InService endpoint
-comes back, and no container is duplicated or orphaned; a graceful stop then leaves none."""
+with the same state directory: an instance still whole and healthy is adopted (same containers,
+not replaced), a broken one is removed and replaced, every InService endpoint comes back, and no
+container is duplicated or orphaned; a graceful stop then leaves none."""
 
 from __future__ import annotations
 
@@ -40,6 +41,10 @@ def test_sigkill_then_restart_leaves_exactly_the_endpoints_containers(engine, sk
         os.kill(srv.proc.pid, signal.SIGKILL)
         srv.proc.wait()
         assert instances(engine, state) == before  # the engine keeps them running
+        # While no server runs, survivor-b's model container dies: its instance is no longer whole.
+        (broken,) = owned_containers(engine, state, endpoint="survivor-b", role="container")
+        broken_instance = broken.labels["io.dockyard.instance"]
+        broken.kill()
 
         srv.start()
         rt = srv.client("sagemaker-runtime", retries={"max_attempts": 1})
@@ -53,9 +58,12 @@ def test_sigkill_then_restart_leaves_exactly_the_endpoints_containers(engine, sk
         for name in ("survivor-a", "survivor-b"):
             assert wait_for(lambda name=name: answers(name), 60, f"{name} to answer again").strip() in (b"[0]", b"[0.0]")
             assert sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "InService"
-        after = instances(engine, state)
-        assert len(after) == 2 and all(roles == {"sandbox", "container"} for roles in after.values())
-        assert not set(after) & set(before), "the old server's instances should have been removed"
+        after = wait_for(lambda: (found := instances(engine, state)) and len(found) == 2 and found, 30,
+                         "exactly one instance per endpoint")
+        assert all(roles == {"sandbox", "container"} for roles in after.values())
+        adopted = set(before) - {broken_instance}
+        assert adopted <= set(after), "the healthy instance should have been adopted, not replaced"
+        assert broken_instance not in after, "the broken instance should have been replaced"
         # A delete still in progress when the server stops is finished before it exits.
         sm.delete_endpoint(EndpointName="survivor-a")
     finally:

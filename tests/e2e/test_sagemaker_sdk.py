@@ -1,5 +1,5 @@
 """The SageMaker Python SDK (v2) as a client, unchanged: Model.deploy, Predictor.predict with its
-serializers, delete — the flow in ../shared/reference/sagemaker-sdk.md."""
+serializers, delete — the flow the README's SDK section shows."""
 
 from __future__ import annotations
 

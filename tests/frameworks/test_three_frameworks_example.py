@@ -9,12 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from needs import require
 
 ROOT = Path(__file__).resolve().parents[2]
 IRIS_CLASSES = [0, 0, 1, 1, 2, 2, 2]  # of the rows the example asks about
 
 
+@pytest.mark.slow
 def test_three_frameworks_on_one_direct_endpoint(server, sm):
     for module in ("torch", "tensorflow", "keras"):
         require(module)

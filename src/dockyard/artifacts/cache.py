@@ -4,7 +4,8 @@ Layout: ``<root>/<hash of URL>-<last URL segment>/<hash of version>``. An entry 
 by an atomic rename of a finished download, so a reader never sees half a file, whatever other
 threads or processes are doing. Within one cache, downloads of the same URL are serialized so
 concurrent materializations fetch it once. When a new version lands, older versions of that URL
-are deleted; readers already holding them open keep reading (POSIX unlink semantics).
+are deleted; readers already holding them open keep reading (POSIX unlink semantics). A download
+larger than ``max_bytes`` (a remote object that never ends, say) is cut off with an error.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
+from dockyard.artifacts.policy import Budget
 from dockyard.artifacts.sources import RemoteObject
 
 _TEMP_PREFIX = ".download-"
@@ -27,8 +29,9 @@ _TEMP_PREFIX = ".download-"
 class DownloadCache:
     """Keeps downloads under ``root``; ``open`` hands out a read handle on the cached copy."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, max_bytes: int) -> None:
         self._root = root
+        self._max_bytes = max_bytes
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -60,7 +63,8 @@ class DownloadCache:
         temporary = Path(name)
         try:
             with os.fdopen(fd, "wb") as out:
-                received = obj.download(out)
+                capped = cast(BinaryIO, _Capped(out, Budget(self._max_bytes), obj.url))
+                received = obj.download(capped)
             # Opened before the rename so a concurrent prune can never pull it from under us.
             handle = temporary.open("rb")
         except BaseException:
@@ -90,6 +94,17 @@ class DownloadCache:
     def _lock_for(self, url: str) -> threading.Lock:
         with self._locks_guard:
             return self._locks.setdefault(url, threading.Lock())
+
+
+class _Capped:
+    """A file object for downloads: each write is taken from ``budget`` first."""
+
+    def __init__(self, out: BinaryIO, budget: Budget, url: str) -> None:
+        self._out, self._budget, self._url = out, budget, url
+
+    def write(self, data: bytes) -> int:
+        self._budget.take(len(data), self._url)
+        return self._out.write(data)
 
 
 def _prune(folder: Path, keep: Path) -> None:

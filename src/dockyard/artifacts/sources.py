@@ -25,6 +25,12 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dockyard.artifacts.errors import ArtifactError, download_error
+from dockyard.artifacts.policy import (
+    AccessPolicy,
+    check_local_path,
+    check_remote_host,
+    http_opener,
+)
 
 # Per socket operation, not per download: a large model may take far longer than this in total.
 _HTTP_TIMEOUT_SECONDS = 60
@@ -50,23 +56,28 @@ Location = Path | RemoteObject
 
 
 class Sources:
-    """Resolves model-data URLs; holds the per-store S3 client."""
+    """Resolves model-data URLs under ``policy``; holds the per-store S3 client."""
 
-    def __init__(self, region: str) -> None:
+    def __init__(self, region: str, policy: AccessPolicy) -> None:
         self._s3 = _S3(region)
+        self._policy = policy
+        self._http = http_opener(policy.allow_link_local)
 
     def locate(self, url: str, what: str) -> Location:
         """The object or local path ``url`` names; ``what`` ("model data", "code") is for errors.
 
-        Local paths must exist; remote objects are asked for their version (S3 HeadObject, HTTP
-        HEAD) here, so a missing S3 object is reported now, not at download time.
+        Local paths must be allowed by the policy and exist; remote objects are asked for their
+        version (S3 HeadObject, HTTP HEAD) here, so a missing S3 object is reported now, not at
+        download time.
         """
         scheme = _scheme(url)
         if scheme == "s3":
             return self._s3.stat(url, what)
         if scheme in ("http", "https"):
-            return _stat_http(url, what)
-        return _existing_local_path(url, what)
+            if not self._policy.allow_link_local:
+                check_remote_host(url, what)
+            return _stat_http(url, what, self._http)
+        return self._existing_local_path(url, what)
 
     def list_prefix(self, url: str, what: str) -> Path | list[tuple[str, RemoteObject]]:
         """Every object under an S3 key prefix, with its key relative to the prefix; or a local
@@ -79,24 +90,32 @@ class Sources:
                 f"Cannot list {what} under {url}: "
                 "S3Prefix works with s3:// URIs and local directories."
             )
-        path = _existing_local_path(url, what)
+        path = self._existing_local_path(url, what)
         if not path.is_dir():
             raise ArtifactError(f"{what.capitalize()} prefix {url} is not a directory.")
         return path
+
+    def _existing_local_path(self, url: str, what: str) -> Path:
+        path = _local_path(url)
+        if path is None:
+            raise ArtifactError(f'Unsupported {what} location "{url}": use {_SUPPORTED}.')
+        # Before the existence check: a refusal must not tell whether a forbidden path exists.
+        check_local_path(path, self._policy.allow_paths, what)
+        if not path.exists():
+            raise ArtifactError(f"Could not find {what} at {url}: no such file or directory.")
+        return path
+
+
+def check_local_location(url: str, roots: tuple[Path, ...] | None, what: str) -> None:
+    """If ``url`` is a local path, ``ArtifactError`` unless ``check_local_path`` allows it."""
+    path = _local_path(url)
+    if path is not None:
+        check_local_path(path, roots, what)
 
 
 def _scheme(url: str) -> str:
     head, sep, _ = url.partition("://")
     return head.lower() if sep else ""
-
-
-def _existing_local_path(url: str, what: str) -> Path:
-    path = _local_path(url)
-    if path is None:
-        raise ArtifactError(f'Unsupported {what} location "{url}": use {_SUPPORTED}.')
-    if not path.exists():
-        raise ArtifactError(f"Could not find {what} at {url}: no such file or directory.")
-    return path
 
 
 def _local_path(url: str) -> Path | None:
@@ -231,27 +250,28 @@ def _client_error_text(error: ClientError) -> str:
 # --- HTTP(S) --------------------------------------------------------------------------------
 
 
-def _stat_http(url: str, what: str) -> HttpObject:
+def _stat_http(url: str, what: str, opener: urllib.request.OpenerDirector) -> HttpObject:
     request = urllib.request.Request(url, method="HEAD")
     try:
-        with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT_SECONDS) as response:
+        with opener.open(request, timeout=_HTTP_TIMEOUT_SECONDS) as response:
             version = _http_version(response.headers)
     except (OSError, http.client.HTTPException):
         # Some servers refuse HEAD (pre-signed S3 URLs are signed for GET only). Without a version
         # the object is simply not cached; a real problem is reported by the GET.
         version = None
-    return HttpObject(url, what, version)
+    return HttpObject(opener, url, what, version)
 
 
 @dataclass(frozen=True)
 class HttpObject:
+    opener: urllib.request.OpenerDirector = field(repr=False, compare=False)
     url: str
     what: str
     version: str | None
 
     def download(self, out: BinaryIO) -> str | None:
         try:
-            with urllib.request.urlopen(self.url, timeout=_HTTP_TIMEOUT_SECONDS) as response:
+            with self.opener.open(self.url, timeout=_HTTP_TIMEOUT_SECONDS) as response:
                 shutil.copyfileobj(response, out, _CHUNK_BYTES)
                 return _http_version(response.headers)
         except urllib.error.HTTPError as e:

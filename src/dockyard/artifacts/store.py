@@ -3,8 +3,10 @@
 It applies SageMaker's rules (reference §5.2): ``ModelDataUrl`` is one ``.tar.gz`` extracted into
 the model directory; ``ModelDataSource.S3DataSource`` is a tar.gz (Gzip + S3Object), one object
 (None + S3Object) or every object under a key prefix (None + S3Prefix). As a local-development
-extension, a ``ModelDataUrl`` may name a local directory, whose contents are copied. The API is
-synchronous: callers run it in a thread.
+extension, a ``ModelDataUrl`` may name a local directory, whose contents are copied. What may be
+read and how much is ``AccessPolicy``'s: every byte unpacked or copied is taken from a ``Budget``
+(one per instance, shared by its containers' model data and code). The API is synchronous: callers
+run it in a thread.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any, BinaryIO
 
 from dockyard.artifacts.cache import DownloadCache
 from dockyard.artifacts.errors import ArtifactError
+from dockyard.artifacts.policy import AccessPolicy, Budget, check_local_path
 from dockyard.artifacts.sources import Location, Sources
 from dockyard.artifacts.unpack import extract_tar_gz, safe_target
 
@@ -28,11 +31,23 @@ _COMPRESSION_TYPES = ("None", "Gzip")
 class ArtifactStore:
     """Fetches model data and code, caching downloads under ``cache_dir``."""
 
-    def __init__(self, cache_dir: Path, region: str = "us-east-1") -> None:
-        self._sources = Sources(region)
-        self._cache = DownloadCache(Path(cache_dir))
+    def __init__(
+        self, cache_dir: Path, region: str = "us-east-1", policy: AccessPolicy | None = None
+    ) -> None:
+        self._policy = policy = policy or AccessPolicy()
+        self._sources = Sources(region, policy)
+        self._cache = DownloadCache(Path(cache_dir), policy.max_unpacked_bytes)
 
-    def materialize_model_data(self, container: dict[str, Any], dest: Path) -> None:
+    def budget(self, volume_bytes: int | None = None) -> Budget:
+        """A fresh budget for one instance: its variant's VolumeSizeInGB if given, capped by the
+        policy's unpacked-size limit (the operator's, which a model cannot raise)."""
+        if volume_bytes is not None and volume_bytes < self._policy.max_unpacked_bytes:
+            return Budget(volume_bytes, "the variant's VolumeSizeInGB")
+        return Budget(self._policy.max_unpacked_bytes)
+
+    def materialize_model_data(
+        self, container: dict[str, Any], dest: Path, budget: Budget | None = None
+    ) -> None:
         """Fill the empty directory ``dest`` with what SageMaker puts in /opt/ml/model.
 
         A container with neither ``ModelDataUrl`` nor ``ModelDataSource`` leaves ``dest`` empty,
@@ -40,7 +55,9 @@ class ArtifactStore:
         prefix that models are loaded from one at a time, on demand. To fetch one of those, pass
         ``{"ModelDataUrl": prefix + target_model}``.
         On failure ``dest`` is emptied again and ``ArtifactError`` says what went wrong.
+        ``budget`` defaults to a fresh one.
         """
+        budget = budget or self.budget()
         url = container.get("ModelDataUrl")
         source = container.get("ModelDataSource")
         if url and source:
@@ -49,11 +66,13 @@ class ArtifactStore:
             if container.get("Mode") == "MultiModel":
                 return
             if url:
-                self._unpack_or_copy(url, Path(dest))
+                self._unpack_or_copy(url, Path(dest), budget)
             elif source:
-                self._materialize_source(source, Path(dest))
+                self._materialize_source(source, Path(dest), budget)
 
-    def materialize_code(self, submit_directory: str, dest: Path) -> Path:
+    def materialize_code(
+        self, submit_directory: str, dest: Path, budget: Budget | None = None
+    ) -> Path:
         """The directory holding SAGEMAKER_SUBMIT_DIRECTORY's code.
 
         A local directory is returned as it is; a sourcedir ``.tar.gz`` (any supported URL or
@@ -64,10 +83,10 @@ class ArtifactStore:
             return location
         with _filling(Path(dest), "code"):
             with self._open(location) as archive:
-                extract_tar_gz(archive, Path(dest), submit_directory)
+                extract_tar_gz(archive, Path(dest), submit_directory, budget or self.budget())
         return Path(dest)
 
-    def _materialize_source(self, source: dict[str, Any], dest: Path) -> None:
+    def _materialize_source(self, source: dict[str, Any], dest: Path, budget: Budget) -> None:
         s3 = source.get("S3DataSource")
         if not isinstance(s3, dict):
             raise ArtifactError("ModelDataSource needs an S3DataSource.")
@@ -88,21 +107,21 @@ class ArtifactStore:
             # SageMaker: Gzip means S3Uri is one gzip-compressed tar, so only S3Object makes sense.
             if data_type != "S3Object":
                 raise ArtifactError(f"CompressionType Gzip needs S3DataType S3Object ({uri}).")
-            self._unpack_or_copy(uri, dest)
+            self._unpack_or_copy(uri, dest, budget)
         elif data_type == "S3Object":
-            self._copy_object(uri, dest)
+            self._copy_object(uri, dest, budget)
         else:
-            self._copy_prefix(uri, dest)
+            self._copy_prefix(uri, dest, budget)
 
-    def _unpack_or_copy(self, url: str, dest: Path) -> None:
+    def _unpack_or_copy(self, url: str, dest: Path, budget: Budget) -> None:
         location = self._sources.locate(url, _MODEL_DATA)
         if isinstance(location, Path) and location.is_dir():
-            _copy_directory(location, dest)
+            self._copy_directory(location, dest, budget)
             return
         with self._open(location) as archive:
-            extract_tar_gz(archive, dest, url)
+            extract_tar_gz(archive, dest, url, budget)
 
-    def _copy_object(self, uri: str, dest: Path) -> None:
+    def _copy_object(self, uri: str, dest: Path, budget: Budget) -> None:
         location = self._sources.locate(uri, _MODEL_DATA)
         if isinstance(location, Path) and location.is_dir():
             raise ArtifactError(f"S3Object {uri} is a directory: use S3DataType S3Prefix.")
@@ -110,24 +129,40 @@ class ArtifactStore:
         name = location.name if isinstance(location, Path) else uri.rsplit("/", 1)[-1]
         if not name:
             raise ArtifactError(f"S3Object {uri} names no object: its last part is empty.")
-        self._write(location, safe_target(dest, name, uri, "object"))
+        self._write(location, safe_target(dest, name, uri, "object"), uri, budget)
 
-    def _copy_prefix(self, uri: str, dest: Path) -> None:
+    def _copy_prefix(self, uri: str, dest: Path, budget: Budget) -> None:
         listing = self._sources.list_prefix(uri, _MODEL_DATA)
         if isinstance(listing, Path):
-            _copy_directory(listing, dest)
+            self._copy_directory(listing, dest, budget)
             return
         for relative_key, obj in listing:
             target = safe_target(dest, relative_key, uri, "object")
             target.parent.mkdir(parents=True, exist_ok=True)
-            self._write(obj, target)
+            self._write(obj, target, obj.url, budget)
 
-    def _write(self, location: Location, target: Path) -> None:
-        if isinstance(location, Path):
-            shutil.copy2(location, target)
-            return
+    def _write(self, location: Location, target: Path, label: str, budget: Budget) -> None:
         with self._open(location) as source, target.open("wb") as out:
-            shutil.copyfileobj(source, out)
+            budget.copy(source, out, label)
+        if isinstance(location, Path):
+            shutil.copymode(location, target)
+
+    def _copy_directory(self, source: Path, dest: Path, budget: Budget) -> None:
+        def copy_file(src: str, dst: str) -> None:
+            # copytree follows symlinks: each file is checked where it really is (no /dev/zero,
+            # nothing outside the allowed roots), and its bytes are taken from the budget.
+            path = check_local_path(Path(src), self._policy.allow_paths, _MODEL_DATA)
+            self._write(path, Path(dst), str(source), budget)
+
+        try:
+            shutil.copytree(source, dest, copy_function=copy_file, dirs_exist_ok=True)
+        except shutil.Error as e:
+            # copytree carries on past OS errors and reports them all as (source, target, reason).
+            problems = e.args[0]
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise ArtifactError(
+                f"Could not copy {_MODEL_DATA} from {source}: {problems[0][2]}{more}"
+            ) from e
 
     @contextmanager
     def _open(self, location: Location) -> Iterator[BinaryIO]:
@@ -153,18 +188,6 @@ def _filling(dest: Path, what: str) -> Iterator[None]:
         if isinstance(e, OSError):
             raise ArtifactError(f"Could not put {what} into {dest}: {e}") from e
         raise
-
-
-def _copy_directory(source: Path, dest: Path) -> None:
-    try:
-        shutil.copytree(source, dest, dirs_exist_ok=True)
-    except shutil.Error as e:
-        # copytree carries on past failures and reports them all as (source, target, reason).
-        problems = e.args[0]
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise ArtifactError(
-            f"Could not copy {_MODEL_DATA} from {source}: {problems[0][2]}{more}"
-        ) from e
 
 
 def _empty(directory: Path) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from dockyard.artifacts.errors import ArtifactError
+from dockyard.artifacts.policy import Budget
 
 _GZIP_MAGIC = b"\x1f\x8b"
 # tarfile.FilterError exists only where extraction filters do.
@@ -25,16 +26,17 @@ _FILTER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def extract_tar_gz(archive: BinaryIO, dest: Path, label: str) -> None:
+def extract_tar_gz(archive: BinaryIO, dest: Path, label: str, budget: Budget) -> None:
     """Extract the gzip'd tar read from ``archive`` into ``dest``; ``label`` names it in errors.
 
-    Reads the archive once, as a stream. Regular files keep their permission bits (an executable
+    Reads the archive once, as a stream. Each member's size is taken from ``budget`` before it is
+    written, so an archive expanding past the limit stops there. Regular files keep their permission bits (an executable
     stays executable) minus setuid/setgid/sticky and group/other write; ownership is not restored.
     """
     if archive.read(2) != _GZIP_MAGIC:
         raise _not_a_tar_gz(label)
     archive.seek(0)
-    members = _CheckedMembers(dest, label)
+    members = _CheckedMembers(dest, label, budget)
     try:
         # "r|gz" streams: one decompression pass, members checked just before each is written.
         with tarfile.open(fileobj=archive, mode="r|gz") as tar:
@@ -68,9 +70,10 @@ def safe_target(dest: Path, name: str, label: str, noun: str = "member") -> Path
 class _CheckedMembers:
     """Yields an archive's members after checking each one; counts them for error messages."""
 
-    def __init__(self, dest: Path, label: str) -> None:
+    def __init__(self, dest: Path, label: str, budget: Budget) -> None:
         self._dest = dest
         self._label = label
+        self._budget = budget
         self.seen = 0
 
     def of(self, tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
@@ -78,6 +81,8 @@ class _CheckedMembers:
         for member in tar:
             self.seen += 1
             _check(member, self._dest, self._label)
+            # The header's size is what tarfile writes (holes of sparse members included).
+            self._budget.take(member.size, self._label)
             if not has_filter:
                 _normalize(member)
             yield member

@@ -21,7 +21,7 @@ TITLES: dict[str, str] = {
     "default-port": "listens on 8080 when SAGEMAKER_BIND_TO_PORT is unset",
     "bind-port": "listens on SAGEMAKER_BIND_TO_PORT",
     "ping": "/ping answers 200 within the startup budget",
-    "ping-latency": "every /ping answers within 2 s",
+    "ping-latency": "every /ping after start-up answers within 2 s",
     "multi-model": "serves the multi-model API (/models)",
     "invocations": "/invocations answers the sample payload",
     "content-type": "answers 415 to an unsupported Content-Type",

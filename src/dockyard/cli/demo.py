@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import click
+import platformdirs
 from rich.console import Console
 from rich.table import Table
 
@@ -75,7 +76,10 @@ def _server(console: Console, url: str | None) -> Iterator[str]:
 def run_demo(console: Console, keep_on: str | None) -> None:
     if keep_on is not None:
         _refuse_a_kept_demo(keep_on)
-    with tempfile.TemporaryDirectory(prefix="dockyard-demo-") as tmp:
+    # Under the user's home (the cache directory): a local server reads model data there by default.
+    cache = Path(platformdirs.user_cache_dir("dockyard", appauthor=False))
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="demo-", dir=cache) as tmp:
         # A kept endpoint's model data must outlive this process (and survive a server restart).
         workdir = Path(tmp) if keep_on is None else Settings.from_env().state_dir / "demo"
         with console.status("Training a LogisticRegression on the iris data…"):

@@ -58,6 +58,10 @@ def main() -> None:
 @click.option("--metrics-open", is_flag=True, default=None,
               help=f"Answer /metrics unsigned even with --credentials.  [env var: {env_name('metrics_open')}]")
 @click.option("--log-level", default="INFO", show_default=True, envvar="DOCKYARD_LOG_LEVEL", show_envvar=True)
+@click.option("--allow-path", "allow_paths", multiple=True, type=click.Path(path_type=Path),
+              callback=lambda _ctx, _param, paths: tuple(p.absolute() for p in paths) or None,
+              help=f"Read local model data and images only under DIR (repeatable).  [env var: {env_name('allow_paths')}; "
+                   "default: home and current directory, none with --credentials]")
 def serve(log_level: str, **flags: object) -> None:
     """Serve the SageMaker control plane and runtime API on one port."""
     from dockyard.server import serve as run

@@ -34,6 +34,7 @@ from prometheus_client import CollectorRegistry
 
 from dockyard.console import traffic, views
 from dockyard.console.logs import LogFollower
+from dockyard.control.status import EndpointStatus
 from dockyard.control.store import Endpoint
 from dockyard.gateway.routing import RoutingTable
 from dockyard.runtime.base import ContainerStats, RunningInstance
@@ -128,7 +129,8 @@ class LiveChannel:
 
     async def _tick(self) -> None:
         table = self.sources.routing()
-        moving = any(e["status"] in views.TRANSITIONAL for e in self._endpoints)
+        # An endpoint in progress is moved on by the reconciler, which does not ring: follow it.
+        moving = any(EndpointStatus(e["status"]).in_progress for e in self._endpoints)
         if self._dirty or moving or table is not self._table:
             self._dirty, self._table = False, table
             self._endpoints = views.endpoint_list(self.sources.endpoints(), table)

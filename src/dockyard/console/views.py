@@ -20,8 +20,6 @@ from dockyard.runtime.base import ContainerSpec, RunningInstance
 from dockyard.runtime.layers import requirement_files
 
 MASK = "********"
-# Statuses the reconciler moves on by itself, without the control plane ringing.
-TRANSITIONAL = frozenset({"Creating", "Updating", "Deleting", "SystemUpdating", "RollingBack"})
 
 
 def endpoint_list(endpoints: list[Endpoint], table: RoutingTable) -> list[dict[str, Any]]:

@@ -1,19 +1,26 @@
 """CreateModel consistency rules the service model cannot express (SageMaker enforces them
-server side): one of PrimaryContainer/Containers, hostnames for Direct, and size limits."""
+server side): one of PrimaryContainer/Containers, hostnames for Direct, and size limits; and
+dockyard's own: local model data and code only under the allowed roots."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from dockyard import errors
+from dockyard.artifacts.errors import ArtifactError
+from dockyard.artifacts.sources import check_local_location
 from dockyard.control.plans import model_containers
+from dockyard.runtime.contract import MODEL_DIR
 
 MAX_CONTAINERS = 15
 # All Environment keys and values of a model together, across its containers.
 MAX_ENVIRONMENT_BYTES = 32 * 1024
 
 
-def check_model(params: dict[str, Any]) -> None:
+def check_model(params: dict[str, Any], roots: tuple[Path, ...] | None) -> None:
+    """Raise ValidationException for the first rule ``params`` breaks; ``roots`` are the allowed
+    local paths (None: any)."""
     has_primary, has_list = "PrimaryContainer" in params, bool(params.get("Containers"))
     if has_primary == has_list:
         raise errors.validation(
@@ -38,6 +45,7 @@ def check_model(params: dict[str, Any]) -> None:
             raise errors.validation(
                 f"{where}: Mode MultiModel (multi-model endpoints) is not supported by dockyard yet."
             )
+        _check_local_paths(container, where, roots)
     if has_list:
         _check_hostnames(containers, mode or "Serial")
     size = sum(len(k) + len(v) for c in containers for k, v in c.get("Environment", {}).items())
@@ -45,6 +53,23 @@ def check_model(params: dict[str, Any]) -> None:
         raise errors.validation(
             f"The Environment variables of all containers total {size} characters; the limit is {MAX_ENVIRONMENT_BYTES}."
         )
+
+
+def _check_local_paths(container: dict[str, Any], where: str, roots: tuple[Path, ...] | None) -> None:
+    """Refuse at CreateModel what fetching would refuse later: a local path outside the roots; and
+    a local-directory image (the runtimes run those) under the same rule."""
+    s3 = container.get("ModelDataSource", {}).get("S3DataSource", {})
+    code = container.get("Environment", {}).get("SAGEMAKER_SUBMIT_DIRECTORY")
+    if code and code.startswith(MODEL_DIR):
+        code = None  # a repacked model's code, inside its model data
+    located = [(container.get("Image"), "image"), (container.get("ModelDataUrl"), "model data"),
+               (s3.get("S3Uri"), "model data"), (code, "code")]
+    for url, what in located:
+        if url:
+            try:
+                check_local_location(url, roots, what)
+            except ArtifactError as exc:
+                raise errors.validation(f"{where}: {exc}") from None
 
 
 def _check_hostnames(containers: list[dict[str, Any]], mode: str) -> None:

@@ -37,6 +37,8 @@ class VariantPlan:
     # "Single" for a PrimaryContainer model, else the model's InferenceExecutionConfig.Mode.
     mode: str
     containers: tuple[ContainerPlan, ...]
+    # The variant's VolumeSizeInGB: what one instance's model data may take (None: the setting).
+    volume_bytes: int | None = None
 
 
 def model_containers(model_spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -123,6 +125,7 @@ class Deployment:
             model = self.models[v["ModelName"]]
             state = self.variants[v["VariantName"]]
             timeout = v.get("ContainerStartupHealthCheckTimeoutInSeconds")
+            volume = v.get("VolumeSizeInGB")
             plans.append(
                 VariantPlan(
                     name=v["VariantName"],
@@ -133,6 +136,7 @@ class Deployment:
                     startup_timeout=float(timeout) if timeout else None,
                     mode=execution_mode(model),
                     containers=container_plans(model),
+                    volume_bytes=int(volume) * 1024**3 if volume else None,
                 )
             )
         return tuple(plans)

@@ -9,12 +9,15 @@ container where it is.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import shutil
 import threading
 import uuid
 from pathlib import Path
 
 from dockyard.artifacts.errors import ArtifactError
+from dockyard.artifacts.policy import Budget
 from dockyard.artifacts.store import ArtifactStore
 from dockyard.control.plans import ContainerPlan, VariantPlan
 from dockyard.runtime.base import ContainerSpec, InstanceSpec, InstanceStartError
@@ -49,7 +52,10 @@ class Provisioner:
         instance_id = f"{endpoint}-{plan.name}-{uuid.uuid4().hex[:8]}".lower()
         workdir = self._instances / instance_id
         abandoned = threading.Event()
-        fetches = [asyncio.ensure_future(asyncio.to_thread(self._container, workdir, c, abandoned)) for c in plan.containers]
+        # The instance's model data limit (its ML storage volume), shared by its containers.
+        budget = self._artifacts.budget(plan.volume_bytes)
+        fetches = [asyncio.ensure_future(asyncio.to_thread(self._container, workdir, c, abandoned, budget))
+                   for c in plan.containers]
         try:
             # Shielded: a fetch runs in a thread that cannot be interrupted, so it is waited for, not cancelled.
             containers = await asyncio.gather(*(asyncio.shield(f) for f in fetches))
@@ -68,23 +74,24 @@ class Provisioner:
             startup_timeout=plan.startup_timeout or self._startup_timeout,
             workdir=workdir,
             log_dir=self.log_dir(endpoint) / instance_id,
+            plan_digest=plan_digest(plan),
         )
 
     async def close(self) -> None:
         """Wait until the directories of abandoned instances are removed."""
         await asyncio.gather(*self._removals, return_exceptions=True)
 
-    def _container(self, workdir: Path, plan: ContainerPlan, abandoned: threading.Event) -> ContainerSpec:
+    def _container(self, workdir: Path, plan: ContainerPlan, abandoned: threading.Event, budget: Budget) -> ContainerSpec:
         """One container's directories, model data and code (blocking: runs in a thread)."""
         model_dir = workdir / plan.hostname / "model"
         model_dir.mkdir(parents=True)
         environment = dict(plan.definition.get("Environment", {}))
         submit_directory = environment.pop("SAGEMAKER_SUBMIT_DIRECTORY", None)
         try:
-            self._artifacts.materialize_model_data(plan.definition, model_dir)
+            self._artifacts.materialize_model_data(plan.definition, model_dir, budget)
             if abandoned.is_set():
                 raise InstanceStartError(f"Container {plan.hostname} was not prepared: a sibling failed first.")
-            code_dir = self._code(submit_directory, model_dir, workdir / plan.hostname / "code")
+            code_dir = self._code(submit_directory, model_dir, workdir / plan.hostname / "code", budget)
         except ArtifactError as exc:
             raise InstanceStartError(f"Failed to prepare model data for container {plan.hostname}: {exc}") from None
         return ContainerSpec(
@@ -96,14 +103,21 @@ class Provisioner:
             multi_model=plan.multi_model,
         )
 
-    def _code(self, submit_directory: str | None, model_dir: Path, dest: Path) -> Path | None:
+    def _code(self, submit_directory: str | None, model_dir: Path, dest: Path, budget: Budget) -> Path | None:
         if not submit_directory:
             return None
         if submit_directory.rstrip("/").startswith(MODEL_DIR):
             # A repacked model (network isolation): code/ inside the model data.
             return model_dir / submit_directory.rstrip("/")[len(MODEL_DIR):].lstrip("/")
         dest.mkdir(parents=True, exist_ok=True)
-        return self._artifacts.materialize_code(submit_directory, dest)
+        return self._artifacts.materialize_code(submit_directory, dest, budget)
+
+
+def plan_digest(plan: VariantPlan) -> str:
+    """What an instance of ``plan`` runs — containers, mode, instance type — as a short digest
+    (weights and counts left out: an instance serves any of those)."""
+    what = [[(c.hostname, c.definition) for c in plan.containers], plan.mode, plan.instance_type]
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
 async def _remove_when_done(workdir: Path, fetches: list[asyncio.Future[ContainerSpec]]) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 from dockyard.control.healing import Backoff
 from dockyard.control.plans import VariantPlan
-from dockyard.control.provision import Provisioner
+from dockyard.control.provision import Provisioner, plan_digest
 from dockyard.control.status import EndpointStatus
 from dockyard.control.store import Endpoint, EndpointSummary, Store
 from dockyard.gateway.routing import RouteBuilder, VariantDeployment
@@ -123,9 +123,10 @@ class Reconciler:
         return [i for v in self._running.get(endpoint.lower(), {}).values() for i in v.instances]
 
     async def _run(self) -> None:
+        adopted = await self._adopt(await self._runtime.adopt())
         await self._runtime.remove_orphans()
-        # Nothing runs yet: every instance directory is of an instance gone with the last server.
-        await asyncio.to_thread(self._provisioner.sweep_instances, set())
+        # Nothing else runs yet: every other instance directory is of an instance gone with the last server.
+        await asyncio.to_thread(self._provisioner.sweep_instances, adopted)
         while True:
             self._wake.clear()
             await self._pass()
@@ -133,6 +134,29 @@ class Reconciler:
                 await asyncio.wait_for(self._wake.wait(), self._interval)
             except asyncio.TimeoutError:
                 pass
+
+    async def _adopt(self, instances: list[RunningInstance]) -> set[str]:
+        """Take over the instances a killed server left running (docker runtime) that an InService
+        endpoint still wants; stop the others. The ids of those kept."""
+        kept = [i for i in instances if await self._take_over(i)]
+        await self._stop([i for i in instances if i not in kept])
+        return {i.spec.instance_id for i in kept}
+
+    async def _take_over(self, instance: RunningInstance) -> bool:
+        spec = instance.spec
+        ep = await self._store.run(self._store.get_endpoint, spec.endpoint)
+        if ep is None or ep.status != Status.IN_SERVICE:
+            return False
+        plan = next((p for p in ep.deployment.plans if p.name == spec.variant), None)
+        if plan is None or plan_digest(plan) != spec.plan_digest:
+            return False
+        running = self._running.setdefault(ep.name.lower(), {p.name: RunningVariant(p) for p in ep.deployment.plans})
+        if len(running[plan.name].instances) >= plan.instance_count:
+            return False
+        running[plan.name].instances.append(instance)
+        self._publish(ep.name, Status.IN_SERVICE, running)
+        log.info("endpoint %s: took over instance %s, still running from before the restart", ep.name, spec.instance_id)
+        return True
 
     async def _pass(self) -> None:
         for ep in await self._store.run(self._store.endpoint_summaries):

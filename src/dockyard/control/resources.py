@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from dockyard import errors
+from dockyard.artifacts.policy import AccessPolicy
 from dockyard.control import listing
 from dockyard.control.config_rules import check_endpoint_config
 from dockyard.control.context import ControlContext
@@ -76,7 +77,9 @@ class ResourceOps:
 
 
 def model_ops(ctx: ControlContext) -> ResourceOps:
-    return ResourceOps(ctx, MODEL, "model", "Model", check_model, {"EnableNetworkIsolation": False})
+    roots = AccessPolicy.from_settings(ctx.settings).allow_paths
+    return ResourceOps(ctx, MODEL, "model", "Model", lambda params: check_model(params, roots),
+                       {"EnableNetworkIsolation": False})
 
 
 def endpoint_config_ops(ctx: ControlContext, models: ResourceOps) -> ResourceOps:

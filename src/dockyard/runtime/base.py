@@ -43,6 +43,9 @@ class InstanceSpec:
     workdir: Path
     # Where the containers' stdout/stderr go; kept until the endpoint is deleted.
     log_dir: Path
+    # What the instance runs (the variant's containers, mode and instance type), as a digest: a
+    # restarted server adopts a still-running instance only for a plan with the same digest.
+    plan_digest: str = ""
 
 
 @dataclass
@@ -83,8 +86,12 @@ class Runtime(Protocol):
     async def stats(self, instance: RunningInstance) -> list[ContainerStats]:
         """CPU and resident memory per container."""
 
+    async def adopt(self) -> list[RunningInstance]:
+        """Take over the healthy instances an earlier, killed server left running (called once,
+        before ``remove_orphans``, which spares them); the caller stops those it does not want."""
+
     async def remove_orphans(self) -> None:
-        """Stop whatever an earlier, killed server left running."""
+        """Stop whatever an earlier, killed server left running, except what ``adopt`` returned."""
 
     async def close(self) -> None:
         """Release the runtime's own resources (clients, sessions)."""

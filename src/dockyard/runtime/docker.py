@@ -23,6 +23,7 @@ import functools
 import logging
 import math
 import shutil
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import aiohttp
 
 from dockyard.images.build_base import DEBIAN_BASE, local_base
+from dockyard.runtime import docker_labels
 from dockyard.runtime.base import (
     ContainerSpec,
     ContainerStats,
@@ -52,7 +54,7 @@ from dockyard.runtime.contract import (
 from dockyard.runtime.docker_engine import has_cpu_baseline, usage
 from dockyard.runtime.docker_images import ImageResolver, LocalImage
 from dockyard.runtime.docker_watch import ExitWatcher, LogFollower
-from dockyard.runtime.health import NotHealthy, wait_healthy
+from dockyard.runtime.health import NotHealthy, ping, wait_healthy
 from dockyard.runtime.instance_types import resources_for
 
 if TYPE_CHECKING:
@@ -61,10 +63,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-LABEL_PREFIX = "io.dockyard."
-OWNER_LABEL = LABEL_PREFIX + "owner"
-ROLE_LABEL = LABEL_PREFIX + "role"
-INSTANCE_LABEL = LABEL_PREFIX + "instance"
+OWNER_LABEL, ROLE_LABEL, INSTANCE_LABEL = docker_labels.OWNER, docker_labels.ROLE, docker_labels.INSTANCE
 SAFE_PORTS_START = 9000
 SAFE_PORTS_PER_CONTAINER = 100
 ENGINE_EVENTS_TIMEOUT = 10.0
@@ -111,6 +110,8 @@ class DockerRuntime:
         self._watcher = ExitWatcher(client)
         self._session: aiohttp.ClientSession | None = None
         self._stopping: set[asyncio.Future[None]] = set()
+        # Instances taken over from a killed server (``adopt``) that ``remove_orphans`` spares.
+        self._adopted: set[str] = set()
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
@@ -158,19 +159,6 @@ class DockerRuntime:
                      resources.vcpus, self._host_cpus, cpus)
         return {"nano_cpus": int(cpus * 1e9), "mem_limit": resources.memory_bytes}
 
-    def _labels(self, spec: InstanceSpec, role: str, hostname: str | None = None) -> dict[str, str]:
-        labels = {
-            OWNER_LABEL: self._owner,
-            ROLE_LABEL: role,
-            LABEL_PREFIX + "endpoint": spec.endpoint,
-            LABEL_PREFIX + "variant": spec.variant,
-            INSTANCE_LABEL: spec.instance_id,
-            LABEL_PREFIX + "instance-type": spec.instance_type,
-        }
-        if hostname is not None:
-            labels[LABEL_PREFIX + "hostname"] = hostname
-        return labels
-
     def _sandbox_image_name(self) -> str:
         if self._sandbox_image is None:
             self._sandbox_image = local_base(self._client, self._base_image)
@@ -196,7 +184,7 @@ class DockerRuntime:
                 hostname=spec.instance_id[:63].rstrip("-"),
                 # Containers reach each other by ContainerHostname, as on SageMaker.
                 extra_hosts={c.hostname: "127.0.0.1" for c in spec.containers},
-                labels=self._labels(spec, "sandbox"),
+                labels=docker_labels.sandbox_labels(self._owner, spec),
                 ports=ports,
                 detach=True,
             )
@@ -233,7 +221,7 @@ class DockerRuntime:
                 image.reference,
                 command=["serve"],
                 name=f"dockyard-{spec.instance_id}-{c.hostname}",
-                labels=self._labels(spec, "container", c.hostname),
+                labels=docker_labels.container_labels(self._owner, spec, c, port),
                 environment=environment,
                 volumes=volumes,
                 network_mode=f"container:{sandbox.id}",
@@ -300,6 +288,7 @@ class DockerRuntime:
         await asyncio.shield(stop)
 
     async def _stop(self, instance: RunningInstance) -> None:
+        self._adopted.discard(instance.spec.instance_id)
         await asyncio.gather(*(self._call(self._stop_container, c.handle) for c in instance.containers))
         await self._discard(instance)
         shutil.rmtree(instance.spec.workdir, ignore_errors=True)
@@ -369,8 +358,49 @@ class DockerRuntime:
             return ContainerStats(running.hostname, None, None)
         return ContainerStats(running.hostname, *usage(reading, earlier))
 
+    async def adopt(self) -> list[RunningInstance]:
+        """Instances a killed server left running, each taken over when it is whole and every
+        container still answers /ping; the rest are left to ``remove_orphans``."""
+        if not await self._call(self._watcher.wait_connected, ENGINE_EVENTS_TIMEOUT):
+            return []
+        found = await self._call(self._client.containers.list, filters={"label": f"{OWNER_LABEL}={self._owner}"})
+        by_instance: dict[str, list[Any]] = {}
+        for c in found:
+            by_instance.setdefault(c.labels.get(INSTANCE_LABEL, ""), []).append(c)
+        adopted = [i for i in await asyncio.gather(*map(self._adopt, by_instance.values())) if i is not None]
+        self._adopted = {i.spec.instance_id for i in adopted}
+        return adopted
+
+    async def _adopt(self, containers: list[Any]) -> RunningInstance | None:
+        sandbox = next((c for c in containers if c.labels.get(ROLE_LABEL) == "sandbox"), None)
+        models = [c for c in containers if c.labels.get(ROLE_LABEL) == "container"]
+        models.sort(key=lambda c: int(c.labels.get(docker_labels.PORT, 0)))
+        spec = docker_labels.described_instance(sandbox.labels, [c.labels for c in models]) if sandbox else None
+        if spec is None:
+            return None
+        for c in (sandbox, *models):
+            self._watcher.watch(c.id)  # first: an exit from now on is seen
+        try:
+            urls = [f"http://127.0.0.1:{_published_port(sandbox, int(c.labels[docker_labels.PORT]))}" for c in models]
+        except InstanceStartError:
+            return None
+        if any(status != 200 for status in await asyncio.gather(*(ping(self._http(), url) for url in urls))):
+            return None
+        since = int(time.time())  # the log file has the output from before the restart already
+        running = tuple(
+            RunningContainer(c.hostname, url, spec.log_dir / f"{c.hostname}.log",
+                             DockerContainer(model, LogFollower(model, spec.log_dir / f"{c.hostname}.log", since)))
+            for c, model, url in zip(spec.containers, models, urls)
+        )
+        log.info("adopted instance %s of endpoint %s, still running", spec.instance_id, spec.endpoint)
+        return RunningInstance(spec, running, extra={"sandbox": sandbox})
+
     async def remove_orphans(self) -> None:
+        await self._remove_owned(spare=self._adopted)
+
+    async def _remove_owned(self, spare: set[str]) -> None:
         found = await self._call(self._client.containers.list, all=True, filters={"label": f"{OWNER_LABEL}={self._owner}"})
+        found = [c for c in found if c.labels.get(INSTANCE_LABEL) not in spare]
         if found:
             log.info("removing %d container(s) of no running instance", len(found))
             await self._remove_all(found)
@@ -378,7 +408,7 @@ class DockerRuntime:
     async def close(self) -> None:
         await asyncio.gather(*self._stopping, return_exceptions=True)
         # Whatever is still labelled ours belongs to no instance any more: a graceful stop leaves nothing.
-        await self.remove_orphans()
+        await self._remove_owned(spare=set())
         if self._session is not None:
             await self._session.close()
         await self._call(self._watcher.close)

@@ -104,18 +104,20 @@ class ExitWatcher:
 
 
 class LogFollower:
-    """Copies a container's output into ``path`` until the container stops."""
+    """Copies a container's output into ``path`` until the container stops (output from the Unix
+    time ``since`` on, when given)."""
 
-    def __init__(self, container: Any, path: Path) -> None:
+    def __init__(self, container: Any, path: Path, since: int | None = None) -> None:
         self._container = container
         self._path = path
+        self._since = since
         self._thread = threading.Thread(target=self._copy, name=f"docker-logs-{container.short_id}", daemon=True)
         self._thread.start()
 
     def _copy(self) -> None:
         try:
             with open_log(self._path) as out:
-                for chunk in self._container.logs(stream=True, follow=True, stdout=True, stderr=True):
+                for chunk in self._container.logs(stream=True, follow=True, stdout=True, stderr=True, since=self._since):
                     out.write(chunk)
                     out.flush()
         except STREAM_ERRORS as exc:  # the container was removed under us: its output is complete

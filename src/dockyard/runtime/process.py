@@ -212,6 +212,10 @@ class ProcessRuntime:
         usage = await asyncio.gather(*(processes.group_usage(c.handle.pid) for c in instance.containers))
         return [ContainerStats(c.hostname, cpu, rss) for c, (cpu, rss) in zip(instance.containers, usage)]
 
+    async def adopt(self) -> list[RunningInstance]:
+        # Nothing to adopt: a container process dies with its server (parent-death signal).
+        return []
+
     async def remove_orphans(self) -> None:
         processes.kill_pids(processes.owned_pids(self._owner))
 

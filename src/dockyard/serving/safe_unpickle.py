@@ -195,7 +195,7 @@ def _forbidden(module: str, name: str) -> ForbiddenGlobal:
 # it loads, so joblib can go on reading the file after it.
 class _RestrictedPickle(pickle._Unpickler):
     def find_class(self, module: str, name: str) -> Any:
-        return _check(module, name, self.proto)
+        return _check(module, name, self.proto)  # type: ignore[attr-defined]  # set by load()
 
 
 def _restricted_numpy_unpickler() -> type:
@@ -205,7 +205,7 @@ def _restricted_numpy_unpickler() -> type:
         dispatch = NumpyUnpickler.dispatch.copy()
 
         def find_class(self, module: str, name: str) -> Any:
-            return _check(module, name, self.proto)
+            return _check(module, name, self.proto)  # type: ignore[attr-defined]  # set by load()
 
         def load_build(self) -> None:
             # An object-dtype array is stored as a nested pickle; joblib < 1.6 reads it with a bare

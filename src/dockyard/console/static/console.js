@@ -24,7 +24,7 @@
     endpoints: [],   // the latest `endpoints` event
     rates: {},       // endpoint (lower-cased) → invocations/s, from `traffic`
     source: null,    // the EventSource
-    page: null,      // the current view: {kind, name?, ...its own state}
+    page: null,      // the current view: {root, and the handlers of the events it shows}
   };
 
   // --- DOM helpers -------------------------------------------------------------------------------
@@ -132,7 +132,7 @@
     // Every second only the rates change: update those cells, keep the rest of the table.
     const onTraffic = () => { for (const cell of body.querySelectorAll("td.rate")) cell.textContent = rate(cell.dataset.rate); };
     render();
-    return { kind: "list", root, onEndpoints: render, onTraffic };
+    return { root, onEndpoints: render, onTraffic };
   }
 
   // --- one endpoint ------------------------------------------------------------------------------
@@ -205,7 +205,7 @@
 
     onEndpoints();
     return {
-      kind: "endpoint", root, onEndpoints,
+      root, onEndpoints,
       instances: onInstances,
       history: (data) => charts.reset(data.points),
       point: (data) => charts.add(data),
@@ -519,7 +519,7 @@
       form.addEventListener("change", advise);
       advise();
     });
-    return { kind: "choose", root };
+    return { root };
   }
 
   window.addEventListener("hashchange", route);
