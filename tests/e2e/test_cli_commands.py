@@ -159,7 +159,7 @@ def test_demo_keep_leaves_an_endpoint_that_survives_a_restart(tmp_path):
         sm = server.client("sagemaker")
         model_data = sm.describe_model(ModelName="dockyard-demo")["PrimaryContainer"]["ModelDataUrl"]
         assert model_data == (state / "demo" / "model.tar.gz").as_uri()
-        steps = [line.strip() for line in out.stdout.splitlines() if line.startswith("  ")]
+        steps = [line.strip() for line in out.stdout.splitlines() if line.startswith(("  dockyard ", "  python "))]
         assert steps[0].startswith("dockyard invoke dockyard-demo") and steps[2].startswith("dockyard delete dockyard-demo")
         again = dockyard("demo", "--keep", url=server.url, env={"DOCKYARD_STATE_DIR": str(state)})
         assert again.returncode == 1

@@ -35,7 +35,8 @@ def invoke_command(url: str, endpoint: str, body: str | None, path: Path | None,
         raise click.ClickException("give the request body with exactly one of --body TEXT or --file PATH")
     optional = {"ContentType": content_type, "Accept": accept, "TargetModel": target_model,
                 "TargetContainerHostname": target_container, "TargetVariant": target_variant}
-    _, runtime = sagemaker_clients(url, retries=False)
+    # boto3's retries, as in user code: a 503 while a restarted server brings instances back is retried.
+    _, runtime = sagemaker_clients(url)
     payload = path.read_bytes() if path is not None else (body or "").encode()
     with talking_to(url):
         response = runtime.invoke_endpoint(EndpointName=endpoint, Body=payload,

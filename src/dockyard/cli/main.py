@@ -91,7 +91,10 @@ def demo(url: str, keep: bool) -> None:
     """Train a tiny model, deploy it on an embedded server, invoke it, clean up."""
     from dockyard.cli.demo import run_demo
 
-    run_demo(console, url if keep else None)
+    try:
+        run_demo(console, url if keep else None)
+    except SettingsError as exc:  # --keep reads the state dir from DOCKYARD_STATE_DIR
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()
