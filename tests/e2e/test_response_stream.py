@@ -58,6 +58,9 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
             return
         self.send_response(200)
+        if request.get("sse"):
+            self.server_sent_events(request)
+            return
         self.send_header("Content-Type", self.headers.get("Accept") or "text/plain")
         self.send_header("Transfer-Encoding", "chunked")
         attributes = self.headers.get("X-Amzn-SageMaker-Custom-Attributes")
@@ -73,6 +76,19 @@ class Handler(BaseHTTPRequestHandler):
             self.chunk(token.replace("$WHO", os.environ.get("WHO", "")).encode())
         self.wfile.write(b"0\\r\\n\\r\\n")
         self.wfile.flush()
+
+    def server_sent_events(self, request):
+        # text/event-stream as many servers write it: no length, no chunks; the body ends when
+        # the connection closes.
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        for k, token in enumerate(request["tokens"]):
+            if k > 0 and not signalled(request["wait_dir"], k):
+                break
+            self.wfile.write(f"data: {token}\\n\\n".encode())
+            self.wfile.flush()
+        self.close_connection = True
 
     def chunk(self, data):
         self.wfile.write(b"%x\\r\\n%b\\r\\n" % (len(data), data))
@@ -133,6 +149,17 @@ def test_each_chunk_reaches_the_client_before_the_container_writes_the_next(rt, 
     assert received == tokens  # one PayloadPart per chunk, none held back
     assert resp["ContentType"] == "text/plain"
     assert resp["InvokedProductionVariant"] == "AllTraffic"
+
+
+def test_server_sent_events_stream_event_by_event(rt, streamer, tmp_path):
+    tokens = ["alpha", "beta", "gamma"]
+    resp = stream(rt, streamer, {"tokens": tokens, "wait_dir": str(tmp_path), "sse": True})
+    received = []
+    for part in parts(resp):
+        received.append(part.decode())
+        (tmp_path / f"go-{len(received)}").touch()
+    assert received == [f"data: {token}\n\n" for token in tokens]
+    assert resp["ContentType"] == "text/event-stream"
 
 
 def test_accept_content_type_and_custom_attributes(rt, streamer):
@@ -227,19 +254,39 @@ def test_payload_limit_applies(rt, streamer):
     assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413
 
 
-def test_streaming_requests_are_authenticated(tmp_path, image):
-    root = tmp_path / "signed"
-    srv = Server(root / "state", tmp_path / "signed.log", credentials={"AKIDSTREAM": "s3cret"}).start()
-    try:
-        sm, rt = srv.client("sagemaker"), srv.client("sagemaker-runtime", retries={"max_attempts": 1})
-        create_endpoint(sm, "signed", {"PrimaryContainer": {"Image": image}})
-        assert list(parts(stream(rt, "signed", {"tokens": ["ok"]}))) == [b"ok"]
-        forger = srv.client("sagemaker-runtime", signed_by=("AKIDSTREAM", "wrong"), retries={"max_attempts": 1})
-        with pytest.raises(ClientError) as info:
-            stream(forger, "signed", {"tokens": ["no"]})
-        assert info.value.response["Error"]["Code"] == "InvalidSignatureException"
-    finally:
-        srv.stop()
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory, image: str) -> Iterator[Server]:
+    """A server with credentials and a short invocation timeout, serving the streaming container."""
+    root = tmp_path_factory.mktemp("guarded")
+    srv = Server(root / "state", root / "server.log", {"DOCKYARD_INVOCATION_TIMEOUT": "2"},
+                 credentials={"AKIDSTREAM": "s3cret"}).start()
+    create_endpoint(srv.client("sagemaker"), "guarded", {"PrimaryContainer": {"Image": image}})
+    yield srv
+    srv.stop()
+
+
+def test_streaming_requests_are_authenticated(guarded):
+    rt = guarded.client("sagemaker-runtime", retries={"max_attempts": 1})
+    assert list(parts(stream(rt, "guarded", {"tokens": ["ok"]}))) == [b"ok"]
+    forger = guarded.client("sagemaker-runtime", signed_by=("AKIDSTREAM", "wrong"), retries={"max_attempts": 1})
+    with pytest.raises(ClientError) as info:
+        stream(forger, "guarded", {"tokens": ["no"]})
+    assert info.value.response["Error"]["Code"] == "InvalidSignatureException"
+
+
+def test_a_stream_past_the_invocation_timeout_ends_with_model_invocation_time_exceeded(guarded, tmp_path):
+    rt = guarded.client("sagemaker-runtime", retries={"max_attempts": 1})
+    # Never signalled, the container stalls after its first token, past the 2 s timeout.
+    resp = stream(rt, "guarded", {"tokens": ["first", "never"], "wait_dir": str(tmp_path)})
+    received = []
+    with pytest.raises(EventStreamError) as info:
+        for part in parts(resp):
+            received.append(part)  # noqa: PERF402 (list() would lose the parts before the error)
+    assert received == [b"first"]
+    assert info.value.response["Error"]["Code"] == "ModelStreamError"
+    assert "timed out while waiting for a response from container" in info.value.response["Error"]["Message"]
+    # boto3 keeps no ErrorCode (see above): the server's log names the one it sent.
+    assert "the stream of guarded was broken off by its container (ModelInvocationTimeExceeded)" in guarded.log()
 
 
 def test_streaming_example(server):

@@ -22,7 +22,7 @@ from dockyard import errors
 from dockyard.api import eventstream
 from dockyard.api.errors import request_id
 from dockyard.api.runtime_api import parse_invocation, read_body
-from dockyard.gateway.proxy import BodyStream, Gateway, InvocationResult
+from dockyard.gateway.proxy import Gateway, InvocationResult
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,9 @@ async def _events(request: web.Request, result: InvocationResult) -> web.StreamR
             log.info("the client of %s left mid-stream", name)
             return out
         except errors.AwsError as exc:
-            log.warning("the stream of %s was broken off by its container: %s", name, exc.message)
-            end = _container_failure(chunks, exc)
+            code = "ModelInvocationTimeExceeded" if chunks.timed_out else "StreamBroken"
+            log.warning("the stream of %s was broken off by its container (%s): %s", name, code, exc.message)
+            end = eventstream.exception("ModelStreamError", exc.message, code)
         except Exception as exc:
             log.exception("the stream of %s failed inside dockyard", name)
             failure = errors.internal_failure("InvokeEndpointWithResponseStream", exc)
@@ -77,11 +78,6 @@ async def _events(request: web.Request, result: InvocationResult) -> web.StreamR
     except ConnectionError:
         log.info("the client of %s left mid-stream", name)
     return out
-
-
-def _container_failure(chunks: BodyStream, exc: errors.AwsError) -> bytes:
-    code = "ModelInvocationTimeExceeded" if chunks.timed_out else "StreamBroken"
-    return eventstream.exception("ModelStreamError", exc.message, code)
 
 
 def routes(gateway: Gateway, max_payload: int) -> list[web.RouteDef]:
