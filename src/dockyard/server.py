@@ -51,8 +51,10 @@ def make_runtime(settings: Settings, user: ContainerUser | None = None, scratch:
     if settings.runtime == "process":
         from dockyard.runtime.process import ProcessRuntime
 
+        scratch = scratch or settings.state_dir
         return ProcessRuntime(owner=str(settings.state_dir.resolve()), stop_grace=settings.stop_grace,
-                              layers_dir=(scratch or settings.state_dir) / "layers", user=user)
+                              layers_dir=scratch / "layers", user=user,
+                              zygotes_dir=scratch / "zygotes" if settings.fork_server else None)
     if settings.runtime == "docker":
         from dockyard.runtime.docker_engine import EngineUnavailable, connect
 
