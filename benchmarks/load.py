@@ -21,6 +21,8 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from benchmarks import procs
+
 LUA_SCRIPT = Path(__file__).with_name("post.lua")
 # benchmarks.pyclient as boto3 sends (head, then body), and with head and body in one write.
 HTTP_CLIENT, ONE_WRITE = "http.client", "http.client one write"
@@ -34,8 +36,10 @@ class Target:
     url: str
     body: bytes
     headers: tuple[tuple[str, str], ...]
-    # The process whose CPU time per request is recorded (the gateway, or the container).
+    # The process whose CPU time per request is recorded (the gateway, or the container) ...
     cpu_pid: int | None = None
+    # ... with its descendants (a container's worker processes; not the gateway's containers).
+    cpu_children: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,7 @@ def run(tool: str, target: Target, concurrency: int, duration: float) -> Sample:
             command = [sys.executable, "-m", module, target.url, str(body_file), str(concurrency), str(duration)]
         env = {**os.environ, "BENCH_BODY_FILE": str(body_file), "BENCH_HEADERS": headers,
                "BENCH_ONE_WRITE": "1" if tool == ONE_WRITE else "0"}
-        cpu_before = cpu_seconds(target.cpu_pid)
+        cpu_before = cpu_seconds(target.cpu_pid, target.cpu_children)
         proc = subprocess.run(
             command, capture_output=True, text=True, env=env, timeout=duration + 120, check=False,
             cwd=Path(__file__).resolve().parent.parent,
@@ -117,7 +121,7 @@ def run(tool: str, target: Target, concurrency: int, duration: float) -> Sample:
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         raise LoadError(f"{tool} failed on {target.name} (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
-    cpu = cpu_seconds(target.cpu_pid) - cpu_before
+    cpu = cpu_seconds(target.cpu_pid, target.cpu_children) - cpu_before
     figures = json.loads(lines[-1])
     failed = figures["errors"] + figures["non_2xx"]
     if failed:
@@ -134,9 +138,16 @@ def run(tool: str, target: Target, concurrency: int, duration: float) -> Sample:
     )
 
 
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU seconds ``pid`` has used so far (0 without a pid)."""
+def cpu_seconds(pid: int | None, children: bool = False) -> float:
+    """User + system CPU seconds ``pid`` (and, with ``children``, its living descendants) has
+    used so far (0 without a pid)."""
     if pid is None:
         return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0
+    for member in procs.tree(pid) if children else [pid]:
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")

@@ -139,6 +139,8 @@ class DockyardStack:
         return Target(label, f"{self.url}/endpoints/{endpoint}/invocations", body, JSON_HEADERS, self.server_pid())
 
     def direct_target(self, label: str, endpoint: str, body: bytes = SAGEMAKER_BODY) -> Target:
-        """The same request straight to the endpoint's (only) container's port; CPU is the container's."""
+        """The same request straight to the endpoint's (only) container's port; CPU is the container's,
+        its worker processes included."""
         (container,) = self.containers(endpoint).values()
-        return Target(label, f"http://127.0.0.1:{container.port}/invocations", body, JSON_HEADERS, container.pid)
+        return Target(label, f"http://127.0.0.1:{container.port}/invocations", body, JSON_HEADERS, container.pid,
+                      cpu_children=True)

@@ -14,7 +14,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from dockyard import console
-from dockyard.api import admin, auth, connections, control_plane, runtime_api
+from dockyard.api import admin, auth, connections, control_plane, response_stream, runtime_api
 from dockyard.api.errors import control_plane_errors, runtime_errors
 from dockyard.api.validation import sagemaker_validator
 from dockyard.artifacts.policy import AccessPolicy
@@ -51,8 +51,10 @@ def make_runtime(settings: Settings, user: ContainerUser | None = None, scratch:
     if settings.runtime == "process":
         from dockyard.runtime.process import ProcessRuntime
 
+        scratch = scratch or settings.state_dir
         return ProcessRuntime(owner=str(settings.state_dir.resolve()), stop_grace=settings.stop_grace,
-                              layers_dir=(scratch or settings.state_dir) / "layers", user=user)
+                              layers_dir=scratch / "layers", user=user,
+                              zygotes_dir=scratch / "zygotes" if settings.fork_server else None)
     if settings.runtime == "docker":
         from dockyard.runtime.docker_engine import EngineUnavailable, connect
 
@@ -125,6 +127,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     app.add_routes(admin.routes(registry, metrics.summary, log_files, stats, lambda name: name.lower() in gateway.table))
     app.add_routes([admin.readiness_route(routes.readiness)])
     app.add_routes(runtime_api.routes(gateway, settings.max_payload_bytes))
+    app.add_routes(response_stream.routes(gateway, settings.max_payload_bytes))
     app.router.add_post("/", control_plane.handler(ops, sagemaker_validator()))
 
     async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]

@@ -93,6 +93,9 @@ class Settings:
     # Process runtime, server running as root: the user (name or uid) containers run as, so that
     # user code never runs as root; "root" runs them as root.
     container_user: str = "nobody"
+    # Process runtime: fork managed containers of fork-safe frameworks from a pre-warmed parent per
+    # framework (fast start, shared memory); false spawns every container as a new interpreter.
+    fork_server: bool = True
     # Security (README "Security"). An INI file of access key id → secret (like ~/.aws/credentials):
     # when given, every request must carry a SigV4 signature made with one of its keys.
     credentials: Path | None = None

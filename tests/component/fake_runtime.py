@@ -157,6 +157,7 @@ class FakeRuntime:
         self.started: list[str] = []
         self.stopped: list[str] = []
         self.orphan_sweeps = 0
+        self.leftovers: list[base.RunningInstance] = []
 
     def behaviour(self, container: base.ContainerSpec) -> Behaviour:
         return self.images.get(container.image, Behaviour()).with_environment(container.environment)
@@ -202,7 +203,10 @@ class FakeRuntime:
         return [base.ContainerStats(c.hostname, 0.0, 0) for c in instance.containers]
 
     async def adopt(self) -> list[base.RunningInstance]:
-        return []
+        # What a killed server "left running": instances a test started on another FakeRuntime.
+        for instance in self.leftovers:
+            self.running[instance.spec.instance_id] = instance
+        return list(self.leftovers)
 
     async def remove_orphans(self) -> None:
         self.orphan_sweeps += 1

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 _HEADER_LIMITS = {
     "Content-Type": 1024,
     "Accept": 1024,
+    "X-Amzn-SageMaker-Accept": 1024,  # InvokeEndpointWithResponseStream's Accept
     "X-Amzn-SageMaker-Custom-Attributes": 1024,
     "X-Amzn-SageMaker-Target-Model": 1024,
     "X-Amzn-SageMaker-Target-Variant": 63,
@@ -105,5 +106,5 @@ def routes(gateway: Gateway, max_payload: int) -> list[web.RouteDef]:
 
     return [
         web.post("/endpoints/{name}/invocations", invoke),
-        web.post("/endpoints/{name}/{kind:async-invocations|invocations-response-stream}", unsupported),
+        web.post("/endpoints/{name}/{kind:async-invocations}", unsupported),
     ]

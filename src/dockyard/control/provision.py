@@ -14,6 +14,7 @@ import json
 import shutil
 import threading
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 from dockyard.artifacts.errors import ArtifactError
@@ -120,6 +121,6 @@ def plan_digest(plan: VariantPlan) -> str:
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
-async def _remove_when_done(workdir: Path, fetches: list[asyncio.Future[ContainerSpec]]) -> None:
+async def _remove_when_done(workdir: Path, fetches: Sequence[asyncio.Future[ContainerSpec]]) -> None:
     await asyncio.gather(*fetches, return_exceptions=True)
     await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -74,6 +74,8 @@ class Invocation:
     headers: Mapping[str, str]
     target_variant: str | None
     target_container: str | None
+    # InvokeEndpointWithResponseStream: the body is relayed chunk by chunk, whatever its size.
+    stream: bool = False
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,12 @@ class Gateway:
         return fallback
 
     def _containers(self, inv: Invocation, variant: VariantRoute, instance: InstanceRoute) -> tuple[ContainerRoute, ...]:
+        if inv.stream and variant.mode == "Serial":
+            # SageMaker does not stream from inference pipelines either.
+            raise errors.runtime_validation(
+                f"Endpoint {inv.endpoint} hosts an inference pipeline (Serial): response streaming is not "
+                "supported for inference pipelines; use InvokeEndpoint."
+            )
         if variant.mode == "Direct":
             if inv.target_container is None:
                 raise errors.runtime_validation(
@@ -261,10 +269,12 @@ class Gateway:
             out = {k: v for k in RETURNED_RESPONSE_HEADERS if (v := resp.headers.get(k)) is not None}
             out["x-Amzn-Invoked-Production-Variant"] = variant.name
             length = resp.content_length
-            if length is not None and length <= WHOLE_BODY:
+            if length is not None and length <= WHOLE_BODY and not inv.stream:
                 return InvocationResult(out, body=await call.read_all(resp))
             streaming = True  # from here on the stream finishes the call
-            return InvocationResult(out, chunks=BodyStream(call, resp), content_length=length)
+            # A streamed invocation keeps the container's chunks apart: each becomes an event.
+            chunks = resp.iter_pieces() if inv.stream else resp.iter_chunks()
+            return InvocationResult(out, chunks=BodyStream(call, chunks), content_length=length)
         finally:
             if not streaming:
                 call.finish()
@@ -374,9 +384,11 @@ class BodyStream:
     """A container's response body, chunk by chunk as it arrives. ``aclose()`` ends the call
     (connection released, metrics recorded) and must be called however the relaying ends."""
 
-    def __init__(self, call: _ContainerCall, resp: UpstreamResponse) -> None:
+    def __init__(self, call: _ContainerCall, chunks: AsyncIterator[bytes]) -> None:
         self._call = call
-        self._chunks = resp.iter_chunks()
+        self._chunks = chunks
+        # Why the body broke off, once it has: the container ran out of time (True) or it failed.
+        self.timed_out = False
 
     def __aiter__(self) -> BodyStream:
         return self
@@ -387,6 +399,7 @@ class BodyStream:
         except (asyncio.TimeoutError, UpstreamError) as exc:
             # The container died or stalled half way through its answer.
             self._call.fail()
+            self.timed_out = isinstance(exc, asyncio.TimeoutError)
             raise self._call.as_model_error(exc) from None
 
     async def aclose(self) -> None:

@@ -96,6 +96,20 @@ class UpstreamResponse:
             else:
                 await conn.wait_body()
 
+    async def iter_pieces(self) -> AsyncIterator[bytes]:
+        """The body as it arrives, without joining what arrived together: each chunk of a chunked
+        body is yielded on its own (a large one possibly in parts), so a relay can keep the
+        container's framing (response streaming turns each chunk into an event)."""
+        conn = self._conn
+        while True:
+            if conn.buffered:
+                for piece in conn.take_pieces():
+                    yield piece
+            elif conn.body_done:
+                return
+            else:
+                await conn.wait_body()
+
     def release(self) -> None:
         """Give the connection back for reuse, or close it if the body was not read to the end."""
         self._conn.finish()
@@ -378,6 +392,12 @@ class _Connection(asyncio.Protocol):
         self._body.clear()
         self.buffered = 0
         return data
+
+    def take_pieces(self) -> list[bytes]:
+        pieces = list(self._body)
+        self._body.clear()
+        self.buffered = 0
+        return pieces
 
     def finish(self) -> None:
         """End of the exchange: reuse the connection if the response was read to its end."""

@@ -9,7 +9,7 @@ reports logs and resource use.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -149,13 +149,13 @@ async def start_containers(
     return instance
 
 
-def _launched(launches: list[asyncio.Future[RunningContainer]]) -> tuple[RunningContainer, ...]:
+def _launched(launches: Sequence[asyncio.Future[RunningContainer]]) -> tuple[RunningContainer, ...]:
     return tuple(t.result() for t in launches if t.done() and not t.cancelled() and t.exception() is None)
 
 
 async def _abandon(
     instance: RunningInstance,
-    launches: list[asyncio.Future[RunningContainer]],
+    launches: Sequence[asyncio.Future[RunningContainer]],
     discard: Callable[[RunningInstance], Awaitable[None]],
 ) -> None:
     for task in launches:

@@ -43,11 +43,13 @@ def open_log(path: Path) -> BinaryIO:
 
 
 async def spawn(
-    command: list[str], cwd: Path, env: dict[str, str], log_path: Path, user: ContainerUser | None = None
+    command: list[str], cwd: Path, env: dict[str, str], log_path: Path, user: ContainerUser | None = None,
+    pass_fds: tuple[int, ...] = (),
 ) -> asyncio.subprocess.Process:
     """Start a container process: its own process group (so a stop reaches its children), output
     appended to ``log_path`` (opened here: the container needs no access to it), SIGKILL when the
-    server dies, and run as ``user`` with no supplementary groups when given."""
+    server dies, and run as ``user`` with no supplementary groups when given. Of the server's
+    descriptors it inherits only ``pass_fds``."""
     with open_log(log_path) as log:
         return await asyncio.create_subprocess_exec(
             *command,
@@ -57,6 +59,7 @@ async def spawn(
             stdout=log,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
+            pass_fds=pass_fds,
             preexec_fn=functools.partial(_become, user),
         )
 

@@ -6,13 +6,19 @@ can never take the server down. Status rules (SageMaker inference toolkit): 415 
 the default input_fn cannot decode, 406 for an Accept the default output_fn cannot produce, 400 for
 a malformed body, 500 ``"<ExceptionType>: <message>"`` for a failing handler, or the exception's
 own int ``status_code``.
+
+Streaming: when ``predict_fn``/``output_fn`` (or ``transform_fn``) returns an iterator or a
+generator, the reply's body is an iterator of ``bytes`` (each ``str`` item encoded as UTF-8) that
+the worker runs item by item as the server sends them. Its first item is produced here, so a
+handler that fails before anything was sent still gets an error reply.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from dockyard.serving import codecs
@@ -29,8 +35,9 @@ from dockyard.serving.settings import Settings
 
 log = logging.getLogger("dockyard.serving")
 
-# (HTTP status, body, Content-Type): plain tuples, since one crosses a pipe per request.
-Reply = tuple[int, bytes, str]
+# (HTTP status, body, Content-Type): plain tuples, since one crosses a pipe per request. The body
+# is an iterator of chunks when the handlers stream.
+Reply = tuple[int, bytes | Iterator[bytes], str]
 
 
 class Pipeline:
@@ -58,9 +65,7 @@ class Pipeline:
         self._predict_fn = self._bind("predict_fn") or (
             lambda data, model, context: framework.predict_fn(data, model)
         )
-        self._output_fn = self._bind("output_fn") or (
-            lambda prediction, accept, context: self._encoders[accept](prediction)
-        )
+        self._output_fn = self._bind("output_fn") or self._default_output
         # A user output_fn (or transform_fn) decides which types it produces, so any Accept is
         # passed through; the default output_fn is limited to the framework's encoders.
         user_output = "output_fn" in fns or self._transform_fn is not None
@@ -147,6 +152,12 @@ class Pipeline:
     def _default_input(self, body: bytes | str, media: str, context: Context | None) -> Any:
         return self._decoders[media](body)
 
+    def _default_output(self, prediction: Any, accept: str, context: Context | None) -> Any:
+        # A predict_fn that yields streams its items as they are.
+        if isinstance(prediction, Iterator):
+            return prediction
+        return self._encoders[accept](prediction)
+
 
 def _reply(result: Any, accept: str, stage: str) -> Reply:
     """An output_fn/transform_fn result → a reply; ``(body, content_type)`` overrides the type."""
@@ -157,6 +168,21 @@ def _reply(result: Any, accept: str, stage: str) -> Reply:
         return 200, result.encode(), str(content_type)
     if isinstance(result, (bytes, bytearray, memoryview)):
         return 200, bytes(result), str(content_type)
+    if isinstance(result, Iterator):
+        chunks = _encoded(result, stage)
+        first = next(chunks, b"")  # here, so that a failure before the first chunk is a 500 reply
+        return 200, itertools.chain((first,), chunks), str(content_type)
     raise TypeError(
-        f"{stage} returned {type(result).__name__}; return bytes, str or (body, content_type)"
+        f"{stage} returned {type(result).__name__}; return bytes, str, an iterator of them "
+        "or (body, content_type)"
     )
+
+
+def _encoded(items: Iterator[Any], stage: str) -> Iterator[bytes]:
+    for item in items:
+        if isinstance(item, str):
+            yield item.encode()
+        elif isinstance(item, (bytes, bytearray, memoryview)):
+            yield bytes(item)
+        else:
+            raise TypeError(f"{stage} yielded {type(item).__name__}; yield bytes or str")

@@ -10,7 +10,8 @@ connection open after the master closed it.
 Each worker owns one end of a Unix socket pair and the master the other. The master's aiohttp
 server holds every client connection and hands each request to whichever worker is free, so one
 slow prediction never blocks requests behind it. Requests and replies cross as length-prefixed
-bytes. On Linux every child sets PR_SET_PDEATHSIG=SIGKILL, so none outlives its parent even when
+bytes; a streamed reply's body follows its head as length-prefixed chunks, each sent the moment
+the worker's iterator yields it, up to an end mark (the worker stays busy until then). On Linux every child sets PR_SET_PDEATHSIG=SIGKILL, so none outlives its parent even when
 the master is SIGKILLed; elsewhere a worker exits when it reads EOF from the master.
 """
 
@@ -24,18 +25,24 @@ import signal
 import socket
 import struct
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NoReturn
 
 from dockyard.serving.codecs import TEXT
 from dockyard.serving.errors import StartupError
-from dockyard.serving.pipeline import Pipeline, Reply
+from dockyard.serving.pipeline import Pipeline
+from dockyard.serving.runners import Answer, StreamFailed
 
 log = logging.getLogger("dockyard.serving")
 
 _REQUEST = struct.Struct("!IIII")  # lengths of Content-Type, Accept, custom attributes, body
 _REPLY = struct.Struct("!HII")  # status, length of Content-Type, length of body
 _PID = struct.Struct("!i")
+# A streamed reply: the body length of its head is STREAMED, then chunks, each with its length,
+# up to a length of END (finished) or FAILED (the iterator raised).
+_CHUNK = struct.Struct("!I")
+STREAMED, END, FAILED = 0xFFFFFFFF, 0, 0xFFFFFFFF
 _PR_SET_PDEATHSIG = 1
 _READ_LIMIT = 1 << 20  # the master's read buffer per worker: fewer pauses on 6 MiB replies
 _WORKER_DIED = (
@@ -112,15 +119,34 @@ def _worker(sock: socket.socket, pipeline: Pipeline, parent_pid: int) -> NoRetur
                 stream.read(body_length), content_type, accept, attributes
             )
             encoded_type = _encode(reply_type)
-            sock.sendall(
-                b"".join((_REPLY.pack(status, len(encoded_type), len(body)), encoded_type, body))
-            )
+            length = len(body) if isinstance(body, bytes) else STREAMED
+            sock.sendall(b"".join((_REPLY.pack(status, len(encoded_type), length), encoded_type)))
+            if isinstance(body, bytes):
+                sock.sendall(body)
+            else:
+                _send_chunks(sock, body)
     except (BrokenPipeError, ConnectionResetError):
         pass  # the master is gone
     except BaseException:
         log.exception("worker process %d failed", os.getpid())
         code = 1
     _exit(code)
+
+
+def _send_chunks(sock: socket.socket, chunks: Iterator[bytes]) -> None:
+    """Each chunk as the iterator yields it, then the end mark (or the failure mark)."""
+    while True:
+        try:
+            chunk = next(chunks)
+        except StopIteration:
+            sock.sendall(_CHUNK.pack(END))
+            return
+        except Exception:
+            log.exception("the streamed reply failed")
+            sock.sendall(_CHUNK.pack(FAILED))
+            return
+        if chunk:  # an empty one would read as the end mark
+            sock.sendall(_CHUNK.pack(len(chunk)) + chunk)
 
 
 @dataclass(slots=True, eq=False)
@@ -218,7 +244,7 @@ class ProcessPool:
             log.warning("worker process %d exited while idle; starting a new one", worker.pid)
             self._retire(worker, alive=False)
 
-    async def submit(self, body: bytes, content_type: str, accept: str, attributes: str) -> Reply:
+    async def submit(self, body: bytes, content_type: str, accept: str, attributes: str) -> Answer:
         """Send the request to the next free worker and wait for its reply."""
         fields = (_encode(content_type), _encode(accept), _encode(attributes))
         header = _REQUEST.pack(*map(len, fields), len(body))
@@ -230,6 +256,9 @@ class ProcessPool:
                 await worker.reader.readexactly(_REPLY.size)
             )
             reply_type = _decode(await worker.reader.readexactly(type_length))
+            if body_length == STREAMED:
+                # The worker stays busy until the stream ends: the stream gives it back.
+                return status, _WorkerStream(self, worker), reply_type
             reply_body = await worker.reader.readexactly(body_length)
         except (asyncio.IncompleteReadError, ConnectionError):
             log.error("worker process %d exited while handling a request", worker.pid)
@@ -242,6 +271,11 @@ class ProcessPool:
             raise
         self._idle.put_nowait(worker)
         return status, reply_body, reply_type
+
+    def release(self, worker: _Worker) -> None:
+        """``worker`` finished its request: next one."""
+        assert self._idle is not None
+        self._idle.put_nowait(worker)
 
     async def close(self) -> None:
         """Close every worker's socket and the zygote's; the kernel then kills the workers."""
@@ -256,3 +290,40 @@ class ProcessPool:
             self._control = None
             # The zygote exits as soon as it reads EOF; reap it.
             os.waitpid(self._zygote_pid, 0)
+
+
+class _WorkerStream:
+    """The chunks of a worker's streamed reply, read from its socket as they come."""
+
+    def __init__(self, pool: ProcessPool, worker: _Worker) -> None:
+        self._pool, self._worker = pool, worker
+        self._done = False
+
+    def __aiter__(self) -> _WorkerStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._done:
+            raise StopAsyncIteration
+        reader = self._worker.reader
+        try:
+            (length,) = _CHUNK.unpack(await reader.readexactly(_CHUNK.size))
+            if length not in (END, FAILED):
+                return await reader.readexactly(length)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            self._done = True
+            log.error("worker process %d exited while streaming a reply", self._worker.pid)
+            self._pool._retire(self._worker, alive=False)
+            raise StreamFailed("the worker process exited while streaming; see the server log") from None
+        self._done = True
+        self._pool.release(self._worker)
+        if length == FAILED:
+            raise StreamFailed("the streamed reply failed; see the server log")
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        if not self._done:
+            # Given up mid-stream (timed out, or the client left): the worker is still producing
+            # an answer nobody will read, so it is killed and replaced.
+            self._done = True
+            self._pool._retire(self._worker, alive=True)

@@ -7,6 +7,10 @@ whenever the framework survives a fork, even for one worker: a prediction that r
 SAGEMAKER_MODEL_SERVER_TIMEOUT is stopped only by killing its process. Frameworks that hang in
 forked children (XGBoost, TensorFlow) get ``ThreadRunner``, which cannot stop a stuck prediction
 but moves on to a fresh thread, so the next request is served.
+
+A streamed reply (the handlers returned an iterator) comes back as a ``ChunkStream``: the worker
+keeps running the iterator and hands over each chunk as it is produced. Closing the stream before
+its end abandons the worker as a timed-out request does.
 """
 
 from __future__ import annotations
@@ -15,13 +19,32 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import Protocol
 
-from dockyard.serving.pipeline import Pipeline, Reply
+from dockyard.serving.pipeline import Pipeline
 from dockyard.serving.settings import Settings
 
 log = logging.getLogger("dockyard.serving")
+
+
+class StreamFailed(Exception):
+    """A streamed reply broke off: its iterator raised (logged where it ran) or its worker died."""
+
+
+class ChunkStream(Protocol):
+    """The chunks of a streamed reply, as the worker produces them; ``aclose()`` it however the
+    sending ends. Iterating raises ``StreamFailed`` when the reply breaks off."""
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    async def __anext__(self) -> bytes: ...
+
+    async def aclose(self) -> None: ...
+
+
+# What a runner answers: the reply, its body whole or a ChunkStream.
+Answer = tuple[int, bytes | ChunkStream, str]
 
 
 class Runner(Protocol):
@@ -37,7 +60,7 @@ class Runner(Protocol):
 
     def submit(
         self, body: bytes, content_type: str, accept: str, attributes: str
-    ) -> Awaitable[Reply]:
+    ) -> Awaitable[Answer]:
         """Run one request; cancelling the awaitable abandons it."""
 
     async def close(self) -> None:
@@ -61,7 +84,7 @@ class ThreadRunner:
         self._loop: asyncio.AbstractEventLoop | None = None
         # The future the serving thread is computing, and that thread's retirement flag.
         self._lock = threading.Lock()
-        self._running: asyncio.Future[Reply] | None = None
+        self._running: asyncio.Future[Answer] | None = None
         self._retired = threading.Event()
 
     def prepare(self) -> None:
@@ -80,23 +103,27 @@ class ThreadRunner:
 
     def submit(
         self, body: bytes, content_type: str, accept: str, attributes: str
-    ) -> asyncio.Future[Reply]:
+    ) -> asyncio.Future[Answer]:
         assert self._loop is not None, "start() first"
-        future: asyncio.Future[Reply] = self._loop.create_future()
+        future: asyncio.Future[Answer] = self._loop.create_future()
         future.add_done_callback(self._abandoned)
         self._jobs.put((future, body, content_type, accept, attributes))
         return future
 
-    def _abandoned(self, future: asyncio.Future[Reply]) -> None:
+    def _abandoned(self, future: asyncio.Future[Answer]) -> None:
         """On the event loop: a request was cancelled; if it is the one running, move on."""
-        if not future.cancelled():
-            return
+        if future.cancelled():
+            self.abandon(future)
+
+    def abandon(self, future: asyncio.Future[Answer]) -> None:
+        """On the event loop: the request of ``future`` is given up; if it runs, move on."""
         with self._lock:
             if self._running is not future:
                 return  # still queued: the thread skips it
             self._running = None
             self._retired.set()
-        log.error("a prediction is stuck past the timeout; serving the next ones on a new thread")
+        log.error("a prediction was given up while it ran (timed out, or its client left); "
+                  "serving the next ones on a new thread")
         self._start_thread()
 
     def _work(self, retired: threading.Event) -> None:
@@ -106,23 +133,70 @@ class ThreadRunner:
                 if future.cancelled():  # its request timed out while it waited
                     continue
                 self._running = future
-            reply = self._pipeline(body, content_type, accept, attributes)
+            status, reply, reply_type = self._pipeline(body, content_type, accept, attributes)
+            stream = None if isinstance(reply, bytes) else _ThreadStream(self, future)
+            try:
+                self._loop.call_soon_threadsafe(_resolve, future, (status, stream or reply, reply_type))
+                if stream is not None and not isinstance(reply, bytes):
+                    stream.feed(reply, retired)
+            except RuntimeError:  # the loop closed: the server stopped while this one ran
+                return
             with self._lock:
                 if retired.is_set():
                     return
                 self._running = None
-            try:
-                self._loop.call_soon_threadsafe(_resolve, future, reply)
-            except RuntimeError:  # the loop closed: the server stopped while this one ran
-                return
 
     async def close(self) -> None:
         self._jobs.put(None)
 
 
-def _resolve(future: asyncio.Future[Reply], reply: Reply) -> None:
+def _resolve(future: asyncio.Future[Answer], answer: Answer) -> None:
     if not future.done():
-        future.set_result(reply)
+        future.set_result(answer)
+
+
+_END = object()
+
+
+class _ThreadStream:
+    """A streamed reply of the inference thread: chunks cross to the event loop by a queue."""
+
+    def __init__(self, runner: ThreadRunner, future: asyncio.Future[Answer]) -> None:
+        assert runner._loop is not None
+        self._runner, self._future, self._loop = runner, future, runner._loop
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._done = False
+
+    def feed(self, chunks: Iterator[bytes], retired: threading.Event) -> None:
+        """On the inference thread: run ``chunks`` to its end, or until the request is given up."""
+        put = self._queue.put_nowait
+        try:
+            for chunk in chunks:
+                if retired.is_set():
+                    return
+                self._loop.call_soon_threadsafe(put, chunk)
+        except Exception as exc:
+            log.exception("the streamed reply failed")
+            self._loop.call_soon_threadsafe(put, StreamFailed(f"{type(exc).__name__}: {exc}"))
+            return
+        self._loop.call_soon_threadsafe(put, _END)
+
+    def __aiter__(self) -> _ThreadStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        item = await self._queue.get()
+        if item is _END or isinstance(item, StreamFailed):
+            self._done = True
+            if item is _END:
+                raise StopAsyncIteration
+            raise item
+        return item  # type: ignore[return-value]
+
+    async def aclose(self) -> None:
+        if not self._done:
+            self._done = True
+            self._runner.abandon(self._future)
 
 
 def make_runner(settings: Settings, pipeline: Pipeline, fork_safe: bool) -> Runner:

@@ -6,6 +6,11 @@ instead of listening unhealthy. The last line on stderr of a failed start is alw
 (``dockyard.serving: …``): dockyard quotes a failed container's last log lines to the user.
 SIGTERM or SIGINT stop the server gracefully: the port closes, requests in flight get
 ``GRACE_SECONDS`` to finish, and the process exits 0 (during start-up: at once, also 0).
+
+A streamed reply (the handlers returned an iterator) goes out with chunked transfer encoding,
+each chunk written as the worker produces it. SAGEMAKER_MODEL_SERVER_TIMEOUT covers the whole
+reply; a stream that breaks off or runs past it is cut (the connection is dropped without the last
+chunk), so the client sees a broken body, never one that looks complete.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import logging
 import signal
 import sys
 import traceback
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import aclosing
 from typing import Any
 
 from aiohttp import hdrs, web
@@ -27,7 +33,7 @@ from dockyard.serving.errors import StartupError
 from dockyard.serving.frameworks import load_framework
 from dockyard.serving.handlers import load_user_module
 from dockyard.serving.pipeline import Pipeline
-from dockyard.serving.runners import Runner, make_runner
+from dockyard.serving.runners import ChunkStream, Runner, StreamFailed, make_runner
 from dockyard.serving.settings import Settings
 
 log = logging.getLogger("dockyard.serving")
@@ -58,9 +64,10 @@ def build_app(settings: Settings, runner: Runner) -> web.Application:
             return web.Response()
         return web.Response(status=500, text="no inference worker can be started; see the log")
 
-    async def invocations(request: web.Request) -> web.Response:
+    async def invocations(request: web.Request) -> web.StreamResponse:
         body = await request.read()
         headers = request.headers
+        deadline = asyncio.get_running_loop().time() + timeout
         try:
             status, reply, content_type = await asyncio.wait_for(
                 submit(
@@ -74,7 +81,29 @@ def build_app(settings: Settings, runner: Runner) -> web.Application:
         except asyncio.TimeoutError:
             log.error("a prediction ran past SAGEMAKER_MODEL_SERVER_TIMEOUT=%g s", timeout)
             status, reply, content_type = timed_out
-        return web.Response(status=status, body=reply, headers={hdrs.CONTENT_TYPE: content_type})
+        if isinstance(reply, bytes):
+            return web.Response(status=status, body=reply, headers={hdrs.CONTENT_TYPE: content_type})
+        return await stream(request, status, reply, content_type, deadline)
+
+    async def stream(
+        request: web.Request, status: int, chunks: ChunkStream, content_type: str, deadline: float
+    ) -> web.StreamResponse:
+        out = web.StreamResponse(status=status, headers={hdrs.CONTENT_TYPE: content_type})
+        out.enable_chunked_encoding()
+        loop = asyncio.get_running_loop()
+        async with aclosing(chunks):
+            await out.prepare(request)
+            try:
+                async for chunk in _within(chunks, deadline, loop):
+                    await out.write(chunk)
+            except (asyncio.TimeoutError, StreamFailed, ConnectionError) as exc:
+                if isinstance(exc, asyncio.TimeoutError):
+                    log.error("a streamed reply ran past SAGEMAKER_MODEL_SERVER_TIMEOUT=%g s", timeout)
+                if request.transport is not None:
+                    request.transport.abort()
+                return out
+        await out.write_eof()
+        return out
 
     async def execution_parameters_handler(request: web.Request) -> web.Response:
         return web.Response(body=execution_parameters, content_type=codecs.JSON)
@@ -84,6 +113,18 @@ def build_app(settings: Settings, runner: Runner) -> web.Application:
     app.router.add_post("/invocations", invocations)
     app.router.add_get("/execution-parameters", execution_parameters_handler)
     return app
+
+
+async def _within(
+    chunks: ChunkStream, deadline: float, loop: asyncio.AbstractEventLoop
+) -> AsyncIterator[bytes]:
+    """``chunks``, each awaited no later than ``deadline``."""
+    while True:
+        try:
+            chunk = await asyncio.wait_for(anext(chunks), deadline - loop.time())
+        except StopAsyncIteration:
+            return
+        yield chunk
 
 
 async def _serve(settings: Settings, runner: Runner, pipeline: Pipeline) -> None:
