@@ -21,6 +21,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from dockyard.control import multimodel
 from dockyard.control.healing import Backoff
 from dockyard.control.plans import VariantPlan
 from dockyard.control.provision import Provisioner, plan_digest
@@ -383,6 +384,7 @@ class Reconciler:
                 hostnames=tuple(c.hostname for c in v.plan.containers),
                 desired_instances=v.plan.instance_count,
                 instances={i.spec.instance_id: {c.hostname: c.url for c in i.containers} for i in v.instances},
+                multi_model=multimodel.route(v.plan, v.instances),
             )
             for v in running.values()
         ])
