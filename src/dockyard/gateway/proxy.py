@@ -22,6 +22,8 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from prometheus_client import CollectorRegistry
+
 from dockyard import errors
 from dockyard.errors import AwsError
 from dockyard.gateway import multimodel
@@ -34,6 +36,7 @@ from dockyard.gateway.routing import (
     RoutingTable,
     VariantRoute,
 )
+from dockyard.gateway.serverless import ServerlessGate, ServerlessMetrics
 from dockyard.gateway.upstream import (
     Upstream,
     UpstreamError,
@@ -100,12 +103,17 @@ class Gateway:
 
     def __init__(
         self, account_id: str, region: str, invocation_timeout: float, requests: RequestMetrics | None = None,
+        serverless: ServerlessMetrics | None = None,
         models: MultiModels | None = None,
     ) -> None:
         self.table: RoutingTable = {}
         # The models of multi-model variants, per instance (None: no multi-model endpoints).
         self.models = models
         self._requests = requests
+        # Serverless variants: MaxConcurrency, cold starts, idle time (the reconciler reads it).
+        self.serverless = ServerlessGate(serverless or ServerlessMetrics(CollectorRegistry()), invocation_timeout)
+        # Why the runtime stopped a container, by its URL (the memory watchdog), for its ModelError.
+        self.stopped: dict[str, str] = {}
         self._account_id = account_id
         self._region = region
         self._upstream = Upstream(invocation_timeout)
@@ -127,6 +135,13 @@ class Gateway:
         self.table = table
         if self.models is not None:
             self.models.retain(i.instance_id for r in table.values() for v in r.variants for i in v.instances)
+        self.serverless.published(name, route)
+        if self.stopped and route is not None:
+            # A new container on a stopped one's port is not that container.
+            for v in route.variants:
+                for i in v.instances:
+                    for c in i.containers:
+                        self.stopped.pop(c.url, None)
         # A new route is the reconciler's fresh view of the instances: nothing stays marked.
         self._refused.pop(key, None)
 
@@ -237,6 +252,21 @@ class Gateway:
                 self._requests.observe(route.name, variant.name if variant is not None else "", status)
 
     async def _on_variant(
+        self, inv: Invocation, route: EndpointRoute, variant: VariantRoute, body: bytes | StreamReader
+    ) -> InvocationResult:
+        if variant.max_concurrency is None:
+            return await self._on_instances(inv, route, variant, body)
+        # A serverless variant: a slot under MaxConcurrency, then an instance (a cold start when
+        # it is scaled to zero). The slot is held until the answer is handed over.
+        with self.serverless.admitted(route.name, variant):
+            def current() -> VariantRoute | None:
+                latest = self.table.get(route.name.lower())
+                return latest.variant(variant.name) if latest is not None else None
+
+            variant = await self.serverless.warm(route.name, variant, current)
+            return await self._on_instances(inv, route, variant, body)
+
+    async def _on_instances(
         self, inv: Invocation, route: EndpointRoute, variant: VariantRoute, body: bytes | StreamReader
     ) -> InvocationResult:
         target = self._target_model(inv, variant)
@@ -439,6 +469,9 @@ class _ContainerCall:
                 f"Your invocation timed out while waiting for a response from container {hostname}. Review "
                 "the latency metrics for each container, resolve the issue, and try again.",
             )
+        stopped = self._gw.stopped.get(self._container.url)
+        if stopped is not None:
+            return self._gw.model_error(self._endpoint, hostname, 0, stopped)
         return self._gw.model_error(self._endpoint, hostname, 0, f"the container could not be reached: {exc}")
 
 

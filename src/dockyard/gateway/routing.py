@@ -60,6 +60,8 @@ class VariantRoute(VariantTraffic):
     instances: tuple[InstanceRoute, ...]
     # A multi-model variant: where its models come from and where each instance unpacks them.
     multi_model: MultiModelRoute | None = None
+    # A serverless variant's MaxConcurrency (None: instance-based; no cap, no cold starts).
+    max_concurrency: int | None = None
     _turn: itertools.count[int] = field(default_factory=itertools.count, compare=False)
 
     def next_instance(self) -> InstanceRoute | None:
@@ -112,6 +114,8 @@ class VariantDeployment(VariantTraffic):
     # The ready instances in order: instance id → container hostname → URL.
     instances: Mapping[str, Mapping[str, str]]
     multi_model: MultiModelRoute | None = None
+    # A serverless variant's MaxConcurrency (None: instance-based).
+    max_concurrency: int | None = None
 
 
 class RouteBuilder:
@@ -163,7 +167,8 @@ class RouteBuilder:
             InstanceRoute(instance_id, tuple(ContainerRoute(h, url, metrics[h]) for h, url in urls.items()))
             for instance_id, urls in v.instances.items()
         )
-        return VariantRoute(v.name, v.weight, v.mode, v.hostnames, instances, v.multi_model)
+        return VariantRoute(v.name, v.weight, v.mode, v.hostnames, instances, multi_model=v.multi_model,
+                            max_concurrency=v.max_concurrency)
 
     def readiness(self) -> dict[str, dict[str, dict[str, int]]]:
         """Per endpoint (by its name) and variant: ready and desired instance counts."""
