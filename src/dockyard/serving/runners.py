@@ -127,6 +127,8 @@ class ThreadRunner:
         self._start_thread()
 
     def _work(self, retired: threading.Event) -> None:
+        loop = self._loop
+        assert loop is not None, "start() first"
         while not retired.is_set() and (job := self._jobs.get()) is not None:
             future, body, content_type, accept, attributes = job
             with self._lock:
@@ -136,10 +138,10 @@ class ThreadRunner:
             status, reply, reply_type = self._pipeline(body, content_type, accept, attributes)
             try:
                 if isinstance(reply, bytes):
-                    self._loop.call_soon_threadsafe(_resolve, future, (status, reply, reply_type))
+                    loop.call_soon_threadsafe(_resolve, future, (status, reply, reply_type))
                 else:
                     stream = _ThreadStream(self, future)
-                    self._loop.call_soon_threadsafe(_resolve, future, (status, stream, reply_type))
+                    loop.call_soon_threadsafe(_resolve, future, (status, stream, reply_type))
                     stream.feed(reply, retired)
             except RuntimeError:  # the loop closed: the server stopped while this one ran
                 return
@@ -193,13 +195,13 @@ class _ThreadStream:
 
     async def __anext__(self) -> bytes:
         item = await self._queue.get()
-        if item is _END or isinstance(item, StreamFailed):
-            self._done = True
-            if item is _END:
-                raise StopAsyncIteration
+        if isinstance(item, bytes):
+            self._room.release()
+            return item
+        self._done = True
+        if isinstance(item, StreamFailed):
             raise item
-        self._room.release()
-        return item  # type: ignore[return-value]
+        raise StopAsyncIteration
 
     async def aclose(self) -> None:
         if not self._done:
