@@ -152,3 +152,24 @@ def test_thread_runner_streams_and_reports_a_broken_stream():
     status, parts, before, rest = asyncio.run(scenario())
     assert (status, parts, before, rest) == (200, [b"a", b"b", b"c"], [b"a", b"b"], b"ok")
 
+
+
+TRANSFORM_CODE = """
+def model_fn(model_dir):
+    return "placeholder"
+
+
+def transform_fn(model, body, content_type, accept):
+    return (word + " " for word in body.split()), "text/plain"
+"""
+
+
+def test_a_transform_fn_generator_streams_too(serve, tmp_path):
+    model_dir = tmp_path / "transform-model"
+    (model_dir / "code").mkdir(parents=True)
+    (model_dir / "code" / "inference.py").write_text(TRANSFORM_CODE)
+    server = serve(model_dir)
+    resp = requests.post(server.url + "/invocations", data="one two three", stream=True, timeout=30,
+                         headers={"Content-Type": "text/csv"})
+    assert resp.headers["Transfer-Encoding"] == "chunked"
+    assert resp.content == b"one two three "
