@@ -90,6 +90,12 @@ def service_unavailable(message: str) -> AwsError:
     return AwsError("ServiceUnavailable", message, status=503)
 
 
+def throttling(message: str) -> AwsError:
+    # 429, as the issue asks: boto3 retries it with backoff both by this code and by the status,
+    # which is what a client of a serverless variant at its MaxConcurrency wants.
+    return AwsError("ThrottlingException", message, status=429)
+
+
 # --- either protocol -----------------------------------------------------------------------
 
 def internal_failure(what: str, exc: BaseException) -> AwsError:

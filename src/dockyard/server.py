@@ -35,13 +35,16 @@ from dockyard.control.context import ControlContext
 from dockyard.control.plane import operations
 from dockyard.control.provision import Provisioner
 from dockyard.control.reconciler import Reconciler
+from dockyard.control.scaling import IdleScaler
 from dockyard.control.store import Store
 from dockyard.gateway.metrics import GatewayMetrics, RequestMetrics
 from dockyard.gateway.proxy import Gateway
 from dockyard.gateway.routing import RouteBuilder
+from dockyard.gateway.serverless import ServerlessMetrics
 from dockyard.runtime import privileges
 from dockyard.runtime.base import ContainerStats, Runtime
 from dockyard.runtime.privileges import ContainerUser
+from dockyard.runtime.process import ProcessRuntime
 from dockyard.settings import Settings
 from dockyard.state_lock import StateDirInUse, lock_state_dir
 
@@ -61,8 +64,6 @@ def container_user(settings: Settings) -> ContainerUser | None:
 
 def make_runtime(settings: Settings, user: ContainerUser | None = None, scratch: Path | None = None) -> Runtime:
     if settings.runtime == "process":
-        from dockyard.runtime.process import ProcessRuntime
-
         scratch = scratch or settings.state_dir
         return ProcessRuntime(owner=str(settings.state_dir.resolve()), stop_grace=settings.stop_grace,
                               layers_dir=scratch / "layers", user=user,
@@ -88,7 +89,8 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     store = Store(settings.state_dir / DATABASE)
     registry = CollectorRegistry()
     metrics = GatewayMetrics(registry)
-    gateway = Gateway(settings.account_id, settings.region, settings.invocation_timeout, RequestMetrics(registry))
+    gateway = Gateway(settings.account_id, settings.region, settings.invocation_timeout, RequestMetrics(registry),
+                      ServerlessMetrics(registry))
     user = container_user(settings) if runtime is None else None
     try:
         # Instance directories and layers: where the containers' user can reach them.
@@ -105,11 +107,15 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     )
     routes = RouteBuilder(metrics, gateway.publish)
     reconciler = Reconciler(store, runtime, provisioner, routes, settings.health_interval,
-                            (settings.restart_backoff, settings.restart_backoff_max))
+                            (settings.restart_backoff, settings.restart_backoff_max),
+                            IdleScaler(gateway.serverless.idle_seconds, settings.serverless_idle_seconds))
     gateway.on_refused = reconciler.poke  # an instance refused a connection: look at it now
     queue = AsyncInference(store, gateway, Storage(settings.region, allowed_roots(settings)),
                            Notifier(settings.region), settings.account_id, settings.region)
     async_metrics.register(registry, queue)
+    gateway.serverless.wake = reconciler.wake  # a serverless variant's cold start
+    if isinstance(runtime, ProcessRuntime):
+        runtime.memory.on_exceeded = gateway.stopped.__setitem__  # the watchdog's reason, for the ModelError
 
     def changed() -> None:
         queue.refresh()  # which endpoints are asynchronous, before the operation answers
@@ -140,7 +146,8 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     ))
     app = web.Application(middlewares=[control_plane_errors, runtime_errors])
     console.install(app, live)
-    app.add_routes(admin.routes(registry, metrics.summary, log_files, stats, lambda name: name.lower() in gateway.table))
+    app.add_routes(admin.routes(registry, metrics.summary, log_files, stats, lambda name: name.lower() in gateway.table,
+                                gateway.serverless.metrics.summary))
     app.add_routes([admin.readiness_route(routes.readiness)])
     app.add_routes(runtime_api.routes(gateway, settings.max_payload_bytes, async_invocations.realtime_guard(queue)))
     app.add_routes(async_invocations.routes(queue))

@@ -75,6 +75,10 @@ class Settings:
     # seconds, doubling up to restart_backoff_max, for as long as its endpoint exists.
     restart_backoff: float = field(default=1.0, metadata=_bounds(0.001))
     restart_backoff_max: float = field(default=30.0, metadata=_bounds(0.001))
+    # A serverless variant without ProvisionedConcurrency stops its instance after this many
+    # seconds with no request in flight; the next request starts one (a cold start). SageMaker
+    # scales serverless endpoints to zero after a few idle minutes.
+    serverless_idle_seconds: float = field(default=300.0, metadata=_bounds(0.01))
     # Most containers all endpoints may run together (ResourceLimitExceeded beyond).
     max_containers: int = field(default=200, metadata=_bounds(0))
     # Docker runtime: the registry that ECR-style image URIs are pulled from (host[:port][/prefix]):

@@ -22,6 +22,7 @@ def routes(
     log_files: Callable[[str], list[tuple[str, str, Path, bool]]],
     stats: Callable[[str], Awaitable[list[tuple[str, str, ContainerStats]]]],
     known: Callable[[str], bool],
+    serverless: Callable[[str], dict[str, dict[str, float]]] = lambda name: {},
 ) -> list[web.RouteDef]:
     async def health(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -54,7 +55,8 @@ def routes(
              **_finite(traffic.get((variant, s.hostname), {}))}
             for variant, instance, s in await stats(name)
         ]
-        return web.json_response({"endpoint": name, "containers": rows})
+        # Cold starts and throttled requests per serverless variant (none for the others).
+        return web.json_response({"endpoint": name, "containers": rows, "serverless": serverless(name)})
 
     return [
         web.get(f"{PREFIX}/health", health),

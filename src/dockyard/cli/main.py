@@ -137,7 +137,8 @@ def logs(url: str, endpoint: str, lines: int, show_all: bool) -> None:
 @url_option
 @click.argument("endpoint")
 def stats(url: str, endpoint: str) -> None:
-    """Per container of ENDPOINT: requests, errors, p50/p99 latency, CPU and memory.
+    """Per container of ENDPOINT: requests, errors, p50/p99 latency, CPU and memory; per
+    serverless variant: cold starts, their mean duration, throttled requests.
 
     Containers of one instance share its CPU and memory; this shows who uses what.
     """
@@ -155,6 +156,12 @@ def stats(url: str, endpoint: str) -> None:
             "-" if row["memory_bytes"] is None else f"{row['memory_bytes'] / 2**20:.1f}",
         )
     console.print(table)
+    if data.get("serverless"):
+        serverless = _table("Variant", "Cold starts", "Mean cold start ms", "Throttled", title="Serverless")
+        for variant, row in data["serverless"].items():
+            mean = row["cold_start_seconds"] / row["cold_starts"] if row["cold_starts"] else None
+            serverless.add_row(variant, f"{row['cold_starts']:.0f}", _ms(mean), f"{row['throttled']:.0f}")
+        console.print(serverless)
 
 
 def _table(*columns: str, title: str | None = None) -> Table:

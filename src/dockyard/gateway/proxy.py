@@ -22,6 +22,8 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from prometheus_client import CollectorRegistry
+
 from dockyard import errors
 from dockyard.errors import AwsError
 from dockyard.gateway.metrics import RequestMetrics
@@ -32,6 +34,7 @@ from dockyard.gateway.routing import (
     RoutingTable,
     VariantRoute,
 )
+from dockyard.gateway.serverless import ServerlessGate, ServerlessMetrics
 from dockyard.gateway.upstream import (
     Upstream,
     UpstreamError,
@@ -95,10 +98,15 @@ class Gateway:
     """Routes invocations over the current routing table (swapped in by ``publish``)."""
 
     def __init__(
-        self, account_id: str, region: str, invocation_timeout: float, requests: RequestMetrics | None = None
+        self, account_id: str, region: str, invocation_timeout: float, requests: RequestMetrics | None = None,
+        serverless: ServerlessMetrics | None = None,
     ) -> None:
         self.table: RoutingTable = {}
         self._requests = requests
+        # Serverless variants: MaxConcurrency, cold starts, idle time (the reconciler reads it).
+        self.serverless = ServerlessGate(serverless or ServerlessMetrics(CollectorRegistry()), invocation_timeout)
+        # Why the runtime stopped a container, by its URL (the memory watchdog), for its ModelError.
+        self.stopped: dict[str, str] = {}
         self._account_id = account_id
         self._region = region
         self._upstream = Upstream(invocation_timeout)
@@ -118,6 +126,13 @@ class Gateway:
         else:
             table[key] = route
         self.table = table
+        self.serverless.published(name, route)
+        if self.stopped and route is not None:
+            # A new container on a stopped one's port is not that container.
+            for v in route.variants:
+                for i in v.instances:
+                    for c in i.containers:
+                        self.stopped.pop(c.url, None)
         # A new route is the reconciler's fresh view of the instances: nothing stays marked.
         self._refused.pop(key, None)
 
@@ -232,6 +247,21 @@ class Gateway:
             raise refused.error from None
 
     async def _on_variant(
+        self, inv: Invocation, route: EndpointRoute, variant: VariantRoute, body: bytes | StreamReader
+    ) -> InvocationResult:
+        if variant.max_concurrency is None:
+            return await self._on_instances(inv, route, variant, body)
+        # A serverless variant: a slot under MaxConcurrency, then an instance (a cold start when
+        # it is scaled to zero). The slot is held until the answer is handed over.
+        with self.serverless.admitted(route.name, variant):
+            def current() -> VariantRoute | None:
+                latest = self.table.get(route.name.lower())
+                return latest.variant(variant.name) if latest is not None else None
+
+            variant = await self.serverless.warm(route.name, variant, current)
+            return await self._on_instances(inv, route, variant, body)
+
+    async def _on_instances(
         self, inv: Invocation, route: EndpointRoute, variant: VariantRoute, body: bytes | StreamReader
     ) -> InvocationResult:
         instance = self._instance(inv, variant)
@@ -387,6 +417,9 @@ class _ContainerCall:
                 f"Your invocation timed out while waiting for a response from container {hostname}. Review "
                 "the latency metrics for each container, resolve the issue, and try again.",
             )
+        stopped = self._gw.stopped.get(self._container.url)
+        if stopped is not None:
+            return self._gw.model_error(self._endpoint, hostname, 0, stopped)
         return self._gw.model_error(self._endpoint, hostname, 0, f"the container could not be reached: {exc}")
 
 

@@ -56,6 +56,8 @@ class VariantTraffic:
 @dataclass(frozen=True)
 class VariantRoute(VariantTraffic):
     instances: tuple[InstanceRoute, ...]
+    # A serverless variant's MaxConcurrency (None: instance-based; no cap, no cold starts).
+    max_concurrency: int | None = None
     _turn: itertools.count[int] = field(default_factory=itertools.count, compare=False)
 
     def next_instance(self) -> InstanceRoute | None:
@@ -98,6 +100,8 @@ class VariantDeployment(VariantTraffic):
     desired_instances: int
     # The ready instances in order: instance id → container hostname → URL.
     instances: Mapping[str, Mapping[str, str]]
+    # A serverless variant's MaxConcurrency (None: instance-based).
+    max_concurrency: int | None = None
 
 
 class RouteBuilder:
@@ -149,7 +153,7 @@ class RouteBuilder:
             InstanceRoute(instance_id, tuple(ContainerRoute(h, url, metrics[h]) for h, url in urls.items()))
             for instance_id, urls in v.instances.items()
         )
-        return VariantRoute(v.name, v.weight, v.mode, v.hostnames, instances)
+        return VariantRoute(v.name, v.weight, v.mode, v.hostnames, instances, v.max_concurrency)
 
     def readiness(self) -> dict[str, dict[str, dict[str, int]]]:
         """Per endpoint (by its name) and variant: ready and desired instance counts."""

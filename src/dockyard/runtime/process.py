@@ -42,6 +42,7 @@ from dockyard.runtime.base import (
 from dockyard.runtime.forkserver import ForkedProcess, ForkServer
 from dockyard.runtime.health import NotHealthy, wait_healthy
 from dockyard.runtime.layers import LayerError, Layers, requirement_files
+from dockyard.runtime.memory_watch import MemoryWatch
 from dockyard.runtime.ports import free_port, free_range
 from dockyard.runtime.privileges import ContainerUser, hand_over, unreachable
 
@@ -145,6 +146,8 @@ class ProcessRuntime:
         # Where requirements.txt layers of managed images go; None: requirements are not installed.
         self._layers = Layers(layers_dir) if layers_dir is not None else None
         self._session: aiohttp.ClientSession | None = None
+        # Serverless instances' MemorySizeInMB, enforced on resident memory.
+        self.memory = MemoryWatch()
         # Where fork servers log; None: every container is spawned.
         self._forks = ForkServer(zygotes_dir, user, self._zygote_environment) if zygotes_dir is not None else None
 
@@ -157,12 +160,14 @@ class ProcessRuntime:
         spec.log_dir.mkdir(parents=True, exist_ok=True)
         if self._user is not None:
             await asyncio.to_thread(hand_over, spec.workdir, self._user)
-        return await start_containers(
+        instance = await start_containers(
             RunningInstance(spec, ()),
             lambda _, c: self._launch(spec, c),
             lambda c: self._await_healthy(spec, c),
             self.stop_instance,
         )
+        self.memory.watch(instance)
+        return instance
 
     async def _launch(self, spec: InstanceSpec, container: ContainerSpec) -> RunningContainer:
         command, extra_env, cwd = command_for(container.image)
@@ -238,6 +243,7 @@ class ProcessRuntime:
             raise InstanceStartError(failure_reason(spec, container, str(exc))) from None
 
     async def stop_instance(self, instance: RunningInstance) -> None:
+        self.memory.unwatch(instance)
         await asyncio.gather(*(processes.stop_group(c.handle, self._stop_grace) for c in instance.containers))
         shutil.rmtree(instance.spec.workdir, ignore_errors=True)
 

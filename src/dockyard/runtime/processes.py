@@ -64,7 +64,7 @@ async def spawn(
         )
 
 
-def _signal_group(pgid: int, sig: int) -> bool:
+def signal_group(pgid: int, sig: int) -> bool:
     try:
         os.killpg(pgid, sig)
         return True
@@ -75,13 +75,13 @@ def _signal_group(pgid: int, sig: int) -> bool:
 async def stop_group(proc: asyncio.subprocess.Process, grace: float) -> None:
     """SIGTERM the child's process group, SIGKILL it if it has not exited within ``grace``."""
     if proc.returncode is None:
-        _signal_group(proc.pid, signal.SIGTERM)
+        signal_group(proc.pid, signal.SIGTERM)
         try:
             await asyncio.wait_for(proc.wait(), grace)
         except asyncio.TimeoutError:
             pass
     # Also reaps grandchildren that outlived the group leader.
-    _signal_group(proc.pid, signal.SIGKILL)
+    signal_group(proc.pid, signal.SIGKILL)
     if proc.returncode is None:
         await proc.wait()
 
@@ -135,6 +135,11 @@ def _cpu_seconds_and_rss(pids: list[int]) -> tuple[float, int]:
         cpu += (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
         rss += int(fields[21]) * page
     return cpu, rss
+
+
+def group_rss(pgid: int) -> int:
+    """Resident bytes of a process group, all its members together."""
+    return _cpu_seconds_and_rss(_group_members(pgid))[1]
 
 
 async def group_usage(pgid: int, window: float = 0.2) -> tuple[float, int]:
