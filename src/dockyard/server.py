@@ -38,6 +38,7 @@ from dockyard.control.reconciler import Reconciler
 from dockyard.control.scaling import IdleScaler
 from dockyard.control.store import Store
 from dockyard.gateway.metrics import GatewayMetrics, RequestMetrics
+from dockyard.gateway.multimodel import MultiModels
 from dockyard.gateway.proxy import Gateway
 from dockyard.gateway.routing import RouteBuilder
 from dockyard.gateway.serverless import ServerlessMetrics
@@ -89,8 +90,9 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     store = Store(settings.state_dir / DATABASE)
     registry = CollectorRegistry()
     metrics = GatewayMetrics(registry)
+    artifacts = ArtifactStore(settings.state_dir / "cache", settings.region, AccessPolicy.from_settings(settings))
     gateway = Gateway(settings.account_id, settings.region, settings.invocation_timeout, RequestMetrics(registry),
-                      ServerlessMetrics(registry))
+                      ServerlessMetrics(registry), MultiModels(artifacts, settings.model_load_wait))
     user = container_user(settings) if runtime is None else None
     try:
         # Instance directories and layers: where the containers' user can reach them.
@@ -101,7 +103,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
         runtime = make_runtime(settings, user, scratch)
     provisioner = Provisioner(
         settings.state_dir,
-        ArtifactStore(settings.state_dir / "cache", settings.region, AccessPolicy.from_settings(settings)),
+        artifacts,
         settings.startup_timeout,
         instances_dir=scratch / "instances",
     )
