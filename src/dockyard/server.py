@@ -14,7 +14,14 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from dockyard import console
-from dockyard.api import admin, auth, connections, control_plane, response_stream, runtime_api
+from dockyard.api import (
+    admin,
+    auth,
+    connections,
+    control_plane,
+    response_stream,
+    runtime_api,
+)
 from dockyard.api.errors import control_plane_errors, runtime_errors
 from dockyard.api.validation import sagemaker_validator
 from dockyard.artifacts.policy import AccessPolicy
@@ -26,6 +33,7 @@ from dockyard.control.reconciler import Reconciler
 from dockyard.control.scaling import IdleScaler
 from dockyard.control.store import Store
 from dockyard.gateway.metrics import GatewayMetrics, RequestMetrics
+from dockyard.gateway.multimodel import MultiModels
 from dockyard.gateway.proxy import Gateway
 from dockyard.gateway.routing import RouteBuilder
 from dockyard.gateway.serverless import ServerlessMetrics
@@ -77,8 +85,9 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     store = Store(settings.state_dir / DATABASE)
     registry = CollectorRegistry()
     metrics = GatewayMetrics(registry)
+    artifacts = ArtifactStore(settings.state_dir / "cache", settings.region, AccessPolicy.from_settings(settings))
     gateway = Gateway(settings.account_id, settings.region, settings.invocation_timeout, RequestMetrics(registry),
-                      ServerlessMetrics(registry))
+                      ServerlessMetrics(registry), MultiModels(artifacts, settings.model_load_wait))
     user = container_user(settings) if runtime is None else None
     try:
         # Instance directories and layers: where the containers' user can reach them.
@@ -89,7 +98,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
         runtime = make_runtime(settings, user, scratch)
     provisioner = Provisioner(
         settings.state_dir,
-        ArtifactStore(settings.state_dir / "cache", settings.region, AccessPolicy.from_settings(settings)),
+        artifacts,
         settings.startup_timeout,
         instances_dir=scratch / "instances",
     )

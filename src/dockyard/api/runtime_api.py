@@ -63,6 +63,7 @@ def parse_invocation(request: web.Request) -> Invocation:
         headers=headers,
         target_variant=headers.get("X-Amzn-SageMaker-Target-Variant"),
         target_container=headers.get("X-Amzn-SageMaker-Target-Container-Hostname"),
+        target_model=headers.get("X-Amzn-SageMaker-Target-Model"),
     )
 
 
