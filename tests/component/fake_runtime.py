@@ -47,6 +47,8 @@ class Behaviour:
     # (FAKE_MAX_MODELS); and how long a load takes (FAKE_LOAD_DELAY).
     max_models: int | None = None
     load_delay: float = 0.0
+    # Resident memory each loaded model adds to the container's stats (FAKE_MODEL_MEMORY).
+    model_memory: int = 0
 
     def with_environment(self, env: Mapping[str, str]) -> Behaviour:
         """This behaviour with the container's ``FAKE_*`` variables applied."""
@@ -73,6 +75,8 @@ class Behaviour:
             changes["max_models"] = int(env["FAKE_MAX_MODELS"])
         if "FAKE_LOAD_DELAY" in env:
             changes["load_delay"] = float(env["FAKE_LOAD_DELAY"])
+        if "FAKE_MODEL_MEMORY" in env:
+            changes["model_memory"] = int(env["FAKE_MODEL_MEMORY"])
         return replace(self, **changes)
 
 
@@ -244,7 +248,8 @@ class FakeRuntime:
         return [c.hostname for c in instance.containers if c.handle.exited]
 
     async def stats(self, instance: base.RunningInstance) -> list[base.ContainerStats]:
-        return [base.ContainerStats(c.hostname, 0.0, 0) for c in instance.containers]
+        return [base.ContainerStats(c.hostname, 0.0, len(c.handle.models) * c.handle.behaviour.model_memory)
+                for c in instance.containers]
 
     async def adopt(self) -> list[base.RunningInstance]:
         # What a killed server "left running": instances a test started on another FakeRuntime.

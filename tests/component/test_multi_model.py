@@ -118,3 +118,37 @@ async def test_bad_targets_are_validation_errors(dockyard: Dockyard, tmp_path: P
     status, code, message = await error_of(resp)
     assert (status, code) == (400, "ValidationError") and expected in message
     assert calls(dockyard) == []
+
+
+async def test_models_are_unloaded_before_the_instance_memory_runs_out(dockyard: Dockyard, tmp_path: Path) -> None:
+    # ml.m5.large has 8 GiB; each model takes 1 GiB; loading stops at 90 %: 7 models at most.
+    gib = 1024**3
+    await deploy_mme(dockyard, tmp_path, env={"FAKE_MODEL_MEMORY": str(gib)}, models=10)
+    for i in range(10):
+        assert (await invoke(dockyard, f"m{i}.tar.gz"))["model"] == f"m{i}"
+    (container,) = dockyard.fake.containers("mme")
+    assert sorted(container.models.values()) == [f"m{i}" for i in range(3, 10)]
+    loaded, peak = 0, 0
+    for kind, _ in container.model_calls:
+        loaded += 1 if kind == "load" else -1
+        peak = max(peak, loaded)
+    assert peak == 7
+    # Least recently used first, and never through a 507.
+    assert [name for kind, name in container.model_calls if kind == "unload"] == [
+        model_name(f"m{i}.tar.gz") for i in range(3)]
+
+
+async def test_model_metrics_are_prometheus_series(dockyard: Dockyard, tmp_path: Path) -> None:
+    await deploy_mme(dockyard, tmp_path)
+    for target in ("m1.tar.gz", "m1.tar.gz", "m2.tar.gz"):
+        await invoke(dockyard, target)
+    assert dockyard.client is not None
+    text = await (await dockyard.client.get("/metrics")).text()
+    lines = set(text.splitlines())
+    assert 'dockyard_model_cache_total{endpoint="mme",result="hit"} 1.0' in lines
+    assert 'dockyard_model_cache_total{endpoint="mme",result="miss"} 2.0' in lines
+    assert 'dockyard_model_invocations_total{endpoint="mme",model="m1.tar.gz"} 2.0' in lines
+    assert 'dockyard_model_loading_seconds_count{endpoint="mme"} 2.0' in lines
+    assert 'dockyard_model_downloading_seconds_count{endpoint="mme"} 2.0' in lines
+    assert any(line.startswith('dockyard_loaded_models{endpoint="mme",instance="mme-') and line.endswith(" 2.0")
+               for line in lines)
