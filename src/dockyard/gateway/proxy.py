@@ -251,6 +251,16 @@ class Gateway:
             if self._requests is not None:
                 self._requests.observe(route.name, variant.name if variant is not None else "", status)
 
+    async def invoke_on(
+        self, inv: Invocation, variant: VariantRoute, instance: InstanceRoute, body: bytes | StreamReader
+    ) -> InvocationResult:
+        """One invocation on the instance given (asynchronous inference places its requests
+        itself, to keep each instance's concurrency within its limit): no failover."""
+        try:
+            return await self._through(self._endpoint(inv), variant, instance, inv, body)
+        except _Refused as refused:
+            raise refused.error from None
+
     async def _on_variant(
         self, inv: Invocation, route: EndpointRoute, variant: VariantRoute, body: bytes | StreamReader
     ) -> InvocationResult:
