@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -52,32 +52,23 @@ class Behaviour:
 
     def with_environment(self, env: Mapping[str, str]) -> Behaviour:
         """This behaviour with the container's ``FAKE_*`` variables applied."""
-        changes: dict[str, object] = {}
-        if "FAKE_START_DELAY" in env:
-            changes["start_delay"] = float(env["FAKE_START_DELAY"])
-        if "FAKE_PING_STATUS" in env:
-            changes["ping_status"] = int(env["FAKE_PING_STATUS"])
-        if "FAKE_CRASH_AFTER" in env:
-            changes["crash_after"] = int(env["FAKE_CRASH_AFTER"])
-        if "FAKE_STATUS" in env:
-            changes["status"] = int(env["FAKE_STATUS"])
-        if "FAKE_BODY" in env:
-            changes["body"] = env["FAKE_BODY"]
-        if "FAKE_CONTENT_TYPE" in env:
-            changes["content_type"] = env["FAKE_CONTENT_TYPE"]
-        if "FAKE_RESPONSE_HEADERS" in env:
-            changes["response_headers"] = tuple(json.loads(env["FAKE_RESPONSE_HEADERS"]).items())
-        if "FAKE_BODY_BYTES" in env:
-            changes["body_bytes"] = int(env["FAKE_BODY_BYTES"])
-        if "FAKE_CUT_AT" in env:
-            changes["cut_at"] = int(env["FAKE_CUT_AT"])
-        if "FAKE_MAX_MODELS" in env:
-            changes["max_models"] = int(env["FAKE_MAX_MODELS"])
-        if "FAKE_LOAD_DELAY" in env:
-            changes["load_delay"] = float(env["FAKE_LOAD_DELAY"])
-        if "FAKE_MODEL_MEMORY" in env:
-            changes["model_memory"] = int(env["FAKE_MODEL_MEMORY"])
+        changes = {name: convert(env[variable]) for variable, (name, convert) in _VARIABLES.items()
+                   if variable in env}
         return replace(self, **changes)
+
+
+def _headers(value: str) -> tuple[tuple[str, str], ...]:
+    return tuple(json.loads(value).items())
+
+
+# FAKE_* variable → the Behaviour field it sets and how its text converts.
+_VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
+    "FAKE_START_DELAY": ("start_delay", float), "FAKE_PING_STATUS": ("ping_status", int),
+    "FAKE_CRASH_AFTER": ("crash_after", int), "FAKE_STATUS": ("status", int), "FAKE_BODY": ("body", str),
+    "FAKE_CONTENT_TYPE": ("content_type", str), "FAKE_RESPONSE_HEADERS": ("response_headers", _headers),
+    "FAKE_BODY_BYTES": ("body_bytes", int), "FAKE_CUT_AT": ("cut_at", int), "FAKE_MAX_MODELS": ("max_models", int),
+    "FAKE_LOAD_DELAY": ("load_delay", float), "FAKE_MODEL_MEMORY": ("model_memory", int),
+}
 
 
 @dataclass
