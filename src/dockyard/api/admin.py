@@ -23,6 +23,7 @@ def routes(
     stats: Callable[[str], Awaitable[list[tuple[str, str, ContainerStats]]]],
     known: Callable[[str], bool],
     serverless: Callable[[str], dict[str, dict[str, float]]] = lambda name: {},
+    backlog: Callable[[str], dict[str, float] | None] = lambda name: None,
 ) -> list[web.RouteDef]:
     async def health(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -56,7 +57,9 @@ def routes(
             for variant, instance, s in await stats(name)
         ]
         # Cold starts and throttled requests per serverless variant (none for the others).
-        return web.json_response({"endpoint": name, "containers": rows, "serverless": serverless(name)})
+        # Asynchronous endpoints: SageMaker's backlog metrics (None for the others).
+        return web.json_response({"endpoint": name, "containers": rows, "serverless": serverless(name),
+                                  "backlog": backlog(name)})
 
     return [
         web.get(f"{PREFIX}/health", health),
