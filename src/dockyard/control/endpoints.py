@@ -88,6 +88,8 @@ class EndpointOps:
         }
         if ep.failure_reason:
             out["FailureReason"] = ep.failure_reason
+        if "AsyncInferenceConfig" in ep.deployment.config:
+            out["AsyncInferenceConfig"] = ep.deployment.config["AsyncInferenceConfig"]
         if ep.pending is not None:
             out["PendingDeploymentSummary"] = {
                 "EndpointConfigName": ep.pending.config_name,

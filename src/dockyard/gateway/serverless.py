@@ -139,17 +139,17 @@ class ServerlessGate:
         key = name.lower()
         now = time.monotonic()
         live = {v.name: v for v in route.variants if v.max_concurrency is not None} if route else {}
-        for (endpoint, variant) in [k for k in self._variants if k[0] == key and k[1] not in live]:
-            del self._variants[(endpoint, variant)]
-            self.metrics.forget(name, variant)
-        for variant in live.values():
-            state = self._state(key, variant.name)
-            if variant.instances and not state.warm:
+        for gone in [k for k in self._variants if k[0] == key and k[1] not in live]:
+            del self._variants[gone]
+            self.metrics.forget(name, gone[1])
+        for route_variant in live.values():
+            state = self._state(key, route_variant.name)
+            if route_variant.instances and not state.warm:
                 state.last_used = now
                 if state.cold_since is not None:
-                    self.metrics.cold_start_seconds.labels(name, variant.name).observe(now - state.cold_since)
+                    self.metrics.cold_start_seconds.labels(name, route_variant.name).observe(now - state.cold_since)
                     state.cold_since = None
-            state.warm = bool(variant.instances)
+            state.warm = bool(route_variant.instances)
         self._published.set()
         self._published = asyncio.Event()
 
