@@ -124,6 +124,11 @@ def test_idle_variant_scales_to_zero_and_cold_starts(server: Server, tmp_path: P
     assert container_pids(server)
     assert metric(server, "dockyard_serverless_cold_starts_total", "sls") == 1
     assert metric(server, "dockyard_serverless_cold_start_seconds_count", "sls") == 1
+    # A streamed answer holds its slot until the stream ends, then gives it back: MaxConcurrency
+    # is 2, so a leaked slot would throttle the third of these.
+    for _ in range(3):
+        stream = rt.invoke_endpoint_with_response_stream(EndpointName="sls", ContentType="text/csv", Body=ROW)
+        assert b"".join(e["PayloadPart"]["Bytes"] for e in stream["Body"] if "PayloadPart" in e) == b"[0]"
 
 
 def test_concurrent_clients_beyond_max_concurrency_are_throttled(server: Server, tmp_path: Path) -> None:

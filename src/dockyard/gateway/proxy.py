@@ -267,14 +267,22 @@ class Gateway:
         if variant.max_concurrency is None:
             return await self._on_instances(inv, route, variant, body)
         # A serverless variant: a slot under MaxConcurrency, then an instance (a cold start when
-        # it is scaled to zero). The slot is held until the answer is handed over.
-        with self.serverless.admitted(route.name, variant):
+        # it is scaled to zero). The slot is held until the answer has gone, streamed ones included.
+        release = self.serverless.admit(route.name, variant)
+        try:
             def current() -> VariantRoute | None:
                 latest = self.table.get(route.name.lower())
                 return latest.variant(variant.name) if latest is not None else None
 
-            variant = await self.serverless.warm(route.name, variant, current)
-            return await self._on_instances(inv, route, variant, body)
+            result = await self._on_instances(inv, route, await self.serverless.warm(route.name, variant, current), body)
+        except BaseException:
+            release()
+            raise
+        if result.chunks is None:
+            release()
+        else:
+            result.chunks.on_close.append(release)
+        return result
 
     async def _on_instances(
         self, inv: Invocation, route: EndpointRoute, variant: VariantRoute, body: bytes | StreamReader
@@ -494,6 +502,8 @@ class BodyStream:
         self._chunks = chunks
         # Why the body broke off, once it has: the container ran out of time (True) or it failed.
         self.timed_out = False
+        # Called once the stream is closed (a serverless variant's concurrency slot).
+        self.on_close: list[Callable[[], None]] = []
 
     def __aiter__(self) -> BodyStream:
         return self
@@ -508,5 +518,10 @@ class BodyStream:
             raise self._call.as_model_error(exc) from None
 
     async def aclose(self) -> None:
-        await self._chunks.aclose()  # type: ignore[attr-defined]
-        self._call.finish()
+        try:
+            await self._chunks.aclose()  # type: ignore[attr-defined]
+        finally:
+            self._call.finish()
+            for callback in self.on_close:
+                callback()
+            self.on_close.clear()

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -87,9 +86,9 @@ class ServerlessGate:
     def _state(self, endpoint: str, variant: str) -> _Variant:
         return self._variants.setdefault((endpoint.lower(), variant), _Variant())
 
-    @contextmanager
-    def admitted(self, endpoint: str, variant: VariantRoute) -> Iterator[None]:
-        """Hold one of the variant's ``MaxConcurrency`` slots, or raise ThrottlingException."""
+    def admit(self, endpoint: str, variant: VariantRoute) -> Callable[[], None]:
+        """Take one of the variant's ``MaxConcurrency`` slots, or raise ThrottlingException; the
+        slot is given back by calling what this returns (once; further calls do nothing)."""
         assert variant.max_concurrency is not None
         state = self._state(endpoint, variant.name)
         if state.in_flight >= variant.max_concurrency:
@@ -99,11 +98,16 @@ class ServerlessGate:
                 f"its MaxConcurrency; retry with backoff."
             )
         state.in_flight += 1
-        try:
-            yield
-        finally:
-            state.in_flight -= 1
-            state.last_used = time.monotonic()
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                state.in_flight -= 1
+                state.last_used = time.monotonic()
+
+        return release
 
     async def warm(self, endpoint: str, variant: VariantRoute, current: Callable[[], VariantRoute | None]) -> VariantRoute:
         """The variant's route with a ready instance: ``variant`` when it has one, else after a cold

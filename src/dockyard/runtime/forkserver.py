@@ -174,7 +174,8 @@ class ForkServer:
         command = [python, "-m", "dockyard.runtime.zygote", framework, str(theirs.fileno()), str(os.getpid())]
         try:
             self._log_dir.mkdir(parents=True, exist_ok=True)
-            proc = await processes.spawn(command, Path("/"), self._environment(extra_env), log_path, self._user,
+            # In its log directory: `-m` puts the working directory on sys.path, and nothing is imported from there.
+            proc = await processes.spawn(command, self._log_dir, self._environment(extra_env), log_path, self._user,
                                          pass_fds=(theirs.fileno(),))
         except OSError as exc:
             log.warning("the %s fork server could not start (%s); spawning containers", framework, exc)
