@@ -38,6 +38,7 @@ from dockyard.control.reconciler import Reconciler
 from dockyard.control.scaling import IdleScaler
 from dockyard.control.store import Store
 from dockyard.gateway.metrics import GatewayMetrics, RequestMetrics
+from dockyard.gateway.model_metrics import ModelMetrics
 from dockyard.gateway.multimodel import MultiModels
 from dockyard.gateway.proxy import Gateway
 from dockyard.gateway.routing import RouteBuilder
@@ -91,8 +92,9 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     registry = CollectorRegistry()
     metrics = GatewayMetrics(registry)
     artifacts = ArtifactStore(settings.state_dir / "cache", settings.region, AccessPolicy.from_settings(settings))
+    models = MultiModels(artifacts, settings.model_load_wait, ModelMetrics(registry))
     gateway = Gateway(settings.account_id, settings.region, settings.invocation_timeout, RequestMetrics(registry),
-                      ServerlessMetrics(registry), MultiModels(artifacts, settings.model_load_wait))
+                      ServerlessMetrics(registry), models)
     user = container_user(settings) if runtime is None else None
     try:
         # Instance directories and layers: where the containers' user can reach them.
@@ -141,6 +143,15 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
                 rows.append((instance.spec.variant, instance.spec.instance_id, s))
         return rows
 
+    async def memory_of(endpoint: str, instance_id: str) -> int | None:
+        """A multi-model instance's container memory (RSS), which its models must fit beside."""
+        for instance in reconciler.running(endpoint):
+            if instance.spec.instance_id == instance_id:
+                return sum(s.memory_bytes or 0 for s in await runtime.stats(instance))
+        return None
+
+    models.memory_of = memory_of
+
     live = console.LiveChannel(console.Sources(
         endpoints=store.list_endpoints, endpoint=store.get_endpoint, routing=lambda: gateway.table,
         instances=reconciler.running, dead_containers=runtime.dead_containers, stats=stats,
@@ -149,7 +160,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     app = web.Application(middlewares=[control_plane_errors, runtime_errors])
     console.install(app, live)
     app.add_routes(admin.routes(registry, metrics.summary, log_files, stats, lambda name: name.lower() in gateway.table,
-                                gateway.serverless.metrics.summary))
+                                gateway.serverless.metrics.summary, models.describe))
     app.add_routes([admin.readiness_route(routes.readiness)])
     app.add_routes(runtime_api.routes(gateway, settings.max_payload_bytes, async_invocations.realtime_guard(queue)))
     app.add_routes(async_invocations.routes(queue))

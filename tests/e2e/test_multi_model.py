@@ -128,3 +128,16 @@ def test_a_prefix_outside_the_allowed_roots_is_refused(sm) -> None:
         ModelName="mme-outside", ExecutionRoleArn=ROLE,
         PrimaryContainer={"Image": SKLEARN_URI, "Mode": "MultiModel", "ModelDataUrl": "/etc/"}))
     assert code == "ValidationException" and "outside the allowed local paths" in message
+
+
+def test_stats_models_shows_each_model_and_its_hit_rate(server, rt, mme: str) -> None:
+    from e2e.test_cli_commands import dockyard
+
+    invoke(rt, mme, "model-a.tar.gz")
+    invoke(rt, mme, "model-a.tar.gz")
+    out = dockyard("stats", mme, "--models", url=server.url)
+    assert out.returncode == 0, out.stderr
+    row = next(line for line in out.stdout.splitlines() if "model-a.tar.gz" in line)
+    cells = [c.strip() for c in row.split("│") if c.strip()]
+    assert cells[1:3] == ["model-a.tar.gz", "yes"]
+    assert int(cells[3]) >= 1 and cells[4] == "1"  # loaded once: one miss, every other call a hit

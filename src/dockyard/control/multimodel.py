@@ -10,6 +10,7 @@ from dockyard import errors
 from dockyard.control.plans import VariantPlan
 from dockyard.gateway.multimodel import MultiModelRoute
 from dockyard.runtime.base import RunningInstance
+from dockyard.runtime.instance_types import resources_for
 
 
 def check_container(container: dict[str, Any], where: str, primary: bool) -> None:
@@ -43,4 +44,5 @@ def route(plan: VariantPlan, instances: Sequence[RunningInstance]) -> MultiModel
         model_dirs={i.spec.instance_id: (i.spec.containers[0].model_dir, str(i.spec.containers[0].model_dir))
                     for i in instances},
         volume_bytes=plan.volume_bytes,
+        memory_bytes=resources.memory_bytes if (resources := resources_for(plan.instance_type)) else None,
     )

@@ -20,21 +20,26 @@ import hashlib
 import logging
 import posixpath
 import shutil
+import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from prometheus_client import Gauge
 
 from dockyard import errors
 from dockyard.artifacts.errors import ArtifactError
 from dockyard.artifacts.store import ArtifactStore
+from dockyard.gateway.model_metrics import ModelMetrics
 
 log = logging.getLogger(__name__)
 
 PARALLEL_LOADS = 4
+# Loading stops short of the instance's memory by this fraction: room for requests in flight.
+MEMORY_HEADROOM = 0.9
 # Management calls (load, unload) to a container: a load may take as long as an invocation.
 _MANAGEMENT_TIMEOUT = 120.0
 
@@ -60,6 +65,8 @@ class MultiModelRoute:
     model_dirs: Mapping[str, tuple[Path, str]]
     # An instance's model data limit (VolumeSizeInGB or the server's cap); None: the server's.
     volume_bytes: int | None = None
+    # The instance type's memory: models are unloaded before the container would outgrow it.
+    memory_bytes: int | None = None
 
 
 def target_model(endpoint: str, value: str | None) -> str:
@@ -82,11 +89,23 @@ def model_name(target: str) -> str:
     return hashlib.sha256(target.encode()).hexdigest()[:32]
 
 
+@dataclass
+class ModelStats:
+    """What ``dockyard stats --models`` shows of one model on one instance."""
+
+    hits: int = 0
+    misses: int = 0
+    # The container's resident memory grew by this much when the model loaded (None: unknown).
+    memory_bytes: int | None = None
+
+
 class InstanceModels:
     """One instance's unpacked and loaded models."""
 
-    def __init__(self, host_dir: Path, container_dir: str) -> None:
+    def __init__(self, endpoint: str, instance_id: str, host_dir: Path, container_dir: str) -> None:
+        self.endpoint, self.instance_id = endpoint, instance_id
         self.host_dir, self.container_dir = host_dir, container_dir
+        self.stats: dict[str, ModelStats] = {}
         # TargetModel → model name, least recently used first.
         self.loaded: OrderedDict[str, str] = OrderedDict()
         # TargetModel → bytes unpacked on disk, least recently used first.
@@ -95,55 +114,87 @@ class InstanceModels:
         self.loading: dict[str, asyncio.Future[str]] = {}
 
 
+# The container's resident memory of an instance (endpoint, instance id); None: unknown.
+MemoryReader = Callable[[str, str], Awaitable[int | None]]
+
+
 class MultiModels:
     """Every multi-model instance's models; the gateway calls ``model_for`` per invocation."""
 
-    def __init__(self, artifacts: ArtifactStore, load_wait: float) -> None:
+    def __init__(self, artifacts: ArtifactStore, load_wait: float, metrics: ModelMetrics,
+                 memory_of: MemoryReader | None = None) -> None:
         self._artifacts = artifacts
         self.load_wait = load_wait
+        self.metrics = metrics
+        # Set by the composition root: reads a container's RSS through the runtime.
+        self.memory_of = memory_of
         self._instances: dict[str, InstanceModels] = {}
         self._parallel = asyncio.Semaphore(PARALLEL_LOADS)
         self._session: aiohttp.ClientSession | None = None
 
-    def instance(self, route: MultiModelRoute, instance_id: str) -> InstanceModels:
+    def instance(self, route: MultiModelRoute, endpoint: str, instance_id: str) -> InstanceModels:
         models = self._instances.get(instance_id)
         if models is None:
             host_dir, container_dir = route.model_dirs[instance_id]
-            models = self._instances[instance_id] = InstanceModels(host_dir, container_dir)
+            models = self._instances[instance_id] = InstanceModels(endpoint, instance_id, host_dir, container_dir)
         return models
 
     def retain(self, instance_ids: Iterable[str]) -> None:
         """Forget instances no longer routed (their directories go with the instance)."""
         keep = set(instance_ids)
         for gone in [i for i in self._instances if i not in keep]:
-            del self._instances[gone]
+            models = self._instances.pop(gone)
+            _forget(self.metrics.loaded, models.endpoint, gone)
 
-    async def model_for(self, route: MultiModelRoute, instance_id: str, url: str, target: str) -> str:
+    def describe(self, endpoint: str) -> list[dict[str, Any]]:
+        """Per instance and model of ``endpoint``: loaded or not, hits, misses, memory."""
+        return [
+            {"instance": m.instance_id, "model": target, "loaded": target in m.loaded, "hits": st.hits,
+             "misses": st.misses, "memory_bytes": st.memory_bytes}
+            for m in self._instances.values() if m.endpoint.lower() == endpoint.lower()
+            for target, st in sorted(m.stats.items())
+        ]
+
+    async def model_for(self, route: MultiModelRoute, endpoint: str, instance_id: str, url: str, target: str) -> str:
         """The name under which ``target`` is loaded in the container at ``url``; loads it first
         if need be, waiting at most ``load_wait`` (then ModelNotReadyException)."""
-        models = self.instance(route, instance_id)
+        models = self.instance(route, endpoint, instance_id)
+        stats = models.stats.get(target) or models.stats.setdefault(target, ModelStats())
         name = models.loaded.get(target)
         if name is not None:
             models.loaded.move_to_end(target)
+            stats.hits += 1
+            self.metrics.cache.labels(endpoint, "hit").inc()
             return name
+        stats.misses += 1
+        self.metrics.cache.labels(endpoint, "miss").inc()
         load = models.loading.get(target)
         if load is None:
             load = asyncio.ensure_future(self._load(route, models, url, target))
             models.loading[target] = load
             load.add_done_callback(lambda f: _settled(models.loading, target, f))
+        start = time.perf_counter()
         try:
             return await asyncio.wait_for(asyncio.shield(load), self.load_wait)
         except asyncio.TimeoutError:
             raise errors.model_not_ready(
                 f"Model {target} is still loading; retry the request shortly."
             ) from None
+        finally:
+            self.metrics.loading_wait.labels(endpoint).observe(time.perf_counter() - start)
+
+    def observe(self, endpoint: str, target: str, seconds: float, failed: bool) -> None:
+        """One invocation of ``target``, as its per-model series count it."""
+        self.metrics.invocations.labels(endpoint, target).inc()
+        if failed:
+            self.metrics.errors.labels(endpoint, target).inc()
+        self.metrics.latency.labels(endpoint, target).observe(seconds)
 
     async def unload(self, instance_id: str, url: str, target: str) -> None:
         """Unload ``target`` (ModelCacheSetting Disabled: after each invocation)."""
         models = self._instances.get(instance_id)
-        name = models.loaded.pop(target, None) if models is not None else None
-        if name is not None:
-            await self._delete(url, name)
+        if models is not None and target in models.loaded:
+            await self._unload(models, url, target)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -157,12 +208,48 @@ class MultiModels:
             if target in models.unpacked:
                 models.unpacked.move_to_end(target)
             else:
+                start = time.perf_counter()
                 size = await asyncio.to_thread(self._fetch, route, models.host_dir / name, target)
+                self.metrics.downloading.labels(models.endpoint).observe(time.perf_counter() - start)
                 models.unpacked[target] = size
                 self._trim_disk(models, route, keep=target)
+            before = await self._make_room(route, models, url)
+            start = time.perf_counter()
             await self._post_model(models, url, name, f"{models.container_dir}/{name}")
+            self.metrics.loading.labels(models.endpoint).observe(time.perf_counter() - start)
+            if before is not None and self.memory_of is not None:
+                after = await self.memory_of(models.endpoint, models.instance_id)
+                if after is not None:
+                    models.stats.setdefault(target, ModelStats()).memory_bytes = max(0, after - before)
         models.loaded[target] = name
+        self.metrics.loaded.labels(models.endpoint, models.instance_id).set(len(models.loaded))
         return name
+
+    async def _make_room(self, route: MultiModelRoute, models: InstanceModels, url: str) -> int | None:
+        """Unload least recently used models until one more (as large as those measured so far)
+        fits in the instance's memory with headroom; the container's memory before the load."""
+        if route.memory_bytes is None or self.memory_of is None:
+            return None
+        resident = await self.memory_of(models.endpoint, models.instance_id)
+        if resident is None:
+            return None
+        sizes = [s.memory_bytes for t in models.loaded if (s := models.stats.get(t)) and s.memory_bytes]
+        expected = max(sizes, default=0)
+        limit = route.memory_bytes * MEMORY_HEADROOM
+        while models.loaded and resident + expected > limit:
+            victim = next(iter(models.loaded))
+            log.info("instance %s near its memory (%d of %d bytes): unloading %s", models.instance_id,
+                     resident, route.memory_bytes, victim)
+            resident -= models.stats[victim].memory_bytes or 0
+            await self._unload(models, url, victim)
+        return resident
+
+    async def _unload(self, models: InstanceModels, url: str, target: str) -> None:
+        name = models.loaded.pop(target)
+        start = time.perf_counter()
+        await self._delete(url, name)
+        self.metrics.unloading.labels(models.endpoint).observe(time.perf_counter() - start)
+        self.metrics.loaded.labels(models.endpoint, models.instance_id).set(len(models.loaded))
 
     def _fetch(self, route: MultiModelRoute, dest: Path, target: str) -> int:
         """Download and unpack one model (blocking: runs in a thread); its size on disk."""
@@ -199,10 +286,9 @@ class MultiModels:
             if status in (200, 201, 409):  # 409: the container has it already
                 return
             if status == 507 and models.loaded:
-                victim, victim_name = next(iter(models.loaded.items()))
-                del models.loaded[victim]
+                victim = next(iter(models.loaded))
                 log.info("container out of memory loading %s: unloading %s", name, victim)
-                await self._delete(url, victim_name)
+                await self._unload(models, url, victim)
                 continue
             raise LoadFailed(status, text)
 
@@ -225,6 +311,13 @@ def _settled(loading: dict[str, asyncio.Future[str]], target: str, future: async
     loading.pop(target, None)
     if not future.cancelled():
         future.exception()  # retrieved: a failed load is reported to its waiters, not logged
+
+
+def _forget(gauge: Gauge, *labels: str) -> None:
+    try:
+        gauge.remove(*labels)
+    except KeyError:
+        pass
 
 
 def _bucket_and_key(url: str) -> tuple[str, str]:

@@ -349,17 +349,20 @@ class Gateway:
         assert self.models is not None, "a multi-model route needs the gateway's MultiModels"
         container = instance.containers[0]
         target = multimodel.target_model(inv.endpoint, inv.target_model)
+        start = time.perf_counter()
+        failed = True
         try:
-            name = await self.models.model_for(mm, instance.instance_id, container.url, target)
+            name = await self.models.model_for(mm, route.name, instance.instance_id, container.url, target)
+            call = _ContainerCall(self, route.name, container, f"/models/{name}/invoke")
+            result = await self._last(call, variant, instance, inv, _forwarded(inv), body, first=True)
+            failed = False
+            return result
         except multimodel.LoadFailed as exc:
             raise self.model_error(
                 route.name, container.hostname, exc.status, f"Failed to load model {target}: {exc.message}"
             ) from None
-        headers = _forwarded(inv)
-        call = _ContainerCall(self, route.name, container, f"/models/{name}/invoke")
-        try:
-            return await self._last(call, variant, instance, inv, headers, body, first=True)
         finally:
+            self.models.observe(route.name, target, time.perf_counter() - start, failed)
             if not mm.cache_enabled:
                 # ModelCacheSetting Disabled: each model serves one invocation, then goes.
                 await self.models.unload(instance.instance_id, container.url, target)
