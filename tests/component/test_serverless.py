@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from conftest import IMAGE, AwsError, Dockyard, error_of
+from component_harness import IMAGE, AwsError, Dockyard, error_of
 
 from dockyard.settings import Settings
 
