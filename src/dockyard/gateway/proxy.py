@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -242,14 +243,20 @@ class Gateway:
         if variant.max_concurrency is None:
             return await self._on_instances(inv, route, variant, body)
         # A serverless variant: a slot under MaxConcurrency, then an instance (a cold start when
-        # it is scaled to zero). The slot is held until the answer is handed over.
-        with self.serverless.admitted(route.name, variant):
+        # it is scaled to zero). The slot is held until the answer is handed over — a streamed
+        # answer until its stream ends, so that it counts as in flight (and keeps the variant warm).
+        with ExitStack() as slot:
+            slot.enter_context(self.serverless.admitted(route.name, variant))
+
             def current() -> VariantRoute | None:
                 latest = self.table.get(route.name.lower())
                 return latest.variant(variant.name) if latest is not None else None
 
             variant = await self.serverless.warm(route.name, variant, current)
-            return await self._on_instances(inv, route, variant, body)
+            result = await self._on_instances(inv, route, variant, body)
+            if result.chunks is not None:
+                result.chunks.on_close = slot.pop_all().close
+            return result
 
     async def _on_instances(
         self, inv: Invocation, route: EndpointRoute, variant: VariantRoute, body: bytes | StreamReader
@@ -422,6 +429,8 @@ class BodyStream:
         self._chunks = chunks
         # Why the body broke off, once it has: the container ran out of time (True) or it failed.
         self.timed_out = False
+        # Called once the relaying ends (a serverless variant's concurrency slot is given back).
+        self.on_close: Callable[[], None] = lambda: None
 
     def __aiter__(self) -> BodyStream:
         return self
@@ -436,5 +445,8 @@ class BodyStream:
             raise self._call.as_model_error(exc) from None
 
     async def aclose(self) -> None:
-        await self._chunks.aclose()  # type: ignore[attr-defined]
-        self._call.finish()
+        try:
+            await self._chunks.aclose()  # type: ignore[attr-defined]
+        finally:
+            self._call.finish()
+            self.on_close()
