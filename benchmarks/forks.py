@@ -49,7 +49,7 @@ def _memory(stack: DockyardStack, name: str) -> int:
 
 def run(root: Path, tarball: Path, repeats: int, many: bool, progress: Callable[[str], None]) -> dict[str, Any]:
     out: dict[str, Any] = {mode: {"one": [], "many": [], "pss": []} for mode in MODES}
-    allow = {"DOCKYARD_ALLOW_PATHS": str(tarball.parent.resolve())}  # local model data is read only there
+    allow = {"DOCKYARD_ALLOW_PATHS": str(tarball.parent.resolve())}  # the fixtures are not beside root
     with DockyardStack(root / "fork", settings={**allow, **MODES["fork"]}) as fork, \
             DockyardStack(root / "spawn", settings={**allow, **MODES["spawn"]}) as spawn:
         stacks = {"fork": fork, "spawn": spawn}

@@ -40,6 +40,8 @@ class DockyardStack:
             # As root, containers would run as nobody, who cannot read a Python installed under
             # /root; what is measured here is HTTP, not isolation.
             "DOCKYARD_CONTAINER_USER": os.environ.get("DOCKYARD_CONTAINER_USER", "root"),
+            # Local model data is read only under allowed roots: the fixtures sit beside ``root``.
+            "DOCKYARD_ALLOW_PATHS": str(root.resolve().parent),
             **(settings or {}),
         }
         if source is not None:

@@ -63,6 +63,9 @@ class Settings:
     account_id: str = "123456789012"
     # SageMaker: a container must answer /invocations within 60 s.
     invocation_timeout: float = field(default=60.0, metadata=_bounds(0))
+    # Multi-model endpoints: how long an invocation waits for its model to load before it is
+    # answered ModelNotReadyException (429, retried by clients) while the load carries on.
+    model_load_wait: float = field(default=30.0, metadata=_bounds(0))
     # SageMaker's container contract allowed 4 minutes to pass /ping; a variant's
     # ContainerStartupHealthCheckTimeoutInSeconds overrides it.
     startup_timeout: float = field(default=240.0, metadata=_bounds(0))

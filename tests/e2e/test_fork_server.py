@@ -2,7 +2,7 @@
 (a zygote) yet keeps the container contract — its own session and process group, only the
 contract's environment, its log, the unprivileged user — dies with the server, and is replaced
 when its zygote dies. Frameworks that are not fork-safe, and models whose Environment matters at
-import, are spawned as before."""
+import, are spawned as before, as is every container with DOCKYARD_FORK_SERVER=false."""
 
 from __future__ import annotations
 
@@ -167,6 +167,21 @@ def test_a_dead_zygote_is_replaced_with_its_containers(server, tmp_path):
     replacement = new_container(server, before | {pid})
     assert name_of(replacement) == CONTAINER_NAME
     assert stat_of(replacement)["ppid"] not in (zygote, server.proc.pid)
+
+
+def test_fork_server_off_spawns_every_container(tmp_path):
+    srv = Server(tmp_path / "state", tmp_path / "server.log", {"DOCKYARD_FORK_SERVER": "false"}).start()
+    try:
+        sm, rt = srv.client("sagemaker"), srv.client("sagemaker-runtime")
+        create_endpoint(sm, "spawned", {"PrimaryContainer": {
+            "Image": SKLEARN_URI, "ModelDataUrl": package(tmp_path, iris_classifier()).as_uri()}})
+        assert rt.invoke_endpoint(EndpointName="spawned", ContentType="text/csv", Body=ROW)["Body"].read().strip() == b"[0]"
+        pid = new_container(srv, set())
+        assert name_of(pid) != CONTAINER_NAME
+        assert stat_of(pid)["ppid"] == srv.proc.pid
+        assert ZYGOTE_NAME not in containers(srv).values()
+    finally:
+        srv.stop()
 
 
 def test_forked_containers_die_with_the_server(server):

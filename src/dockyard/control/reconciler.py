@@ -21,6 +21,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from dockyard.control import multimodel
 from dockyard.control.healing import Backoff
 from dockyard.control.plans import VariantPlan
 from dockyard.control.provision import Provisioner, plan_digest
@@ -414,6 +415,7 @@ class Reconciler:
                 hostnames=tuple(c.hostname for c in v.plan.containers),
                 desired_instances=self._idle.wanted(endpoint.lower(), v.plan),
                 instances={i.spec.instance_id: {c.hostname: c.url for c in i.containers} for i in v.instances},
+                multi_model=multimodel.route(v.plan, v.instances),
                 max_concurrency=v.plan.serverless.max_concurrency if v.plan.serverless else None,
             )
             for v in running.values()

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -87,9 +86,9 @@ class ServerlessGate:
     def _state(self, endpoint: str, variant: str) -> _Variant:
         return self._variants.setdefault((endpoint.lower(), variant), _Variant())
 
-    @contextmanager
-    def admitted(self, endpoint: str, variant: VariantRoute) -> Iterator[None]:
-        """Hold one of the variant's ``MaxConcurrency`` slots, or raise ThrottlingException."""
+    def admit(self, endpoint: str, variant: VariantRoute) -> Callable[[], None]:
+        """Take one of the variant's ``MaxConcurrency`` slots, or raise ThrottlingException; the
+        slot is given back by calling what this returns (once; further calls do nothing)."""
         assert variant.max_concurrency is not None
         state = self._state(endpoint, variant.name)
         if state.in_flight >= variant.max_concurrency:
@@ -99,11 +98,16 @@ class ServerlessGate:
                 f"its MaxConcurrency; retry with backoff."
             )
         state.in_flight += 1
-        try:
-            yield
-        finally:
-            state.in_flight -= 1
-            state.last_used = time.monotonic()
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                state.in_flight -= 1
+                state.last_used = time.monotonic()
+
+        return release
 
     async def warm(self, endpoint: str, variant: VariantRoute, current: Callable[[], VariantRoute | None]) -> VariantRoute:
         """The variant's route with a ready instance: ``variant`` when it has one, else after a cold
@@ -139,17 +143,17 @@ class ServerlessGate:
         key = name.lower()
         now = time.monotonic()
         live = {v.name: v for v in route.variants if v.max_concurrency is not None} if route else {}
-        for (endpoint, variant) in [k for k in self._variants if k[0] == key and k[1] not in live]:
-            del self._variants[(endpoint, variant)]
-            self.metrics.forget(name, variant)
-        for variant in live.values():
-            state = self._state(key, variant.name)
-            if variant.instances and not state.warm:
+        for gone in [k for k in self._variants if k[0] == key and k[1] not in live]:
+            del self._variants[gone]
+            self.metrics.forget(name, gone[1])
+        for route_variant in live.values():
+            state = self._state(key, route_variant.name)
+            if route_variant.instances and not state.warm:
                 state.last_used = now
                 if state.cold_since is not None:
-                    self.metrics.cold_start_seconds.labels(name, variant.name).observe(now - state.cold_since)
+                    self.metrics.cold_start_seconds.labels(name, route_variant.name).observe(now - state.cold_since)
                     state.cold_since = None
-            state.warm = bool(variant.instances)
+            state.warm = bool(route_variant.instances)
         self._published.set()
         self._published = asyncio.Event()
 

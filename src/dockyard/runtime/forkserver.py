@@ -13,6 +13,7 @@ reconciler replaces them, and the next container starts a new zygote.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -81,7 +82,11 @@ class Zygote:
             except OSError as exc:  # the zygote is gone, or its socket is full (it is stuck)
                 self._pending.pop(request_id, None)
                 return f"could not reach the fork server: {exc}"
-        return await future
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:  # the start was abandoned: the container must not run unowned
+            future.add_done_callback(_kill_abandoned)
+            raise
 
     async def _read(self) -> None:
         loop = asyncio.get_running_loop()
@@ -169,7 +174,8 @@ class ForkServer:
         command = [python, "-m", "dockyard.runtime.zygote", framework, str(theirs.fileno()), str(os.getpid())]
         try:
             self._log_dir.mkdir(parents=True, exist_ok=True)
-            proc = await processes.spawn(command, Path("/"), self._environment(extra_env), log_path, self._user,
+            # In its log directory: `-m` puts the working directory on sys.path, and nothing is imported from there.
+            proc = await processes.spawn(command, self._log_dir, self._environment(extra_env), log_path, self._user,
                                          pass_fds=(theirs.fileno(),))
         except OSError as exc:
             log.warning("the %s fork server could not start (%s); spawning containers", framework, exc)
@@ -202,6 +208,15 @@ class ForkServer:
             await asyncio.wait(tasks)
         zygotes = [z for z in map(_running, tasks) if z is not None]
         await asyncio.gather(*(z.close(grace) for z in zygotes))
+
+
+def _kill_abandoned(future: asyncio.Future[ForkedProcess | str]) -> None:
+    forked = future.result()
+    if isinstance(forked, ForkedProcess):
+        # The pid, not its group: the child may not have called setsid yet. Until the zygote reaps
+        # it, the pid cannot name another process; its own children die with it (parent-death signal).
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(forked.pid, signal.SIGKILL)
 
 
 def _running(task: asyncio.Task[Zygote | None]) -> Zygote | None:

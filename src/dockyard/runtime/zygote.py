@@ -91,6 +91,7 @@ def _container(request: dict[str, Any], log_fd: int, zygote: int, closing: list[
         os.close(devnull)
         os.close(log_fd)
         os.chdir(request["cwd"])
+        sys.path[0] = request["cwd"]  # where `python -m` would have put it, as for a spawned container
         os.environ.clear()
         os.environ.update(request["env"])
         # `random` reseeds itself after a fork; numpy's global generator does not.
