@@ -141,7 +141,8 @@ class Settings:
             if raw:
                 values[f.name] = _check(f, _convert(hints[f.name], raw, name), name)
         base = cls(**values)
-        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+        changes: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+        return replace(base, **changes)
 
     def arn(self, kind: str, name: str) -> str:
         # Real SageMaker lower-cases the resource name inside ARNs.
@@ -157,7 +158,8 @@ def settings_help() -> str:
     """One line per setting, for ``dockyard serve --help``: its variable and default."""
     lines = ["Every setting also reads a variable (flags win):"]
     for f in dataclasses.fields(Settings):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        factory = f.default_factory
+        default = f.default if f.default is not dataclasses.MISSING else (factory() if callable(factory) else None)
         lines.append(f"{env_name(f.name)}  [default: {'none' if default is None else default}]")
     return "\b\n" + "\n".join(lines)
 
