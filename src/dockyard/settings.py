@@ -22,7 +22,6 @@ from typing import Any
 
 import platformdirs
 
-from dockyard.runtime import contract
 
 DEFAULT_PORT = 8780
 """Not 8080: that is the port SageMaker containers themselves listen on when alone."""
@@ -70,7 +69,8 @@ class Settings:
     # ContainerStartupHealthCheckTimeoutInSeconds overrides it.
     startup_timeout: float = field(default=240.0, metadata=_bounds(0))
     # SageMaker sends SIGTERM, then SIGKILL 30 s later.
-    stop_grace: float = field(default=contract.STOP_GRACE, metadata=_bounds(0))
+    # SageMaker's SIGTERM → SIGKILL grace (runtime/contract.py's STOP_GRACE; settings sit below runtime/).
+    stop_grace: float = field(default=30.0, metadata=_bounds(0))
     max_payload_bytes: int = field(default=MAX_PAYLOAD_BYTES, metadata=_bounds(1))
     # How often the reconciler re-checks running instances when nothing has changed.
     health_interval: float = field(default=2.0, metadata=_bounds(0.01))
