@@ -22,7 +22,6 @@ from typing import Any
 
 import platformdirs
 
-
 DEFAULT_PORT = 8780
 """Not 8080: that is the port SageMaker containers themselves listen on when alone."""
 
@@ -68,7 +67,6 @@ class Settings:
     # SageMaker's container contract allowed 4 minutes to pass /ping; a variant's
     # ContainerStartupHealthCheckTimeoutInSeconds overrides it.
     startup_timeout: float = field(default=240.0, metadata=_bounds(0))
-    # SageMaker sends SIGTERM, then SIGKILL 30 s later.
     # SageMaker's SIGTERM → SIGKILL grace (runtime/contract.py's STOP_GRACE; settings sit below runtime/).
     stop_grace: float = field(default=30.0, metadata=_bounds(0))
     max_payload_bytes: int = field(default=MAX_PAYLOAD_BYTES, metadata=_bounds(1))
