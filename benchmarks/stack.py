@@ -39,6 +39,8 @@ class DockyardStack:
             # As root, containers would run as nobody, who cannot read a Python installed under
             # /root; what is measured here is HTTP, not isolation.
             "DOCKYARD_CONTAINER_USER": os.environ.get("DOCKYARD_CONTAINER_USER", "root"),
+            # The fixtures (model data) are made next to the stack's own directory.
+            "DOCKYARD_ALLOW_PATHS": os.pathsep.join(filter(None, [str(root.parent.resolve()), os.environ.get("DOCKYARD_ALLOW_PATHS")])),
         }
         if source is not None:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source.resolve()), os.environ.get("PYTHONPATH")]))
