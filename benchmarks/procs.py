@@ -59,23 +59,67 @@ class Container:
     port: int
 
 
+def pss(pid: int) -> int:
+    """Proportional set size of one process in bytes: each shared page divided among the processes
+    mapping it (0 if it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def tree_pss(pid: int) -> int:
+    """PSS of ``pid`` and its descendants: shared pages counted once in all."""
+    return sum(pss(member) for member in tree(pid))
+
+
+def _listening_ports() -> dict[int, int]:
+    """socket inode → port of every listening TCP socket."""
+    ports = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == "0A":  # LISTEN
+                ports[int(fields[9])] = int(fields[1].rsplit(":", 1)[1], 16)
+    return ports
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[8:-1]))
+    return inodes
+
+
 def containers(state_dir: Path, endpoint: str) -> dict[str, Container]:
     """hostname → the container process of ``endpoint`` run by the server with ``state_dir``.
 
-    The process runtime marks every child with ``DOCKYARD_OWNER=<state dir>`` and unpacks its
-    model at ``<state>/instances/<endpoint>-<variant>-<id>/<hostname>/model``.
+    The process runtime marks every child with ``DOCKYARD_OWNER=<state dir>`` (a forked container
+    carries its fork server's), runs each in its own process group, and sends its output to
+    ``<logs>/<endpoint>/<instance>/<hostname>.log``; its port is the one it listens on.
     """
     found = {}
-    prefix = f"{endpoint.lower()}-"
+    listening = _listening_ports()
     for pid in owned_pids(str(state_dir.resolve())):
         try:
             if int(_stat(pid)[2]) != pid:  # not a group leader: a worker of a container
                 continue
-            env = _environ(pid)
+            log = Path(os.readlink(f"/proc/{pid}/fd/1"))
+            ports = [listening[inode] for inode in _socket_inodes(pid) if inode in listening]
         except (OSError, IndexError):
             continue
-        model_dir = Path(env.get("DOCKYARD_MODEL_DIR", "/"))
-        instance, hostname = model_dir.parent.parent.name, model_dir.parent.name
-        if instance.startswith(prefix) and instance[len(prefix):].count("-") == 1:
-            found[hostname] = Container(hostname, pid, int(env["SAGEMAKER_BIND_TO_PORT"]))
+        if log.suffix == ".log" and log.parent.parent.name == endpoint.lower() and ports:
+            found[log.stem] = Container(log.stem, pid, ports[0])
     return found

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks import compare, gateway, startup
+from benchmarks import compare, forks, gateway, startup
 from benchmarks.markdown import table
 
 GATEWAY, PYTHON_CLIENT, ONE_WRITE = "gateway", "gateway_http_client", "gateway_http_client_one_write"
@@ -57,6 +57,13 @@ def check(sections: dict[str, Any]) -> list[dict[str, Any]]:
         if size in started:
             out.append(_target(f"InService ≤ {limit:g} s ({size} container{'s' if size > 1 else ''})",
                                started[size]["seconds"].median, limit, "s"))
+    forked = sections.get("forks", {})
+    if forked:
+        out.append(_target("fork server: 1 container InService ≤ 0.3 s", forked["fork"]["one"].median, 0.3, "s"))
+    if "many" in forked.get("fork", {}):
+        out.append(_target(f"fork server: {forks.MANY} containers InService ≤ 3 s", forked["fork"]["many"].median, 3.0, "s"))
+        out.append(_target(f"fork server: PSS of {forks.MANY} idle containers ≤ 0.5 × spawn",
+                           forked["ratio"]["pss"].median, 0.5, "×"))
     return out
 
 
@@ -92,6 +99,7 @@ def render(report: dict[str, Any]) -> str:
         ("peers", "Peers: same model, same machine, same client", compare.tables),
         ("startup", "CreateEndpoint → InService", startup.in_service_table),
         ("memory", "Memory of idle processes", startup.memory_table),
+        ("forks", "Process runtime: fork server vs spawn, side by side", forks.forks_table),
     )
     for key, title, render_section in parts:
         if key in sections:

@@ -23,15 +23,16 @@ from typing import Any
 
 import platformdirs
 
-from benchmarks import compare, fixtures, gateway, load, startup
+from benchmarks import compare, fixtures, forks, gateway, load, startup
 from benchmarks import report as reporting
 from benchmarks.measure import Plan
 from benchmarks.report import ONE_WRITE, PYTHON_CLIENT
 from benchmarks.spread import to_json
 from benchmarks.stack import DockyardStack
 
-SECTIONS = ("gateway", "serial", "startup", "memory", "peers")
+SECTIONS = ("gateway", "serial", "startup", "memory", "peers", "forks")
 RESULTS = Path(__file__).with_name("results")
+MANY_CONTAINERS = 15
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -114,6 +115,12 @@ def measure(args: argparse.Namespace, plan: Plan, sections: set[str], sizes: tup
         root = Path(tmp)
         noop, iris = fixtures.noop_model_dir(root / "models"), fixtures.iris_model_dir(root / "models")
         tarballs = {"noop": fixtures.tarball(noop), "iris": fixtures.tarball(iris)}
+        if "forks" in sections:
+            progress("fork server vs spawn: two servers side by side")
+            results["forks"] = forks.run(root / "forks", tarballs["iris"], 1 if args.quick else 3,
+                                         MANY_CONTAINERS in sizes, progress)
+            if sections == {"forks"}:
+                return results
         progress(f"dockyard: starting a server and deploying the fixtures (load tool: {load.tool_version(plan.tool)})")
         with contextlib.ExitStack() as stacks:
             stack = stacks.enter_context(DockyardStack(root))

@@ -26,9 +26,10 @@ _POLL = 0.02
 class DockyardStack:
     """The server, its boto3 client, and the endpoints deployed on it."""
 
-    def __init__(self, root: Path, source: Path | None = None) -> None:
+    def __init__(self, root: Path, source: Path | None = None, settings: dict[str, str] | None = None) -> None:
         """``source``: a directory holding another ``dockyard`` package to run instead of this one
-        (``src/`` of another checkout), for a side-by-side comparison."""
+        (``src/`` of another checkout), for a side-by-side comparison; ``settings``: more
+        ``DOCKYARD_*`` variables for the server."""
         root.mkdir(parents=True, exist_ok=True)
         self.state_dir = root / "state"
         self.log_path = root / "server.log"
@@ -39,8 +40,9 @@ class DockyardStack:
             # As root, containers would run as nobody, who cannot read a Python installed under
             # /root; what is measured here is HTTP, not isolation.
             "DOCKYARD_CONTAINER_USER": os.environ.get("DOCKYARD_CONTAINER_USER", "root"),
-            # The fixtures (model data) are made next to the stack's own directory.
-            "DOCKYARD_ALLOW_PATHS": os.pathsep.join(filter(None, [str(root.parent.resolve()), os.environ.get("DOCKYARD_ALLOW_PATHS")])),
+            # Local model data is read only under allowed roots: the fixtures sit beside ``root``.
+            "DOCKYARD_ALLOW_PATHS": str(root.resolve().parent),
+            **(settings or {}),
         }
         if source is not None:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source.resolve()), os.environ.get("PYTHONPATH")]))

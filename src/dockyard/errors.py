@@ -84,10 +84,21 @@ def model_error(message: str, original_status: int, original_message: str, log_s
     )
 
 
+def model_not_ready(message: str) -> AwsError:
+    # SageMaker's answer while a multi-model endpoint loads the model asked for: 429, retried.
+    return AwsError("ModelNotReadyException", message, status=429)
+
+
 def service_unavailable(message: str) -> AwsError:
     # 503 on purpose: boto3 retries it with backoff, which is what a client wants while an
     # endpoint's instances are being brought back.
     return AwsError("ServiceUnavailable", message, status=503)
+
+
+def throttling(message: str) -> AwsError:
+    # 429, as the issue asks: boto3 retries it with backoff both by this code and by the status,
+    # which is what a client of a serverless variant at its MaxConcurrency wants.
+    return AwsError("ThrottlingException", message, status=429)
 
 
 # --- either protocol -----------------------------------------------------------------------

@@ -14,22 +14,40 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from dockyard import console
-from dockyard.api import admin, auth, connections, control_plane, response_stream, runtime_api
+from dockyard.api import (
+    admin,
+    async_invocations,
+    auth,
+    connections,
+    control_plane,
+    response_stream,
+    runtime_api,
+)
 from dockyard.api.errors import control_plane_errors, runtime_errors
 from dockyard.api.validation import sagemaker_validator
-from dockyard.artifacts.policy import AccessPolicy
+from dockyard.artifacts.policy import AccessPolicy, allowed_roots
 from dockyard.artifacts.store import ArtifactStore
+from dockyard.asyncinference import metrics as async_metrics
+from dockyard.asyncinference.notify import Notifier
+from dockyard.asyncinference.queue import AsyncInference
+from dockyard.asyncinference.storage import Storage
+from dockyard.capture.capture import DataCapture, observer
 from dockyard.control.context import ControlContext
 from dockyard.control.plane import operations
 from dockyard.control.provision import Provisioner
 from dockyard.control.reconciler import Reconciler
+from dockyard.control.scaling import IdleScaler
 from dockyard.control.store import Store
 from dockyard.gateway.metrics import GatewayMetrics, RequestMetrics
+from dockyard.gateway.model_metrics import ModelMetrics
+from dockyard.gateway.multimodel import MultiModels
 from dockyard.gateway.proxy import Gateway
 from dockyard.gateway.routing import RouteBuilder
+from dockyard.gateway.serverless import ServerlessMetrics
 from dockyard.runtime import privileges
 from dockyard.runtime.base import ContainerStats, Runtime
 from dockyard.runtime.privileges import ContainerUser
+from dockyard.runtime.process import ProcessRuntime
 from dockyard.settings import Settings
 from dockyard.state_lock import StateDirInUse, lock_state_dir
 
@@ -49,10 +67,10 @@ def container_user(settings: Settings) -> ContainerUser | None:
 
 def make_runtime(settings: Settings, user: ContainerUser | None = None, scratch: Path | None = None) -> Runtime:
     if settings.runtime == "process":
-        from dockyard.runtime.process import ProcessRuntime
-
+        scratch = scratch or settings.state_dir
         return ProcessRuntime(owner=str(settings.state_dir.resolve()), stop_grace=settings.stop_grace,
-                              layers_dir=(scratch or settings.state_dir) / "layers", user=user)
+                              layers_dir=scratch / "layers", user=user,
+                              zygotes_dir=scratch / "zygotes" if settings.fork_server else None)
     if settings.runtime == "docker":
         from dockyard.runtime.docker_engine import EngineUnavailable, connect
 
@@ -74,7 +92,10 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     store = Store(settings.state_dir / DATABASE)
     registry = CollectorRegistry()
     metrics = GatewayMetrics(registry)
-    gateway = Gateway(settings.account_id, settings.region, settings.invocation_timeout, RequestMetrics(registry))
+    artifacts = ArtifactStore(settings.state_dir / "cache", settings.region, AccessPolicy.from_settings(settings))
+    models = MultiModels(artifacts, settings.model_load_wait, ModelMetrics(registry))
+    gateway = Gateway(settings.account_id, settings.region, settings.invocation_timeout, RequestMetrics(registry),
+                      ServerlessMetrics(registry), models)
     user = container_user(settings) if runtime is None else None
     try:
         # Instance directories and layers: where the containers' user can reach them.
@@ -85,16 +106,27 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
         runtime = make_runtime(settings, user, scratch)
     provisioner = Provisioner(
         settings.state_dir,
-        ArtifactStore(settings.state_dir / "cache", settings.region, AccessPolicy.from_settings(settings)),
+        artifacts,
         settings.startup_timeout,
         instances_dir=scratch / "instances",
     )
     routes = RouteBuilder(metrics, gateway.publish)
     reconciler = Reconciler(store, runtime, provisioner, routes, settings.health_interval,
-                            (settings.restart_backoff, settings.restart_backoff_max))
+                            (settings.restart_backoff, settings.restart_backoff_max),
+                            IdleScaler(gateway.serverless.idle_seconds, settings.serverless_idle_seconds))
     gateway.on_refused = reconciler.poke  # an instance refused a connection: look at it now
+    storage = Storage(settings.region, allowed_roots(settings))
+    queue = AsyncInference(store, gateway, storage, Notifier(settings.region), settings.account_id, settings.region)
+    async_metrics.register(registry, queue)
+    capture = DataCapture(store, storage, registry)
+    gateway.serverless.wake = reconciler.wake  # a serverless variant's cold start
+    if isinstance(runtime, ProcessRuntime):
+        runtime.memory.on_exceeded = gateway.stopped.__setitem__  # the watchdog's reason, for the ModelError
 
     def changed() -> None:
+        # Which endpoints are asynchronous and which capture, before the operation answers.
+        queue.refresh()
+        capture.refresh()
         # Rung on the store's thread, where operations run: the doorbells ring on the loop.
         reconciler.call_soon(live.wake)
         reconciler.poke()
@@ -115,6 +147,15 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
                 rows.append((instance.spec.variant, instance.spec.instance_id, s))
         return rows
 
+    async def memory_of(endpoint: str, instance_id: str) -> int | None:
+        """A multi-model instance's container memory (RSS), which its models must fit beside."""
+        for instance in reconciler.running(endpoint):
+            if instance.spec.instance_id == instance_id:
+                return sum(s.memory_bytes or 0 for s in await runtime.stats(instance))
+        return None
+
+    models.memory_of = memory_of
+
     live = console.LiveChannel(console.Sources(
         endpoints=store.list_endpoints, endpoint=store.get_endpoint, routing=lambda: gateway.table,
         instances=reconciler.running, dead_containers=runtime.dead_containers, stats=stats,
@@ -122,17 +163,26 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     ))
     app = web.Application(middlewares=[control_plane_errors, runtime_errors])
     console.install(app, live)
-    app.add_routes(admin.routes(registry, metrics.summary, log_files, stats, lambda name: name.lower() in gateway.table))
+    app.add_routes(admin.routes(registry, metrics.summary, log_files, stats, lambda name: name.lower() in gateway.table,
+                                gateway.serverless.metrics.summary, models.describe, queue.backlog_of))
     app.add_routes([admin.readiness_route(routes.readiness)])
-    app.add_routes(runtime_api.routes(gateway, settings.max_payload_bytes))
+    app.add_routes(runtime_api.routes(gateway, settings.max_payload_bytes, async_invocations.realtime_guard(queue),
+                                      observer(capture)))
+    app.add_routes(async_invocations.routes(queue))
     app.add_routes(response_stream.routes(gateway, settings.max_payload_bytes))
     app.router.add_post("/", control_plane.handler(ops, sagemaker_validator()))
 
     async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
         # Runs before the port accepts requests: the gateway knows every stored endpoint.
         reconciler.start()
+        await queue.start()
+        await store.run(capture.refresh)
+        capture.start()
         yield
-        # By now in-flight requests have finished (or run out of shutdown_timeout).
+        # By now in-flight requests have finished (or run out of shutdown_timeout); queued
+        # asynchronous requests stay stored for the next start.
+        await queue.shutdown()
+        await capture.close()  # what is buffered is written
         await reconciler.shutdown()
         await provisioner.close()
         await runtime.close()

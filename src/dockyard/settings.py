@@ -22,6 +22,8 @@ from typing import Any
 
 import platformdirs
 
+from dockyard.runtime import contract
+
 DEFAULT_PORT = 8780
 """Not 8080: that is the port SageMaker containers themselves listen on when alone."""
 
@@ -61,11 +63,14 @@ class Settings:
     account_id: str = "123456789012"
     # SageMaker: a container must answer /invocations within 60 s.
     invocation_timeout: float = field(default=60.0, metadata=_bounds(0))
+    # Multi-model endpoints: how long an invocation waits for its model to load before it is
+    # answered ModelNotReadyException (429, retried by clients) while the load carries on.
+    model_load_wait: float = field(default=30.0, metadata=_bounds(0))
     # SageMaker's container contract allowed 4 minutes to pass /ping; a variant's
     # ContainerStartupHealthCheckTimeoutInSeconds overrides it.
     startup_timeout: float = field(default=240.0, metadata=_bounds(0))
     # SageMaker sends SIGTERM, then SIGKILL 30 s later.
-    stop_grace: float = field(default=30.0, metadata=_bounds(0))
+    stop_grace: float = field(default=contract.STOP_GRACE, metadata=_bounds(0))
     max_payload_bytes: int = field(default=MAX_PAYLOAD_BYTES, metadata=_bounds(1))
     # How often the reconciler re-checks running instances when nothing has changed.
     health_interval: float = field(default=2.0, metadata=_bounds(0.01))
@@ -73,6 +78,10 @@ class Settings:
     # seconds, doubling up to restart_backoff_max, for as long as its endpoint exists.
     restart_backoff: float = field(default=1.0, metadata=_bounds(0.001))
     restart_backoff_max: float = field(default=30.0, metadata=_bounds(0.001))
+    # A serverless variant without ProvisionedConcurrency stops its instance after this many
+    # seconds with no request in flight; the next request starts one (a cold start). SageMaker
+    # scales serverless endpoints to zero after a few idle minutes.
+    serverless_idle_seconds: float = field(default=300.0, metadata=_bounds(0.01))
     # Most containers all endpoints may run together (ResourceLimitExceeded beyond).
     max_containers: int = field(default=200, metadata=_bounds(0))
     # Docker runtime: the registry that ECR-style image URIs are pulled from (host[:port][/prefix]):
@@ -93,6 +102,9 @@ class Settings:
     # Process runtime, server running as root: the user (name or uid) containers run as, so that
     # user code never runs as root; "root" runs them as root.
     container_user: str = "nobody"
+    # Process runtime: fork managed containers of fork-safe frameworks from a pre-warmed parent per
+    # framework (fast start, shared memory); false spawns every container as a new interpreter.
+    fork_server: bool = True
     # Security (README "Security"). An INI file of access key id → secret (like ~/.aws/credentials):
     # when given, every request must carry a SigV4 signature made with one of its keys.
     credentials: Path | None = None

@@ -28,7 +28,7 @@ def test_quick_mode_writes_markdown_and_json(tmp_path: Path) -> None:
     (json_path,) = tmp_path.glob("benchmarks-*-quick.json")
     (md_path,) = tmp_path.glob("benchmarks-*-quick.md")
     report = json.loads(json_path.read_text())
-    assert set(report["sections"]) == {"gateway", "gateway_http_client", "gateway_http_client_one_write", "serial", "startup", "memory"}
+    assert set(report["sections"]) == {"gateway", "gateway_http_client", "gateway_http_client_one_write", "serial", "startup", "memory", "forks"}
     assert report["machine"]["cpus"] >= 1
     for model in ("noop", "iris"):
         for figures in report["sections"]["gateway"][model].values():
@@ -41,6 +41,10 @@ def test_quick_mode_writes_markdown_and_json(tmp_path: Path) -> None:
     assert set(report["sections"]["gateway_http_client"]["noop"]) == {"1"}
     assert report["sections"]["gateway_http_client"]["noop"]["1"]["dockyard"]["rps"]["median"] > 0
     assert report["sections"]["startup"]["1"]["seconds"]["median"] > 0
+    # The fork server and spawn, side by side: the warm start of each and their ratio.
+    for mode in ("fork", "spawn"):
+        assert report["sections"]["forks"][mode]["one"]["median"] > 0
+    assert report["sections"]["forks"]["ratio"]["one"]["median"] > 0
     assert report["targets"] and all(t["met"] in (True, False) for t in report["targets"])
 
     markdown = md_path.read_text()

@@ -4,7 +4,8 @@ Each container's behaviour comes from the ``Behaviour`` registered for its image
 ``FAKE_*`` variables in the container's Environment (so one test can give two models different
 behaviours): a slow start, a failing ``/ping``, a crash after N invocations, a fixed response
 status, body and extra headers, a large streamed body that may be cut off part way. By default ``/invocations`` echoes what the container received (headers, body,
-its hostname and instance) as JSON, so tests assert what a container *was sent*.
+its hostname and instance) as JSON, so tests assert what a container *was sent*. A multi-model
+container also serves the ``/models`` API (a model is the ``name.txt`` of its directory).
 
 The runtime keeps records for assertions: ``running`` (instance id → instance),
 ``started``/``stopped`` (instance ids in order), ``orphan_sweeps``.
@@ -15,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from aiohttp import web
 
@@ -41,29 +43,32 @@ class Behaviour:
     body_bytes: int | None = None
     # ... and drop the connection after sending this many of them (FAKE_CUT_AT).
     cut_at: int | None = None
+    # Multi-model containers: at most this many models loaded, then POST /models answers 507
+    # (FAKE_MAX_MODELS); and how long a load takes (FAKE_LOAD_DELAY).
+    max_models: int | None = None
+    load_delay: float = 0.0
+    # Resident memory each loaded model adds to the container's stats (FAKE_MODEL_MEMORY).
+    model_memory: int = 0
 
     def with_environment(self, env: Mapping[str, str]) -> Behaviour:
         """This behaviour with the container's ``FAKE_*`` variables applied."""
-        changes: dict[str, object] = {}
-        if "FAKE_START_DELAY" in env:
-            changes["start_delay"] = float(env["FAKE_START_DELAY"])
-        if "FAKE_PING_STATUS" in env:
-            changes["ping_status"] = int(env["FAKE_PING_STATUS"])
-        if "FAKE_CRASH_AFTER" in env:
-            changes["crash_after"] = int(env["FAKE_CRASH_AFTER"])
-        if "FAKE_STATUS" in env:
-            changes["status"] = int(env["FAKE_STATUS"])
-        if "FAKE_BODY" in env:
-            changes["body"] = env["FAKE_BODY"]
-        if "FAKE_CONTENT_TYPE" in env:
-            changes["content_type"] = env["FAKE_CONTENT_TYPE"]
-        if "FAKE_RESPONSE_HEADERS" in env:
-            changes["response_headers"] = tuple(json.loads(env["FAKE_RESPONSE_HEADERS"]).items())
-        if "FAKE_BODY_BYTES" in env:
-            changes["body_bytes"] = int(env["FAKE_BODY_BYTES"])
-        if "FAKE_CUT_AT" in env:
-            changes["cut_at"] = int(env["FAKE_CUT_AT"])
+        changes = {name: convert(env[variable]) for variable, (name, convert) in _VARIABLES.items()
+                   if variable in env}
         return replace(self, **changes)
+
+
+def _headers(value: str) -> tuple[tuple[str, str], ...]:
+    return tuple(json.loads(value).items())
+
+
+# FAKE_* variable → the Behaviour field it sets and how its text converts.
+_VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
+    "FAKE_START_DELAY": ("start_delay", float), "FAKE_PING_STATUS": ("ping_status", int),
+    "FAKE_CRASH_AFTER": ("crash_after", int), "FAKE_STATUS": ("status", int), "FAKE_BODY": ("body", str),
+    "FAKE_CONTENT_TYPE": ("content_type", str), "FAKE_RESPONSE_HEADERS": ("response_headers", _headers),
+    "FAKE_BODY_BYTES": ("body_bytes", int), "FAKE_CUT_AT": ("cut_at", int), "FAKE_MAX_MODELS": ("max_models", int),
+    "FAKE_LOAD_DELAY": ("load_delay", float), "FAKE_MODEL_MEMORY": ("model_memory", int),
+}
 
 
 @dataclass
@@ -81,12 +86,46 @@ class FakeContainer:
     received: list[dict[str, object]] = field(default_factory=list)
     # While set and not yet fired, invocations are held after their body was read (in flight).
     hold: asyncio.Event | None = None
+    # Multi-model: loaded models (name → the directory's name.txt), and every POST /models and
+    # DELETE /models/{name} in order, as ("load" | "unload", name).
+    models: dict[str, str] = field(default_factory=dict)
+    model_calls: list[tuple[str, str]] = field(default_factory=list)
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/ping", self._ping)
         app.router.add_post("/invocations", self._invocations)
+        if self.spec.multi_model:
+            app.router.add_post("/models", self._load)
+            app.router.add_delete("/models/{name}", self._unload)
+            app.router.add_post("/models/{name}/invoke", self._invoke_model)
         return app
+
+    async def _load(self, request: web.Request) -> web.Response:
+        spec = await request.json()
+        name = spec["model_name"]
+        self.model_calls.append(("load", name))
+        await asyncio.sleep(self.behaviour.load_delay)
+        if name in self.models:
+            return web.json_response({"message": "already loaded"}, status=409)
+        if self.behaviour.max_models is not None and len(self.models) >= self.behaviour.max_models:
+            return web.json_response({"message": "out of memory"}, status=507)
+        self.models[name] = (Path(spec["url"]) / "name.txt").read_text()
+        return web.json_response({"status": "loaded"})
+
+    async def _unload(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        self.model_calls.append(("unload", name))
+        if self.models.pop(name, None) is None:
+            return web.json_response({"message": "not loaded"}, status=404)
+        return web.json_response({"status": "unloaded"})
+
+    async def _invoke_model(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in self.models:
+            return web.json_response({"message": "not loaded"}, status=404)
+        seen = {"instance": self.instance_id, "model": self.models[name], "headers": dict(request.headers)}
+        return web.json_response(seen)
 
     async def _ping(self, _: web.Request) -> web.Response:
         return web.Response(status=self.behaviour.ping_status)
@@ -200,7 +239,8 @@ class FakeRuntime:
         return [c.hostname for c in instance.containers if c.handle.exited]
 
     async def stats(self, instance: base.RunningInstance) -> list[base.ContainerStats]:
-        return [base.ContainerStats(c.hostname, 0.0, 0) for c in instance.containers]
+        return [base.ContainerStats(c.hostname, 0.0, len(c.handle.models) * c.handle.behaviour.model_memory)
+                for c in instance.containers]
 
     async def adopt(self) -> list[base.RunningInstance]:
         # What a killed server "left running": instances a test started on another FakeRuntime.

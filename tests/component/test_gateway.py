@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
-from conftest import IMAGE, WAIT_LIMIT, Dockyard, error_of
+from component_harness import IMAGE, WAIT_LIMIT, Dockyard, error_of
 from fake_runtime import FakeRuntime
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -130,7 +130,6 @@ REQUEST_HEADERS = {
     "Content-Type": "text/csv",
     "Accept": "application/jsonlines",
     "X-Amzn-SageMaker-Custom-Attributes": "trace=1,tenant=a",
-    "X-Amzn-SageMaker-Target-Model": "model-7.tar.gz",
     "X-Amzn-SageMaker-Inference-Id": "inf-1",
     "X-Amzn-SageMaker-Session-Id": "NEW_SESSION",
     "X-Amzn-SageMaker-Enable-Explanations": "`true`",

@@ -56,8 +56,8 @@ def test_torch_comes_only_from_a_local_cpu_wheel_or_a_named_index(tmp_path):
     assert (tmp_path / "ctx" / "wheels" / wheel).exists()
 
     lines = recipe.pip_lines(tmp_path / "ctx2", ["torch==2.13.0+cpu"],
-                              recipe.BuildOptions(index_url="https://download.pytorch.org/whl/cpu"))
-    assert lines[0] == "RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0+cpu"
+                              recipe.BuildOptions(index_url="http://127.0.0.1:9/cpu-wheels"))
+    assert lines[0] == "RUN pip install --index-url http://127.0.0.1:9/cpu-wheels torch==2.13.0+cpu"
 
 
 def test_the_dockerfile_honours_the_container_contract():

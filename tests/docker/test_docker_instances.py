@@ -95,6 +95,7 @@ def test_a_container_killed_behind_dockyards_back_is_replaced(sm, rt, server, en
         return any(c.id != old.id for c in owned_containers(engine, server.state_dir, endpoint="phoenix", role="container"))
 
     wait_for(replaced, 30, "a new instance of phoenix")
-    # The dead instance is gone, sandbox and all: one instance, two containers.
-    assert len(owned_containers(engine, server.state_dir, endpoint="phoenix")) == 2
+    # The dead instance goes, sandbox and all, once its replacement serves: one instance, two containers.
+    wait_for(lambda: len(owned_containers(engine, server.state_dir, endpoint="phoenix")) == 2, 30,
+             "the dead instance of phoenix to be removed")
     sm.delete_endpoint(EndpointName="phoenix")

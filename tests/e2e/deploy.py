@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from typing import Any
+
+from botocore.exceptions import ClientError
+
+from dockyard.runtime.processes import owned_pids
 
 FAST_WAIT = {"Delay": 1, "MaxAttempts": 120}
 
@@ -25,8 +32,6 @@ def create_endpoint(sm: Any, name: str, model: dict[str, Any], wait: bool = True
 
 def wait_settled(sm: Any, name: str, timeout: float = 120.0) -> dict[str, Any]:
     """DescribeEndpoint once the status is no longer Creating/Updating (Failed included)."""
-    import time
-
     deadline = time.monotonic() + timeout
     while True:
         desc = sm.describe_endpoint(EndpointName=name)
@@ -40,3 +45,26 @@ def delete_all(sm: Any, name: str) -> None:
     sm.get_waiter("endpoint_deleted").wait(EndpointName=name, WaiterConfig=FAST_WAIT)
     sm.delete_endpoint_config(EndpointConfigName=name)
     sm.delete_model(ModelName=name)
+
+
+def invoke_until_answered(rt: Any, name: str, body: str, timeout: float = 60.0) -> bytes:
+    """The reply body of the first invocation ``name`` answers, while its instance is replaced
+    (meanwhile only ModelError or ServiceUnavailable are acceptable)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return rt.invoke_endpoint(EndpointName=name, ContentType="text/csv", Body=body)["Body"].read()
+        except ClientError as exc:
+            assert exc.response["Error"]["Code"] in ("ModelError", "ServiceUnavailable")
+            assert time.monotonic() < deadline, f"the instance of {name} was not replaced"
+            time.sleep(0.2)
+
+
+def sigkill_server(server: Any, owner: str) -> list[int]:
+    """SIGKILL ``server``; the processes of ``owner`` still alive a few seconds later."""
+    os.kill(server.proc.pid, signal.SIGKILL)
+    server.proc.wait()
+    deadline = time.monotonic() + 10
+    while owned_pids(owner) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return owned_pids(owner)

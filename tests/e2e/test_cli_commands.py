@@ -9,9 +9,11 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 
 import click
 import pytest
+from botocore.exceptions import ClientError
 from servers import Server
 
 from dockyard.cli.main import main
@@ -149,6 +151,19 @@ def test_logs_show_running_instances_and_all_shows_stopped_ones(server, sm, tmp_
     sm.delete_endpoint(EndpointName="cli-logs")
 
 
+def wait_until_serving(rt, timeout: float = 120.0) -> None:
+    """Until the restored endpoint answers (a restarted server says ServiceUnavailable meanwhile)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            rt.invoke_endpoint(EndpointName="dockyard-demo", ContentType="text/csv", Body=ROW)
+            return
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ServiceUnavailable" or time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)
+
+
 @pytest.mark.slow
 def test_demo_keep_leaves_an_endpoint_that_survives_a_restart(tmp_path):
     state = tmp_path / "state"
@@ -167,6 +182,7 @@ def test_demo_keep_leaves_an_endpoint_that_survives_a_restart(tmp_path):
         server.stop()
         server.start()
         sm.get_waiter("endpoint_in_service").wait(EndpointName="dockyard-demo", WaiterConfig=FAST_WAIT)
+        wait_until_serving(server.client("sagemaker-runtime", retries={"max_attempts": 1, "mode": "standard"}))
         for step in steps:  # the printed commands work as printed
             argv = shlex.split(step)
             argv[:1] = [sys.executable, "-m", "dockyard"] if argv[0] == "dockyard" else [sys.executable]

@@ -3,13 +3,10 @@ same state dir every InService endpoint comes back by itself."""
 
 from __future__ import annotations
 
-import os
-import signal
-import time
-
 from servers import Server
+
 from dockyard.runtime.processes import owned_pids
-from e2e.deploy import FAST_WAIT, create_endpoint
+from e2e.deploy import FAST_WAIT, create_endpoint, sigkill_server
 from e2e.models import SKLEARN_URI, iris_classifier, package
 
 
@@ -22,12 +19,7 @@ def test_sigkill_then_restart_brings_endpoints_back(tmp_path):
         create_endpoint(sm, "survivor", {"PrimaryContainer": {"Image": SKLEARN_URI, "ModelDataUrl": tarball.as_uri()}})
         assert owned_pids(owner), "the endpoint's container should be running"
 
-        os.kill(srv.proc.pid, signal.SIGKILL)
-        srv.proc.wait()
-        deadline = time.monotonic() + 10
-        while owned_pids(owner) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert owned_pids(owner) == [], "container processes outlived the server"
+        assert sigkill_server(srv, owner) == [], "container processes outlived the server"
 
         srv.start()
         sm = srv.client("sagemaker")

@@ -152,3 +152,53 @@ def test_thread_runner_streams_and_reports_a_broken_stream():
     status, parts, before, rest = asyncio.run(scenario())
     assert (status, parts, before, rest) == (200, [b"a", b"b", b"c"], [b"a", b"b"], b"ok")
 
+
+
+TRANSFORM_CODE = """
+def model_fn(model_dir):
+    return "placeholder"
+
+
+def transform_fn(model, body, content_type, accept):
+    return (word + " " for word in body.split()), "text/plain"
+"""
+
+
+def test_a_transform_fn_generator_streams_too(serve, tmp_path):
+    model_dir = tmp_path / "transform-model"
+    (model_dir / "code").mkdir(parents=True)
+    (model_dir / "code" / "inference.py").write_text(TRANSFORM_CODE)
+    server = serve(model_dir)
+    resp = requests.post(server.url + "/invocations", data="one two three", stream=True, timeout=30,
+                         headers={"Content-Type": "text/csv"})
+    assert resp.headers["Transfer-Encoding"] == "chunked"
+    assert resp.content == b"one two three "
+
+
+def test_thread_runner_holds_a_generator_faster_than_its_client():
+    produced = []
+
+    class Endless:
+        def __call__(self, body: bytes, content_type: str, accept: str, attributes: str):
+            def chunks() -> Iterator[bytes]:
+                while True:
+                    produced.append(1)
+                    yield b"x"
+
+            return 200, chunks(), "text/plain"
+
+    async def scenario():
+        runner = ThreadRunner(Endless())
+        await runner.start()
+        _, stream, _ = await runner.submit(b"", "", "", "")
+        await stream.__anext__()
+        # Nobody reads: the thread stops once the chunks in flight fill up.
+        while len(produced) < 65:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        held = len(produced)
+        await stream.aclose()
+        await runner.close()
+        return held
+
+    assert asyncio.run(scenario()) <= 66  # 64 in flight, the one read, the one waiting for room

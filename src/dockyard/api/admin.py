@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -22,6 +23,9 @@ def routes(
     log_files: Callable[[str], list[tuple[str, str, Path, bool]]],
     stats: Callable[[str], Awaitable[list[tuple[str, str, ContainerStats]]]],
     known: Callable[[str], bool],
+    serverless: Callable[[str], dict[str, dict[str, float]]] = lambda name: {},
+    models: Callable[[str], list[dict[str, Any]]] = lambda name: [],
+    backlog: Callable[[str], dict[str, float] | None] = lambda name: None,
 ) -> list[web.RouteDef]:
     async def health(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -54,7 +58,11 @@ def routes(
              **_finite(traffic.get((variant, s.hostname), {}))}
             for variant, instance, s in await stats(name)
         ]
-        return web.json_response({"endpoint": name, "containers": rows})
+        # Cold starts and throttled requests per serverless variant (none for the others).
+        # And per model of a multi-model endpoint: loaded or not, hits, misses, memory; and for
+        # an asynchronous endpoint SageMaker's backlog metrics (None for the others).
+        return web.json_response({"endpoint": name, "containers": rows, "serverless": serverless(name),
+                                  "models": models(name), "backlog": backlog(name)})
 
     return [
         web.get(f"{PREFIX}/health", health),

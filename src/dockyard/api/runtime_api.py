@@ -9,6 +9,7 @@ gateway's ``InvocationResult``: whole, or streamed chunk by chunk. Errors become
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import aclosing
 
 import aiohttp
@@ -63,6 +64,7 @@ def parse_invocation(request: web.Request) -> Invocation:
         headers=headers,
         target_variant=headers.get("X-Amzn-SageMaker-Target-Variant"),
         target_container=headers.get("X-Amzn-SageMaker-Target-Container-Hostname"),
+        target_model=headers.get("X-Amzn-SageMaker-Target-Model"),
     )
 
 
@@ -94,17 +96,20 @@ async def write_result(request: web.Request, result: InvocationResult) -> web.St
     return out
 
 
-def routes(gateway: Gateway, max_payload: int) -> list[web.RouteDef]:
+Observer = Callable[[Invocation, "bytes | aiohttp.StreamReader", InvocationResult], None]
+
+
+def routes(gateway: Gateway, max_payload: int, check: Callable[[str], None] = lambda endpoint: None,
+           observe: Observer = lambda inv, body, result: None) -> list[web.RouteDef]:
+    """``check(endpoint)`` raises when the endpoint takes no InvokeEndpoint (asynchronous);
+    ``observe`` sees each answered invocation (data capture) and must be cheap."""
+
     async def invoke(request: web.Request) -> web.StreamResponse:
         inv = parse_invocation(request)
+        check(inv.endpoint)
         body = await read_body(request, max_payload)
-        return await write_result(request, await gateway.invoke(inv, body))
+        result = await gateway.invoke(inv, body)
+        observe(inv, body, result)
+        return await write_result(request, result)
 
-    async def unsupported(request: web.Request) -> web.Response:
-        kind = request.match_info["kind"]
-        raise errors.runtime_validation(f"{kind} is not supported by dockyard yet; use InvokeEndpoint (/invocations).")
-
-    return [
-        web.post("/endpoints/{name}/invocations", invoke),
-        web.post("/endpoints/{name}/{kind:async-invocations}", unsupported),
-    ]
+    return [web.post("/endpoints/{name}/invocations", invoke)]

@@ -19,7 +19,7 @@ import aiohttp
 
 from dockyard.check.results import TITLES, Report, Status
 from dockyard.check.targets import CHECK_MODEL, Container, StartFailed, Target
-from dockyard.runtime.contract import DEFAULT_PORT, PING_TIMEOUT
+from dockyard.runtime.contract import DEFAULT_PORT, PING_TIMEOUT, STOP_GRACE
 from dockyard.runtime.health import PingPoll, poll_ping
 from dockyard.runtime.ports import free_port
 
@@ -47,7 +47,7 @@ class CheckOptions:
     payload_given: bool = False
     startup_timeout: float = 240.0
     invoke_timeout: float = 60.0
-    stop_grace: float = 30.0
+    stop_grace: float = STOP_GRACE
     concurrency: int = 8
     # None: check the multi-model API when the image's label claims it.
     multi_model: bool | None = None

@@ -89,7 +89,7 @@ def _docker_column(client, tag: str, distribution: str, label: str) -> str:  # t
                    "made from Debian packages with mmdebstrap]")
 @click.option("--find-links", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Directory with CPU wheels (torch).  [default: pip's configured find-links]")
-@click.option("--index-url", default=None, help="Index with CPU builds of torch (e.g. https://download.pytorch.org/whl/cpu).")
+@click.option("--index-url", default=None, help="A package index with CPU builds of torch.")
 @click.option("--no-cache", is_flag=True, help="Build every layer afresh.")
 @click.option("--no-aws-tags", is_flag=True, help="Tag with the dockyard name only, not with AWS image URIs.")
 def build(names: tuple[str, ...], base: str | None, find_links: tuple[Path, ...], index_url: str | None,

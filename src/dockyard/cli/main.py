@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -135,9 +136,13 @@ def logs(url: str, endpoint: str, lines: int, show_all: bool) -> None:
 
 @main.command()
 @url_option
+@click.option("--models", "show_models", is_flag=True,
+              help="Also list a multi-model endpoint's models: loaded or not, hit rate, memory.")
 @click.argument("endpoint")
-def stats(url: str, endpoint: str) -> None:
-    """Per container of ENDPOINT: requests, errors, p50/p99 latency, CPU and memory.
+def stats(url: str, endpoint: str, show_models: bool) -> None:
+    """Per container of ENDPOINT: requests, errors, p50/p99 latency, CPU and memory; per
+    serverless variant: cold starts, their mean duration, throttled requests; for an asynchronous
+    endpoint: its backlog.
 
     Containers of one instance share its CPU and memory; this shows who uses what.
     """
@@ -154,6 +159,36 @@ def stats(url: str, endpoint: str) -> None:
             "-" if row["cpu_percent"] is None else f"{row['cpu_percent']:.1f}",
             "-" if row["memory_bytes"] is None else f"{row['memory_bytes'] / 2**20:.1f}",
         )
+    console.print(table)
+    if data.get("serverless"):
+        serverless = _table("Variant", "Cold starts", "Mean cold start ms", "Throttled", title="Serverless")
+        for variant, row in data["serverless"].items():
+            mean = row["cold_start_seconds"] / row["cold_starts"] if row["cold_starts"] else None
+            serverless.add_row(variant, f"{row['cold_starts']:.0f}", _ms(mean), f"{row['throttled']:.0f}")
+        console.print(serverless)
+    if data.get("backlog"):
+        backlog = data["backlog"]
+        queue = _table("Backlog", "Per instance", "Oldest s", "Without capacity", title="Asynchronous inference")
+        queue.add_row(f"{backlog['ApproximateBacklogSize']:.0f}", f"{backlog['ApproximateBacklogSizePerInstance']:.1f}",
+                      f"{backlog['ApproximateAgeOfOldestRequest']:.1f}",
+                      "yes" if backlog["HasBacklogWithoutCapacity"] else "no")
+        console.print(queue)
+    if show_models:
+        _models_table(endpoint, data.get("models", []))
+
+
+def _models_table(endpoint: str, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        console.print(f"Endpoint {endpoint} has no models loaded on demand (not a multi-model endpoint, or not "
+                      "invoked yet).")
+        return
+    table = _table("Instance", "TargetModel", "Loaded", "Hits", "Misses", "Hit rate", "Memory MiB",
+                   title=f"Models of {endpoint}")
+    for row in rows:
+        requests = row["hits"] + row["misses"]
+        table.add_row(row["instance"], row["model"], "yes" if row["loaded"] else "no", str(row["hits"]),
+                      str(row["misses"]), f"{100 * row['hits'] / requests:.0f} %" if requests else "-",
+                      "-" if row["memory_bytes"] is None else f"{row['memory_bytes'] / 2**20:.1f}")
     console.print(table)
 
 

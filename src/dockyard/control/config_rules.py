@@ -1,7 +1,7 @@
 """Consistency rules beyond botocore's shapes: CreateEndpointConfig's variants name existing
 models, have unique names, are either instance-based or serverless, and a serverless variant's
-memory is one of SageMaker's 1 GB steps; UpdateEndpointWeightsAndCapacities names each variant
-once."""
+memory is one of SageMaker's 1 GB steps and its ProvisionedConcurrency at most its MaxConcurrency;
+UpdateEndpointWeightsAndCapacities names each variant once."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ def check_endpoint_config(params: dict[str, Any], get_model: Callable[[str], obj
             )
         if serverless:
             _check_serverless_memory(name, variant["ServerlessConfig"])
+            check_provisioned_concurrency(name, variant["ServerlessConfig"])
         elif not ("InstanceType" in variant and "InitialInstanceCount" in variant):
             raise errors.validation(
                 f"Production variant {name} needs InstanceType and InitialInstanceCount (or a ServerlessConfig)."
@@ -47,6 +48,16 @@ def _check_serverless_memory(variant: str, config: dict[str, Any]) -> None:
         raise errors.validation(
             f"Value '{memory}' at 'ServerlessConfig.MemorySizeInMB' of production variant {variant} failed to "
             f"satisfy constraint: Member must satisfy enum value set: [{sizes}]"
+        )
+
+
+def check_provisioned_concurrency(variant: str, config: dict[str, Any]) -> None:
+    """ProvisionedConcurrency keeps that many requests' capacity warm, so it cannot exceed MaxConcurrency."""
+    provisioned, maximum = config.get("ProvisionedConcurrency"), config.get("MaxConcurrency")
+    if provisioned is not None and maximum is not None and provisioned > maximum:
+        raise errors.validation(
+            f"ProvisionedConcurrency ({provisioned}) of production variant {variant} must be less than or "
+            f"equal to MaxConcurrency ({maximum})."
         )
 
 

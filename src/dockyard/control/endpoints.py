@@ -11,9 +11,12 @@ from typing import Any
 
 from dockyard import errors
 from dockyard.control import listing
-from dockyard.control.config_rules import check_desired_weights
+from dockyard.control.config_rules import (
+    check_desired_weights,
+    check_provisioned_concurrency,
+)
 from dockyard.control.context import ControlContext
-from dockyard.control.plans import Deployment, VariantState
+from dockyard.control.plans import Deployment, VariantPlan, VariantState
 from dockyard.control.resources import ResourceOps
 from dockyard.control.status import EndpointStatus, can_update
 from dockyard.control.store import AlreadyExists, Endpoint
@@ -85,11 +88,16 @@ class EndpointOps:
         }
         if ep.failure_reason:
             out["FailureReason"] = ep.failure_reason
+        if "AsyncInferenceConfig" in ep.deployment.config:
+            out["AsyncInferenceConfig"] = ep.deployment.config["AsyncInferenceConfig"]
+        capture = (ep.pending or ep.deployment).config.get("DataCaptureConfig")
+        if capture:
+            out["DataCaptureConfig"] = _capture_summary(capture)
         if ep.pending is not None:
             out["PendingDeploymentSummary"] = {
                 "EndpointConfigName": ep.pending.config_name,
                 "ProductionVariants": [
-                    {"VariantName": p.name, "DesiredWeight": p.weight, "DesiredInstanceCount": p.instance_count}
+                    {"VariantName": p.name, "DesiredWeight": p.weight, **_desired_capacity(p)}
                     for p in ep.pending.plans
                 ],
                 "StartTime": ep.last_modified,
@@ -106,11 +114,14 @@ class EndpointOps:
                     for c in plan.containers
                 ],
                 "DesiredWeight": plan.weight,
-                "DesiredInstanceCount": plan.instance_count,
+                **_desired_capacity(plan),
             }
             if ep.status.serving:
                 summary["CurrentWeight"] = plan.weight
-                summary["CurrentInstanceCount"] = plan.instance_count
+                if plan.serverless is not None:
+                    summary["CurrentServerlessConfig"] = plan.serverless.as_config()
+                else:
+                    summary["CurrentInstanceCount"] = plan.instance_count
             elif ep.status.in_progress:
                 summary["VariantStatus"] = [{"Status": ep.status.value, "StartTime": ep.last_modified}]
             summaries.append(summary)
@@ -180,6 +191,7 @@ class EndpointOps:
                     retained[name] = VariantState(
                         state.weight if "DesiredWeight" in excluded else old.weight,
                         state.instance_count if "DesiredInstanceCount" in excluded else old.instance_count,
+                        state.serverless,  # the new config's ServerlessConfig is what it asks for
                     )
             pending = pending.with_variants(retained)
         return self._begin_update(ep, pending)
@@ -195,6 +207,14 @@ class EndpointOps:
                 raise errors.validation(
                     f'The variant {desired["VariantName"]} does not exist in endpoint "{ep.arn}".'
                 )
+            if state.serverless is not None:
+                changed[desired["VariantName"]] = _serverless_update(desired, state)
+                continue
+            if "ServerlessUpdateConfig" in desired:
+                raise errors.validation(
+                    f'ServerlessUpdateConfig is only allowed for serverless variants; variant {desired["VariantName"]} '
+                    "is instance-based."
+                )
             if desired.get("DesiredInstanceCount", 1) < 1:
                 raise errors.validation("DesiredInstanceCount must be at least 1 for an instance-based variant.")
             changed[desired["VariantName"]] = VariantState(
@@ -202,3 +222,38 @@ class EndpointOps:
                 int(desired.get("DesiredInstanceCount", state.instance_count)),
             )
         return self._begin_update(ep, ep.deployment.with_variants(changed))
+
+
+def _desired_capacity(plan: VariantPlan) -> Params:
+    """A variant's desired capacity as DescribeEndpoint reports it: instances, or serverless concurrency."""
+    if plan.serverless is not None:
+        return {"DesiredServerlessConfig": plan.serverless.as_config()}
+    return {"DesiredInstanceCount": plan.instance_count}
+
+
+def _serverless_update(desired: Params, state: VariantState) -> VariantState:
+    """A serverless variant's new state: its weight, and MaxConcurrency/ProvisionedConcurrency from
+    ServerlessUpdateConfig (an instance count means nothing to it)."""
+    name = desired["VariantName"]
+    if "DesiredInstanceCount" in desired:
+        raise errors.validation(
+            f"DesiredInstanceCount is not allowed for serverless variant {name}; use ServerlessUpdateConfig."
+        )
+    concurrency = {**(state.serverless or {}), **desired.get("ServerlessUpdateConfig", {})}
+    check_provisioned_concurrency(name, concurrency)
+    return VariantState(float(desired.get("DesiredWeight", state.weight)), state.instance_count, concurrency)
+
+
+def _capture_summary(capture: Params) -> Params:
+    """DescribeEndpoint's DataCaptureConfigSummary of an endpoint config's DataCaptureConfig (the
+    rate follows UpdateEndpoint from the call on: capture/ reads the pending config too)."""
+    enabled = capture.get("EnableCapture", True)
+    out: Params = {
+        "EnableCapture": enabled,
+        "CaptureStatus": "Started" if enabled else "Stopped",
+        "CurrentSamplingPercentage": capture["InitialSamplingPercentage"],
+        "DestinationS3Uri": capture["DestinationS3Uri"],
+    }
+    if capture.get("KmsKeyId"):
+        out["KmsKeyId"] = capture["KmsKeyId"]
+    return out

@@ -10,6 +10,7 @@ from typing import Any
 from dockyard import errors
 from dockyard.artifacts.errors import ArtifactError
 from dockyard.artifacts.sources import check_local_location
+from dockyard.control import multimodel
 from dockyard.control.plans import model_containers
 from dockyard.runtime.contract import MODEL_DIR
 
@@ -41,10 +42,7 @@ def check_model(params: dict[str, Any], roots: tuple[Path, ...] | None) -> None:
         where = "PrimaryContainer" if has_primary else f"Containers[{i}]"
         if not container.get("Image"):
             raise errors.validation(f"{where} has no Image: dockyard runs containers by image.")
-        if container.get("Mode") == "MultiModel":
-            raise errors.validation(
-                f"{where}: Mode MultiModel (multi-model endpoints) is not supported by dockyard yet."
-            )
+        multimodel.check_container(container, where, has_primary)
         _check_local_paths(container, where, roots)
     if has_list:
         _check_hostnames(containers, mode or "Serial")

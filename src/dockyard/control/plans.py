@@ -11,6 +11,8 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
+from dockyard.runtime.instance_types import serverless_instance_type
+
 
 @dataclass(frozen=True)
 class ContainerPlan:
@@ -39,6 +41,25 @@ class VariantPlan:
     containers: tuple[ContainerPlan, ...]
     # The variant's VolumeSizeInGB: what one instance's model data may take (None: the setting).
     volume_bytes: int | None = None
+    # A serverless variant's memory and concurrency (None: instance-based).
+    serverless: ServerlessPlan | None = None
+
+
+@dataclass(frozen=True)
+class ServerlessPlan:
+    """A serverless variant: one instance of ``memory_mb``, at most ``max_concurrency`` requests in
+    flight, and kept warm through idle periods when it has a ``provisioned_concurrency``."""
+
+    memory_mb: int
+    max_concurrency: int
+    provisioned_concurrency: int | None
+
+    def as_config(self) -> dict[str, int]:
+        """The plan as DescribeEndpoint's Current/DesiredServerlessConfig."""
+        config = {"MemorySizeInMB": self.memory_mb, "MaxConcurrency": self.max_concurrency}
+        if self.provisioned_concurrency is not None:
+            config["ProvisionedConcurrency"] = self.provisioned_concurrency
+        return config
 
 
 def model_containers(model_spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -66,10 +87,13 @@ def execution_mode(model_spec: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class VariantState:
-    """A variant's desired weight and instance count (what UpdateEndpointWeightsAndCapacities sets)."""
+    """A variant's desired weight and instance count, and a serverless variant's concurrency (what
+    UpdateEndpointWeightsAndCapacities sets; ``serverless`` holds MaxConcurrency and
+    ProvisionedConcurrency as ServerlessConfig names them)."""
 
     weight: float
     instance_count: int
+    serverless: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -88,8 +112,9 @@ class Deployment:
         variants = {
             v["VariantName"]: VariantState(
                 float(v.get("InitialVariantWeight", 1.0)),
-                # A serverless variant runs as one instance here.
+                # A serverless variant runs as one instance here (none while scaled to zero).
                 int(v.get("InitialInstanceCount", 1)),
+                _concurrency(v["ServerlessConfig"]) if "ServerlessConfig" in v else None,
             )
             for v in config_spec["ProductionVariants"]
         }
@@ -98,7 +123,7 @@ class Deployment:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Deployment:
         variants = {
-            name: VariantState(float(v["DesiredWeight"]), int(v["DesiredInstanceCount"]))
+            name: VariantState(float(v["DesiredWeight"]), int(v["DesiredInstanceCount"]), v.get("DesiredServerlessConfig"))
             for name, v in data["Variants"].items()
         }
         return cls(data["EndpointConfigName"], data["EndpointConfig"], data["Models"], variants)
@@ -109,7 +134,8 @@ class Deployment:
             "EndpointConfig": self.config,
             "Models": self.models,
             "Variants": {
-                name: {"DesiredWeight": v.weight, "DesiredInstanceCount": v.instance_count}
+                name: {"DesiredWeight": v.weight, "DesiredInstanceCount": v.instance_count,
+                       **({"DesiredServerlessConfig": v.serverless} if v.serverless is not None else {})}
                 for name, v in self.variants.items()
             },
         }
@@ -126,17 +152,19 @@ class Deployment:
             state = self.variants[v["VariantName"]]
             timeout = v.get("ContainerStartupHealthCheckTimeoutInSeconds")
             volume = v.get("VolumeSizeInGB")
+            serverless = _serverless_plan(v, state)
             plans.append(
                 VariantPlan(
                     name=v["VariantName"],
                     model_name=v["ModelName"],
-                    instance_type=v.get("InstanceType", "ml.serverless"),
+                    instance_type=serverless_instance_type(serverless.memory_mb) if serverless else v["InstanceType"],
                     instance_count=state.instance_count,
                     weight=state.weight,
                     startup_timeout=float(timeout) if timeout else None,
                     mode=execution_mode(model),
                     containers=container_plans(model),
                     volume_bytes=int(volume) * 1024**3 if volume else None,
+                    serverless=serverless,
                 )
             )
         return tuple(plans)
@@ -144,3 +172,16 @@ class Deployment:
     @property
     def containers_needed(self) -> int:
         return sum(p.instance_count * len(p.containers) for p in self.plans)
+
+
+def _concurrency(config: dict[str, Any]) -> dict[str, int]:
+    return {k: int(config[k]) for k in ("MaxConcurrency", "ProvisionedConcurrency") if k in config}
+
+
+def _serverless_plan(variant: dict[str, Any], state: VariantState) -> ServerlessPlan | None:
+    if "ServerlessConfig" not in variant:
+        return None
+    # The config's concurrency as UpdateEndpointWeightsAndCapacities last changed it.
+    concurrency = {**_concurrency(variant["ServerlessConfig"]), **(state.serverless or {})}
+    return ServerlessPlan(int(variant["ServerlessConfig"]["MemorySizeInMB"]), concurrency["MaxConcurrency"],
+                          concurrency.get("ProvisionedConcurrency"))

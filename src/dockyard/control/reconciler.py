@@ -21,9 +21,11 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from dockyard.control import multimodel
 from dockyard.control.healing import Backoff
 from dockyard.control.plans import VariantPlan
 from dockyard.control.provision import Provisioner, plan_digest
+from dockyard.control.scaling import IdleScaler
 from dockyard.control.status import EndpointStatus
 from dockyard.control.store import Endpoint, EndpointSummary, Store
 from dockyard.gateway.routing import RouteBuilder, VariantDeployment
@@ -68,6 +70,7 @@ class Reconciler:
         routes: RouteBuilder,
         health_interval: float,
         backoff: tuple[float, float] = (1.0, 30.0),
+        idle: IdleScaler | None = None,
     ) -> None:
         self._store, self._runtime, self._provisioner = store, runtime, provisioner
         self._routes = routes
@@ -79,6 +82,8 @@ class Reconciler:
         self._running: dict[str, Running] = {}
         self._work: dict[str, Work] = {}
         self._healing: dict[str, Backoff] = {}
+        # Serverless variants scaled to zero and when to do so (``scaling.py``).
+        self._idle = idle or IdleScaler(lambda endpoint, variant: None, float("inf"))
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -118,6 +123,13 @@ class Reconciler:
         await asyncio.gather(*(w.task for w in self._work.values()), return_exceptions=True)
         await self._stop([i for r in self._running.values() for v in r.values() for i in v.instances])
         self._running.clear()
+
+    def wake(self, endpoint: str, variant: str) -> None:
+        """A request needs an instance of a serverless variant (the gateway's cold start): start
+        it now, without the backoff of a streak of crashes."""
+        if self._idle.wake(endpoint.lower(), variant):
+            self._healing.pop(endpoint.lower(), None)
+        self.poke()
 
     def running(self, endpoint: str) -> list[RunningInstance]:
         return [i for v in self._running.get(endpoint.lower(), {}).values() for i in v.instances]
@@ -189,7 +201,10 @@ class Reconciler:
         if ep.status == Status.UPDATING:
             return self._update(ep.name)
         if ep.status == Status.IN_SERVICE:
-            return self._heal(ep.name) if self._needs_healing(key) else None
+            if self._needs_healing(key):
+                return self._heal(ep.name)
+            idle = self._idle.idle_variants(ep.name, [(v.plan, len(v.instances)) for v in self._running.get(key, {}).values()])
+            return self._scale_to_zero(ep.name, idle) if idle else None
         if key in self._running:  # Failed: nothing may keep running
             return self._stop_all(ep.name, ep.status)
         return None
@@ -222,6 +237,7 @@ class Reconciler:
             return
         # Recorded before the status moves on: a delete arriving now finds and stops it.
         self._running[ep.name.lower()] = running
+        self._idle.forget(ep.name.lower())
         if await self._set(ep.name, Status.CREATING, status=Status.IN_SERVICE):
             self._publish(ep.name, Status.IN_SERVICE, running)
 
@@ -239,6 +255,7 @@ class Reconciler:
                             failure_reason=f"Update failed: {exc}")
             return
         self._running[key] = new
+        self._idle.forget(key)
         self._publish(ep.name, Status.IN_SERVICE, new)
         kept = {id(i) for v in new.values() for i in v.instances}
         await self._stop([i for v in old.values() for i in v.instances if id(i) not in kept])
@@ -255,7 +272,7 @@ class Reconciler:
         if any(self._runtime.dead_containers(i) for v in running.values() for i in v.instances):
             return True
         backoff, now = self._backoff(key), asyncio.get_running_loop().time()
-        if all(len(v.instances) >= v.plan.instance_count for v in running.values()):
+        if all(len(v.instances) >= self._idle.wanted(key, v.plan) for v in running.values()):
             backoff.whole(now)
             return False
         return backoff.next_try() <= now
@@ -280,7 +297,7 @@ class Reconciler:
         if dead:
             self._publish(name, Status.IN_SERVICE, running)
         backoff, loop = self._backoff(key), asyncio.get_running_loop()
-        missing = [v.plan for v in running.values() for _ in range(v.plan.instance_count - len(v.instances))]
+        missing = [v.plan for v in running.values() for _ in range(self._idle.wanted(key, v.plan) - len(v.instances))]
         if missing and backoff.next_try() <= loop.time():
             # Replacements start before the dead instances stop, so that nothing of the new ones
             # (a port, a network) can collide with what the old ones are releasing.
@@ -295,12 +312,27 @@ class Reconciler:
                 log.error("endpoint %s: replacing an instance failed; retrying with backoff: %s", name, error)
                 await self._set(name, Status.IN_SERVICE, failure_reason=f"Replacing an instance failed: {error}")
         await self._stop(dead)
-        if any(len(v.instances) < v.plan.instance_count for v in running.values()):
+        if any(len(v.instances) < self._idle.wanted(key, v.plan) for v in running.values()):
             loop.call_later(max(backoff.next_try() - loop.time(), 0.0), self.poke)
+
+    async def _scale_to_zero(self, name: str, variants: list[str]) -> None:
+        """Stop the instances of serverless variants idle for long enough (checked again here,
+        with no await before the route changes, so a request arriving meanwhile keeps them)."""
+        running = self._running.get(name.lower(), {})
+        stopped = []
+        for variant in self._idle.idle_variants(name, [(running[v].plan, len(running[v].instances)) for v in variants]):
+            log.info("endpoint %s: serverless variant %s is idle; scaling it to zero", name, variant)
+            self._idle.cooled(name.lower(), variant)
+            stopped += running[variant].instances
+            running[variant].instances = []
+        if stopped:
+            self._publish(name, Status.IN_SERVICE, running)
+            await self._stop(stopped)
 
     async def _delete(self, name: str) -> None:
         await self._stop_all(name, None)
         self._healing.pop(name.lower(), None)
+        self._idle.forget(name.lower())
         await asyncio.to_thread(shutil.rmtree, self._provisioner.log_dir(name), ignore_errors=True)
         await self._store.run(self._store.delete_endpoint, name)
 
@@ -381,8 +413,10 @@ class Reconciler:
                 weight=v.plan.weight,
                 mode=v.plan.mode,
                 hostnames=tuple(c.hostname for c in v.plan.containers),
-                desired_instances=v.plan.instance_count,
+                desired_instances=self._idle.wanted(endpoint.lower(), v.plan),
                 instances={i.spec.instance_id: {c.hostname: c.url for c in i.containers} for i in v.instances},
+                multi_model=multimodel.route(v.plan, v.instances),
+                max_concurrency=v.plan.serverless.max_concurrency if v.plan.serverless else None,
             )
             for v in running.values()
         ])

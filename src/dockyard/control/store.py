@@ -57,6 +57,16 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (arn, key)
     );
     """,
+    # Asynchronous inference: each accepted InvokeEndpointAsync until its result or failure is
+    # written (asyncinference/). The row is the request's durability: it exists before the 202.
+    """
+    CREATE TABLE IF NOT EXISTS async_requests (
+        id TEXT PRIMARY KEY,
+        endpoint TEXT NOT NULL COLLATE NOCASE,
+        received REAL NOT NULL,
+        request TEXT NOT NULL
+    );
+    """,
 ]
 
 MODEL = "model"
@@ -236,6 +246,22 @@ class Store:
             with self._transaction():
                 self._db.execute("DELETE FROM endpoints WHERE name = ?", (name,))
                 self._db.execute("DELETE FROM tags WHERE arn = ?", (row["arn"],))
+
+    # --- asynchronous inference requests ----------------------------------------------------
+
+    def insert_async_request(self, request_id: str, endpoint: str, received: float, request: dict[str, Any]) -> None:
+        self._db.execute(
+            "INSERT INTO async_requests (id, endpoint, received, request) VALUES (?, ?, ?, ?)",
+            (request_id, endpoint, received, json.dumps(request)),
+        )
+
+    def async_requests(self) -> list[dict[str, Any]]:
+        """Every accepted request not yet finished, oldest first."""
+        rows = self._db.execute("SELECT request FROM async_requests ORDER BY received, rowid")
+        return [json.loads(r["request"]) for r in rows]
+
+    def delete_async_request(self, request_id: str) -> None:
+        self._db.execute("DELETE FROM async_requests WHERE id = ?", (request_id,))
 
     # --- tags --------------------------------------------------------------------------------
 

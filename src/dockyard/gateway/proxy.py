@@ -22,9 +22,13 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from prometheus_client import CollectorRegistry
+
 from dockyard import errors
 from dockyard.errors import AwsError
+from dockyard.gateway import multimodel
 from dockyard.gateway.metrics import RequestMetrics
+from dockyard.gateway.multimodel import MultiModelRoute, MultiModels
 from dockyard.gateway.routing import (
     ContainerRoute,
     EndpointRoute,
@@ -32,6 +36,7 @@ from dockyard.gateway.routing import (
     RoutingTable,
     VariantRoute,
 )
+from dockyard.gateway.serverless import ServerlessGate, ServerlessMetrics
 from dockyard.gateway.upstream import (
     Upstream,
     UpstreamError,
@@ -74,6 +79,8 @@ class Invocation:
     headers: Mapping[str, str]
     target_variant: str | None
     target_container: str | None
+    # TargetModel: which model of a multi-model endpoint (its path under the prefix).
+    target_model: str | None = None
     # InvokeEndpointWithResponseStream: the body is relayed chunk by chunk, whatever its size.
     stream: bool = False
 
@@ -95,10 +102,18 @@ class Gateway:
     """Routes invocations over the current routing table (swapped in by ``publish``)."""
 
     def __init__(
-        self, account_id: str, region: str, invocation_timeout: float, requests: RequestMetrics | None = None
+        self, account_id: str, region: str, invocation_timeout: float, requests: RequestMetrics | None = None,
+        serverless: ServerlessMetrics | None = None,
+        models: MultiModels | None = None,
     ) -> None:
         self.table: RoutingTable = {}
+        # The models of multi-model variants, per instance (None: no multi-model endpoints).
+        self.models = models
         self._requests = requests
+        # Serverless variants: MaxConcurrency, cold starts, idle time (the reconciler reads it).
+        self.serverless = ServerlessGate(serverless or ServerlessMetrics(CollectorRegistry()), invocation_timeout)
+        # Why the runtime stopped a container, by its URL (the memory watchdog), for its ModelError.
+        self.stopped: dict[str, str] = {}
         self._account_id = account_id
         self._region = region
         self._upstream = Upstream(invocation_timeout)
@@ -118,6 +133,15 @@ class Gateway:
         else:
             table[key] = route
         self.table = table
+        if self.models is not None:
+            self.models.retain(i.instance_id for r in table.values() for v in r.variants for i in v.instances)
+        self.serverless.published(name, route)
+        if self.stopped and route is not None:
+            # A new container on a stopped one's port is not that container.
+            for v in route.variants:
+                for i in v.instances:
+                    for c in i.containers:
+                        self.stopped.pop(c.url, None)
         # A new route is the reconciler's fresh view of the instances: nothing stays marked.
         self._refused.pop(key, None)
 
@@ -126,6 +150,8 @@ class Gateway:
 
     async def close(self) -> None:
         await self._upstream.close()
+        if self.models is not None:
+            await self.models.close()
 
     # --- routing -----------------------------------------------------------------------------
 
@@ -156,13 +182,17 @@ class Gateway:
             )
         return variant
 
-    def _instance(self, inv: Invocation, variant: VariantRoute, avoid: str | None = None) -> InstanceRoute | None:
-        """The variant's next instance in turn, other than ``avoid``, that is in rotation; when
-        every one is out of rotation, one of those anyway (better a likely 424 than a certain 503)."""
+    def _instance(
+        self, inv: Invocation, variant: VariantRoute, avoid: str | None = None, key: str | None = None
+    ) -> InstanceRoute | None:
+        """The variant's next instance in turn (by ``key``'s preference when given: a model stays
+        on one instance), other than ``avoid``, that is in rotation; when every one is out of
+        rotation, one of those anyway (better a likely 424 than a certain 503)."""
         refused = self._refused.get(inv.endpoint.lower(), _NONE)
         fallback = None
-        for _ in range(len(variant.instances)):
-            instance = variant.next_instance()
+        candidates = variant.ranked(key) if key is not None else (
+            variant.next_instance() for _ in range(len(variant.instances)))
+        for instance in candidates:
             if instance is None or instance.instance_id == avoid:
                 continue
             if instance.instance_id not in refused:
@@ -221,10 +251,44 @@ class Gateway:
             if self._requests is not None:
                 self._requests.observe(route.name, variant.name if variant is not None else "", status)
 
+    async def invoke_on(
+        self, inv: Invocation, variant: VariantRoute, instance: InstanceRoute, body: bytes | StreamReader
+    ) -> InvocationResult:
+        """One invocation on the instance given (asynchronous inference places its requests
+        itself, to keep each instance's concurrency within its limit): no failover."""
+        try:
+            return await self._through(self._endpoint(inv), variant, instance, inv, body)
+        except _Refused as refused:
+            raise refused.error from None
+
     async def _on_variant(
         self, inv: Invocation, route: EndpointRoute, variant: VariantRoute, body: bytes | StreamReader
     ) -> InvocationResult:
-        instance = self._instance(inv, variant)
+        if variant.max_concurrency is None:
+            return await self._on_instances(inv, route, variant, body)
+        # A serverless variant: a slot under MaxConcurrency, then an instance (a cold start when
+        # it is scaled to zero). The slot is held until the answer has gone, streamed ones included.
+        release = self.serverless.admit(route.name, variant)
+        try:
+            def current() -> VariantRoute | None:
+                latest = self.table.get(route.name.lower())
+                return latest.variant(variant.name) if latest is not None else None
+
+            result = await self._on_instances(inv, route, await self.serverless.warm(route.name, variant, current), body)
+        except BaseException:
+            release()
+            raise
+        if result.chunks is None:
+            release()
+        else:
+            result.chunks.on_close.append(release)
+        return result
+
+    async def _on_instances(
+        self, inv: Invocation, route: EndpointRoute, variant: VariantRoute, body: bytes | StreamReader
+    ) -> InvocationResult:
+        target = self._target_model(inv, variant)
+        instance = self._instance(inv, variant, key=target)
         if instance is None:
             raise errors.service_unavailable(
                 f"No instance of variant {variant.name} of endpoint {inv.endpoint} is ready yet; retry shortly."
@@ -233,7 +297,7 @@ class Gateway:
             return await self._through(route, variant, instance, inv, body)
         except _Refused as refused:
             # Nothing reached the instance: try another one, once.
-            other = self._instance(inv, variant, avoid=instance.instance_id)
+            other = self._instance(inv, variant, avoid=instance.instance_id, key=target)
             if other is None:
                 raise refused.error from None
             try:
@@ -241,14 +305,26 @@ class Gateway:
             except _Refused as again:
                 raise again.error from None
 
+    def _target_model(self, inv: Invocation, variant: VariantRoute) -> str | None:
+        if variant.multi_model is None:
+            if inv.target_model is not None:
+                raise errors.runtime_validation(
+                    f"Endpoint {inv.endpoint} is not a multi-model endpoint: TargetModel is only allowed "
+                    "for endpoints whose model has Mode MultiModel."
+                )
+            return None
+        return multimodel.target_model(inv.endpoint, inv.target_model)
+
     async def _through(
         self, route: EndpointRoute, variant: VariantRoute, instance: InstanceRoute,
         inv: Invocation, body: bytes | StreamReader,
     ) -> InvocationResult:
         """The invocation on one instance. ``_Refused`` means its first container refused the
         connection, so nothing was sent and the caller may try another instance."""
+        if variant.multi_model is not None:
+            return await self._on_model(route, variant, variant.multi_model, instance, inv, body)
         *serial, last = self._containers(inv, variant, instance)
-        headers = {k: v for k in FORWARDED_REQUEST_HEADERS if (v := inv.headers.get(k)) is not None}
+        headers = _forwarded(inv)
         # Serial: each container's response body and Content-Type are the next one's request.
         for k, container in enumerate(serial):
             call = _ContainerCall(self, route.name, container)
@@ -262,10 +338,43 @@ class Gateway:
                 headers["Content-Type"] = content_type
             else:
                 headers.pop("Content-Type", None)
-        call = _ContainerCall(self, route.name, last)
+        return await self._last(_ContainerCall(self, route.name, last), variant, instance, inv, headers, body,
+                                first=not serial)
+
+    async def _on_model(
+        self, route: EndpointRoute, variant: VariantRoute, mm: MultiModelRoute, instance: InstanceRoute,
+        inv: Invocation, body: bytes | StreamReader,
+    ) -> InvocationResult:
+        """An invocation of one model of a multi-model instance: loaded first if need be."""
+        assert self.models is not None, "a multi-model route needs the gateway's MultiModels"
+        container = instance.containers[0]
+        target = multimodel.target_model(inv.endpoint, inv.target_model)
+        start = time.perf_counter()
+        failed = True
+        try:
+            name = await self.models.model_for(mm, route.name, instance.instance_id, container.url, target)
+            call = _ContainerCall(self, route.name, container, f"/models/{name}/invoke")
+            result = await self._last(call, variant, instance, inv, _forwarded(inv), body, first=True)
+            failed = False
+            return result
+        except multimodel.LoadFailed as exc:
+            raise self.model_error(
+                route.name, container.hostname, exc.status, f"Failed to load model {target}: {exc.message}"
+            ) from None
+        finally:
+            self.models.observe(route.name, target, time.perf_counter() - start, failed)
+            if not mm.cache_enabled:
+                # ModelCacheSetting Disabled: each model serves one invocation, then goes.
+                await self.models.unload(instance.instance_id, container.url, target)
+
+    async def _last(
+        self, call: _ContainerCall, variant: VariantRoute, instance: InstanceRoute, inv: Invocation,
+        headers: dict[str, str], body: bytes | StreamReader, first: bool,
+    ) -> InvocationResult:
+        """The call whose answer goes back to the client: whole, or as a stream of chunks."""
         streaming = False
         try:
-            resp = await self._send(call, inv, instance, headers, body, first=not serial)
+            resp = await self._send(call, inv, instance, headers, body, first=first)
             out = {k: v for k in RETURNED_RESPONSE_HEADERS if (v := resp.headers.get(k)) is not None}
             out["x-Amzn-Invoked-Production-Variant"] = variant.name
             length = resp.content_length
@@ -304,6 +413,10 @@ class Gateway:
         )
 
 
+def _forwarded(inv: Invocation) -> dict[str, str]:
+    return {k: v for k in FORWARDED_REQUEST_HEADERS if (v := inv.headers.get(k)) is not None}
+
+
 class _Refused(Exception):
     """The first container of an instance refused the connection: nothing was sent."""
 
@@ -317,8 +430,8 @@ class _ContainerCall:
     refused connection, ``UpstreamNotSent``, left for failover) and records the container's metrics
     once, in ``finish``."""
 
-    def __init__(self, gateway: Gateway, endpoint: str, container: ContainerRoute) -> None:
-        self._gw, self._endpoint, self._container = gateway, endpoint, container
+    def __init__(self, gateway: Gateway, endpoint: str, container: ContainerRoute, path: str = "/invocations") -> None:
+        self._gw, self._endpoint, self._container, self._path = gateway, endpoint, container, path
         self._resp: UpstreamResponse | None = None
         self._start = time.perf_counter()
         self._failed = False
@@ -327,7 +440,7 @@ class _ContainerCall:
     async def start(self, headers: dict[str, str], body: bytes | StreamReader) -> UpstreamResponse:
         c = self._container
         try:
-            resp = await self._gw._upstream.post(c.host, c.port, "/invocations", headers.items(), body)
+            resp = await self._gw._upstream.post(c.host, c.port, self._path, headers.items(), body)
         except UpstreamNotSent:
             self._failed = True
             raise
@@ -377,6 +490,9 @@ class _ContainerCall:
                 f"Your invocation timed out while waiting for a response from container {hostname}. Review "
                 "the latency metrics for each container, resolve the issue, and try again.",
             )
+        stopped = self._gw.stopped.get(self._container.url)
+        if stopped is not None:
+            return self._gw.model_error(self._endpoint, hostname, 0, stopped)
         return self._gw.model_error(self._endpoint, hostname, 0, f"the container could not be reached: {exc}")
 
 
@@ -389,6 +505,8 @@ class BodyStream:
         self._chunks = chunks
         # Why the body broke off, once it has: the container ran out of time (True) or it failed.
         self.timed_out = False
+        # Called once the stream is closed (a serverless variant's concurrency slot).
+        self.on_close: list[Callable[[], None]] = []
 
     def __aiter__(self) -> BodyStream:
         return self
@@ -403,5 +521,10 @@ class BodyStream:
             raise self._call.as_model_error(exc) from None
 
     async def aclose(self) -> None:
-        await self._chunks.aclose()  # type: ignore[attr-defined]
-        self._call.finish()
+        try:
+            await self._chunks.aclose()  # type: ignore[attr-defined]
+        finally:
+            self._call.finish()
+            for callback in self.on_close:
+                callback()
+            self.on_close.clear()

@@ -9,6 +9,7 @@ current table, never the database.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import itertools
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from dockyard.gateway.metrics import ContainerMetrics, GatewayMetrics
+from dockyard.gateway.multimodel import MultiModelRoute
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,10 @@ class VariantTraffic:
 @dataclass(frozen=True)
 class VariantRoute(VariantTraffic):
     instances: tuple[InstanceRoute, ...]
+    # A multi-model variant: where its models come from and where each instance unpacks them.
+    multi_model: MultiModelRoute | None = None
+    # A serverless variant's MaxConcurrency (None: instance-based; no cap, no cold starts).
+    max_concurrency: int | None = None
     _turn: itertools.count[int] = field(default_factory=itertools.count, compare=False)
 
     def next_instance(self) -> InstanceRoute | None:
@@ -63,6 +69,15 @@ class VariantRoute(VariantTraffic):
         if not self.instances:
             return None
         return self.instances[next(self._turn) % len(self.instances)]
+
+    def ranked(self, key: str) -> list[InstanceRoute]:
+        """The instances in ``key``'s order of preference (rendezvous hashing): a key keeps its
+        instance while that one is routed, and only the keys of an instance that goes move."""
+        return sorted(self.instances, key=lambda i: _score(key, i.instance_id), reverse=True)
+
+
+def _score(key: str, instance_id: str) -> bytes:
+    return hashlib.blake2b(f"{key}\0{instance_id}".encode(), digest_size=8).digest()
 
 
 @dataclass(frozen=True)
@@ -98,6 +113,9 @@ class VariantDeployment(VariantTraffic):
     desired_instances: int
     # The ready instances in order: instance id → container hostname → URL.
     instances: Mapping[str, Mapping[str, str]]
+    multi_model: MultiModelRoute | None = None
+    # A serverless variant's MaxConcurrency (None: instance-based).
+    max_concurrency: int | None = None
 
 
 class RouteBuilder:
@@ -149,7 +167,8 @@ class RouteBuilder:
             InstanceRoute(instance_id, tuple(ContainerRoute(h, url, metrics[h]) for h, url in urls.items()))
             for instance_id, urls in v.instances.items()
         )
-        return VariantRoute(v.name, v.weight, v.mode, v.hostnames, instances)
+        return VariantRoute(v.name, v.weight, v.mode, v.hostnames, instances, multi_model=v.multi_model,
+                            max_concurrency=v.max_concurrency)
 
     def readiness(self) -> dict[str, dict[str, dict[str, int]]]:
         """Per endpoint (by its name) and variant: ready and desired instance counts."""

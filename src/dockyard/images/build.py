@@ -202,8 +202,7 @@ def pip_lines(context: Path, reqs: list[str], options: BuildOptions) -> list[str
                 raise BuildError(
                     f"{name} must be installed from a CPU build (PyPI's Linux wheel is a multi-GB CUDA build), and no "
                     f"{name} wheel for this Python was found in {', '.join(map(str, directories)) or 'any find-links'}: "
-                    f"pass --find-links DIR holding {name}-*+cpu-*.whl, or --index-url with a CPU index "
-                    f"(https://download.pytorch.org/whl/cpu)."
+                    f"pass --find-links DIR holding {name}-*+cpu-*.whl, or --index-url with an index of CPU builds."
                 )
             shutil.copy2(wheel, context / "wheels" / wheel.name)
             rest.insert(0, f"{WHEELS}/{wheel.name}")

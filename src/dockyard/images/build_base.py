@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 PYTHON_BASE = "python:3.11-slim"
 DEBIAN_BASE = "dockyard/base:bookworm"
 DEBIAN_SUITE = "bookworm"
-DEBIAN_MIRROR = "http://deb.debian.org/debian"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 Progress = Callable[[str], None]
@@ -85,7 +84,8 @@ def create_debian_base(client: docker.DockerClient, progress: Progress, tag: str
         command = [mmdebstrap, "--variant=minbase", "--include=python3,python3-pip,python3-venv,ca-certificates"]
         if HOST_CA_BUNDLE.is_file():
             command.append(f"--customize-hook=cp {HOST_CA_BUNDLE} \"$1{HOST_CA_BUNDLE}\"")
-        command += [DEBIAN_SUITE, str(tarball), DEBIAN_MIRROR]
+        # No mirror argument: mmdebstrap then uses its default Debian source (as apt is configured).
+        command += [DEBIAN_SUITE, str(tarball)]
         progress(f"Creating {tag} from Debian {DEBIAN_SUITE} packages with mmdebstrap")
         _run(command, progress)
         progress(f"Importing {tag}")

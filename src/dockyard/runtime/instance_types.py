@@ -73,6 +73,21 @@ _IRREGULAR: dict[str, Resources] = {
     "ml.p6e-gb200.36xlarge": Resources(144, 960),
 }
 
+# A serverless variant's instance: dockyard's own name carrying its MemorySizeInMB (SageMaker has no
+# instance type for it). Its vCPUs grow with memory as on SageMaker: one per 2 GiB, at least one.
+_SERVERLESS = re.compile(r"ml\.serverless-(?P<mb>\d+)mb")
+
+
+def serverless_instance_type(memory_mb: int) -> str:
+    return f"ml.serverless-{memory_mb}mb"
+
+
+def serverless_memory_bytes(instance_type: str) -> int | None:
+    """The memory limit of a serverless instance type; None for any other type."""
+    match = _SERVERLESS.fullmatch(instance_type)
+    return int(match["mb"]) * 1024**2 if match else None
+
+
 _TYPE = re.compile(r"ml\.(?P<family>[a-z0-9-]+)\.(?P<size>medium|large|xlarge|(?P<n>\d+)xlarge)")
 
 
@@ -101,6 +116,8 @@ def resources_for(instance_type: str) -> Resources | None:
     """The vCPUs and memory of ``instance_type``, or None for a type dockyard cannot size."""
     if instance_type in _IRREGULAR:
         return _IRREGULAR[instance_type]
+    if (memory := serverless_memory_bytes(instance_type)) is not None:
+        return Resources(max(1, memory // (2 * GIB)), memory / GIB)
     match = _TYPE.fullmatch(instance_type)
     per_vcpu = _gib_per_vcpu(match["family"]) if match else None
     if match is None or per_vcpu is None:

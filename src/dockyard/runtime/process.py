@@ -8,6 +8,9 @@ other image cannot run here and fails the instance with a FailureReason saying s
 
 Children get SIGKILL when the server dies (parent-death signal) and carry a ``DOCKYARD_OWNER``
 marker in their environment so a restarted server can sweep any that survived.
+
+Managed containers of fork-safe frameworks are forked from a pre-warmed parent (``forkserver``)
+instead of spawned, unless the model's Environment sets variables that take effect at import.
 """
 
 from __future__ import annotations
@@ -36,8 +39,10 @@ from dockyard.runtime.base import (
     failure_reason,
     start_containers,
 )
+from dockyard.runtime.forkserver import ForkedProcess, ForkServer
 from dockyard.runtime.health import NotHealthy, wait_healthy
 from dockyard.runtime.layers import LayerError, Layers, requirement_files
+from dockyard.runtime.memory_watch import MemoryWatch
 from dockyard.runtime.ports import free_port, free_range
 from dockyard.runtime.privileges import ContainerUser, hand_over, unreachable
 
@@ -48,6 +53,12 @@ INHERITED = (
     "PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "LD_LIBRARY_PATH",
     "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy",
     "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+)
+# Variables read when the interpreter starts or a library is imported (thread pools, allocators,
+# the import path): a fork server imported everything already, so a model setting one is spawned.
+IMPORT_TIME_PREFIXES = (
+    "PYTHON", "LD_", "MALLOC_", "OMP_", "KMP_", "GOMP_", "MKL_", "OPENBLAS_", "GOTO", "BLIS_", "VECLIB_",
+    "NUMEXPR_", "NUMBA_", "JOBLIB_", "LOKY_", "SKLEARN_", "SCIPY_", "NPY_", "NUMPY_", "TORCH_", "CUDA_",
 )
 
 log = logging.getLogger("dockyard.runtime.process")
@@ -113,11 +124,20 @@ def process_environment(
     }
 
 
+def forkable(container: ContainerSpec, extra_env: dict[str, str]) -> bool:
+    """Whether ``container`` may be forked from a fork server: a managed image (it names its
+    framework) whose model sets nothing that takes effect only at start-up."""
+    return "DOCKYARD_FRAMEWORK" in extra_env and not any(
+        name.upper().startswith(IMPORT_TIME_PREFIXES) for name in container.environment
+    )
+
+
 class ProcessRuntime:
     name = "process"
 
     def __init__(
-        self, owner: str, stop_grace: float, layers_dir: Path | None = None, user: ContainerUser | None = None
+        self, owner: str, stop_grace: float, layers_dir: Path | None = None, user: ContainerUser | None = None,
+        zygotes_dir: Path | None = None,
     ) -> None:
         self._owner = owner
         self._stop_grace = stop_grace
@@ -126,6 +146,10 @@ class ProcessRuntime:
         # Where requirements.txt layers of managed images go; None: requirements are not installed.
         self._layers = Layers(layers_dir) if layers_dir is not None else None
         self._session: aiohttp.ClientSession | None = None
+        # Serverless instances' MemorySizeInMB, enforced on resident memory.
+        self.memory = MemoryWatch()
+        # Where fork servers log; None: every container is spawned.
+        self._forks = ForkServer(zygotes_dir, user, self._zygote_environment) if zygotes_dir is not None else None
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -136,12 +160,14 @@ class ProcessRuntime:
         spec.log_dir.mkdir(parents=True, exist_ok=True)
         if self._user is not None:
             await asyncio.to_thread(hand_over, spec.workdir, self._user)
-        return await start_containers(
+        instance = await start_containers(
             RunningInstance(spec, ()),
             lambda _, c: self._launch(spec, c),
             lambda c: self._await_healthy(spec, c),
             self.stop_instance,
         )
+        self.memory.watch(instance)
+        return instance
 
     async def _launch(self, spec: InstanceSpec, container: ContainerSpec) -> RunningContainer:
         command, extra_env, cwd = command_for(container.image)
@@ -172,8 +198,23 @@ class ProcessRuntime:
         if self._user is not None:
             env["HOME"] = str(spec.workdir / container.hostname)  # the server's home is not the container's
         log_path = spec.log_dir / f"{container.hostname}.log"
-        proc = await processes.spawn(command, cwd or spec.workdir, env, log_path, self._user)
+        proc: asyncio.subprocess.Process | ForkedProcess | None = None
+        if self._forks is not None and forkable(container, extra_env):
+            proc = await self._forks.fork(command[0], extra_env["DOCKYARD_FRAMEWORK"], extra_env, env,
+                                          spec.workdir, log_path, spec.startup_timeout)
+        if proc is None:
+            proc = await processes.spawn(command, cwd or spec.workdir, env, log_path, self._user)
         return RunningContainer(container.hostname, f"http://127.0.0.1:{port}", log_path, proc)
+
+    def _zygote_environment(self, extra_env: dict[str, str]) -> dict[str, str]:
+        """A fork server's own environment: what every container of its image shares, and the
+        owner marker, which the containers forked from it carry in /proc/<pid>/environ too."""
+        return {
+            **{name: os.environ[name] for name in INHERITED if name in os.environ},
+            **extra_env,
+            processes.OWNER_VARIABLE: self._owner,
+            "PYTHONUNBUFFERED": "1",
+        }
 
     def _check_reachable(self, container: ContainerSpec, command: list[str], cwd: Path | None) -> None:
         """Fail the start, naming the path, when the container's user cannot read what it runs."""
@@ -191,7 +232,7 @@ class ProcessRuntime:
             )
 
     async def _await_healthy(self, spec: InstanceSpec, container: RunningContainer) -> None:
-        proc: asyncio.subprocess.Process = container.handle
+        proc: asyncio.subprocess.Process | ForkedProcess = container.handle
 
         async def exited() -> int | None:
             return proc.returncode
@@ -202,6 +243,7 @@ class ProcessRuntime:
             raise InstanceStartError(failure_reason(spec, container, str(exc))) from None
 
     async def stop_instance(self, instance: RunningInstance) -> None:
+        self.memory.unwatch(instance)
         await asyncio.gather(*(processes.stop_group(c.handle, self._stop_grace) for c in instance.containers))
         shutil.rmtree(instance.spec.workdir, ignore_errors=True)
 
@@ -220,5 +262,7 @@ class ProcessRuntime:
         processes.kill_pids(processes.owned_pids(self._owner))
 
     async def close(self) -> None:
+        if self._forks is not None:
+            await self._forks.close(self._stop_grace)
         if self._session is not None:
             await self._session.close()

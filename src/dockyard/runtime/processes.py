@@ -43,11 +43,13 @@ def open_log(path: Path) -> BinaryIO:
 
 
 async def spawn(
-    command: list[str], cwd: Path, env: dict[str, str], log_path: Path, user: ContainerUser | None = None
+    command: list[str], cwd: Path, env: dict[str, str], log_path: Path, user: ContainerUser | None = None,
+    pass_fds: tuple[int, ...] = (),
 ) -> asyncio.subprocess.Process:
     """Start a container process: its own process group (so a stop reaches its children), output
     appended to ``log_path`` (opened here: the container needs no access to it), SIGKILL when the
-    server dies, and run as ``user`` with no supplementary groups when given."""
+    server dies, and run as ``user`` with no supplementary groups when given. Of the server's
+    descriptors it inherits only ``pass_fds``."""
     with open_log(log_path) as log:
         return await asyncio.create_subprocess_exec(
             *command,
@@ -57,11 +59,12 @@ async def spawn(
             stdout=log,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
+            pass_fds=pass_fds,
             preexec_fn=functools.partial(_become, user),
         )
 
 
-def _signal_group(pgid: int, sig: int) -> bool:
+def signal_group(pgid: int, sig: int) -> bool:
     try:
         os.killpg(pgid, sig)
         return True
@@ -72,13 +75,13 @@ def _signal_group(pgid: int, sig: int) -> bool:
 async def stop_group(proc: asyncio.subprocess.Process, grace: float) -> None:
     """SIGTERM the child's process group, SIGKILL it if it has not exited within ``grace``."""
     if proc.returncode is None:
-        _signal_group(proc.pid, signal.SIGTERM)
+        signal_group(proc.pid, signal.SIGTERM)
         try:
             await asyncio.wait_for(proc.wait(), grace)
         except asyncio.TimeoutError:
             pass
     # Also reaps grandchildren that outlived the group leader.
-    _signal_group(proc.pid, signal.SIGKILL)
+    signal_group(proc.pid, signal.SIGKILL)
     if proc.returncode is None:
         await proc.wait()
 
@@ -132,6 +135,11 @@ def _cpu_seconds_and_rss(pids: list[int]) -> tuple[float, int]:
         cpu += (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
         rss += int(fields[21]) * page
     return cpu, rss
+
+
+def group_rss(pgid: int) -> int:
+    """Resident bytes of a process group, all its members together."""
+    return _cpu_seconds_and_rss(_group_members(pgid))[1]
 
 
 async def group_usage(pgid: int, window: float = 0.2) -> tuple[float, int]:

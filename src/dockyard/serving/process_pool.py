@@ -269,7 +269,7 @@ class ProcessPool:
             # is busy with an answer nobody will read, so it is killed and replaced.
             self._retire(worker, alive=True)
             raise
-        self._idle.put_nowait(worker)
+        self.release(worker)
         return status, reply_body, reply_type
 
     def release(self, worker: _Worker) -> None:

@@ -127,6 +127,8 @@ class ThreadRunner:
         self._start_thread()
 
     def _work(self, retired: threading.Event) -> None:
+        loop = self._loop
+        assert loop is not None, "start() first"
         while not retired.is_set() and (job := self._jobs.get()) is not None:
             future, body, content_type, accept, attributes = job
             with self._lock:
@@ -134,10 +136,12 @@ class ThreadRunner:
                     continue
                 self._running = future
             status, reply, reply_type = self._pipeline(body, content_type, accept, attributes)
-            stream = None if isinstance(reply, bytes) else _ThreadStream(self, future)
             try:
-                self._loop.call_soon_threadsafe(_resolve, future, (status, stream or reply, reply_type))
-                if stream is not None and not isinstance(reply, bytes):
+                if isinstance(reply, bytes):
+                    loop.call_soon_threadsafe(_resolve, future, (status, reply, reply_type))
+                else:
+                    stream = _ThreadStream(self, future)
+                    loop.call_soon_threadsafe(_resolve, future, (status, stream, reply_type))
                     stream.feed(reply, retired)
             except RuntimeError:  # the loop closed: the server stopped while this one ran
                 return
@@ -156,6 +160,9 @@ def _resolve(future: asyncio.Future[Answer], answer: Answer) -> None:
 
 
 _END = object()
+# Chunks handed to the event loop and not yet taken by the sender: beyond this the inference thread
+# waits, so a generator faster than its client cannot fill the server's memory.
+_IN_FLIGHT = 64
 
 
 class _ThreadStream:
@@ -165,6 +172,7 @@ class _ThreadStream:
         assert runner._loop is not None
         self._runner, self._future, self._loop = runner, future, runner._loop
         self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._room = threading.Semaphore(_IN_FLIGHT)
         self._done = False
 
     def feed(self, chunks: Iterator[bytes], retired: threading.Event) -> None:
@@ -172,6 +180,7 @@ class _ThreadStream:
         put = self._queue.put_nowait
         try:
             for chunk in chunks:
+                self._room.acquire()
                 if retired.is_set():
                     return
                 self._loop.call_soon_threadsafe(put, chunk)
@@ -186,17 +195,19 @@ class _ThreadStream:
 
     async def __anext__(self) -> bytes:
         item = await self._queue.get()
-        if item is _END or isinstance(item, StreamFailed):
-            self._done = True
-            if item is _END:
-                raise StopAsyncIteration
+        if isinstance(item, bytes):
+            self._room.release()
+            return item
+        self._done = True
+        if isinstance(item, StreamFailed):
             raise item
-        return item  # type: ignore[return-value]
+        raise StopAsyncIteration
 
     async def aclose(self) -> None:
         if not self._done:
             self._done = True
             self._runner.abandon(self._future)
+            self._room.release(_IN_FLIGHT)  # a thread waiting for room wakes, sees it is retired
 
 
 def make_runner(settings: Settings, pipeline: Pipeline, fork_safe: bool) -> Runner:

@@ -28,10 +28,11 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
-from dockyard.serving import codecs
+from dockyard.serving import codecs, multimodel
 from dockyard.serving.errors import StartupError
 from dockyard.serving.frameworks import load_framework
 from dockyard.serving.handlers import load_user_module
+from dockyard.serving.multimodel import ModelRegistry
 from dockyard.serving.pipeline import Pipeline
 from dockyard.serving.runners import ChunkStream, Runner, StreamFailed, make_runner
 from dockyard.serving.settings import Settings
@@ -44,9 +45,9 @@ CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 _PREFIX = "dockyard.serving: "
 
 
-def build_app(settings: Settings, runner: Runner) -> web.Application:
-    """The aiohttp application serving ``runner``."""
-    submit = runner.submit
+def build_app(settings: Settings, runner: Runner | ModelRegistry) -> web.Application:
+    """The aiohttp application serving ``runner``: one model, or (a ``ModelRegistry``) the models
+    the platform loads on demand."""
     timeout = settings.timeout
     timeout_message = f"the prediction did not finish within {timeout:g} s"
     timed_out = (500, f"{timeout_message} (SAGEMAKER_MODEL_SERVER_TIMEOUT)".encode(), codecs.TEXT)
@@ -64,13 +65,13 @@ def build_app(settings: Settings, runner: Runner) -> web.Application:
             return web.Response()
         return web.Response(status=500, text="no inference worker can be started; see the log")
 
-    async def invocations(request: web.Request) -> web.StreamResponse:
+    async def invocations(request: web.Request, model: Runner | ModelRegistry = runner) -> web.StreamResponse:
         body = await request.read()
         headers = request.headers
         deadline = asyncio.get_running_loop().time() + timeout
         try:
             status, reply, content_type = await asyncio.wait_for(
-                submit(
+                model.submit(
                     body,
                     headers.get(hdrs.CONTENT_TYPE, ""),
                     headers.get(hdrs.ACCEPT, ""),
@@ -110,7 +111,10 @@ def build_app(settings: Settings, runner: Runner) -> web.Application:
 
     app = web.Application(client_max_size=settings.max_payload_mb * 1024 * 1024)
     app.router.add_get("/ping", ping)
-    app.router.add_post("/invocations", invocations)
+    if isinstance(runner, ModelRegistry):
+        multimodel.add_routes(app, runner, invocations)
+    else:
+        app.router.add_post("/invocations", invocations)
     app.router.add_get("/execution-parameters", execution_parameters_handler)
     return app
 
@@ -127,7 +131,7 @@ async def _within(
         yield chunk
 
 
-async def _serve(settings: Settings, runner: Runner, pipeline: Pipeline) -> None:
+async def _serve(settings: Settings, runner: Runner | ModelRegistry, loaded: str) -> None:
     await runner.start()
     # Access lines cost time on every request; they are logged at DEBUG only.
     access_log = log if settings.log_level <= logging.DEBUG else None
@@ -147,13 +151,13 @@ async def _serve(settings: Settings, runner: Runner, pipeline: Pipeline) -> None
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     log.info(
-        "serving %s on http://%s:%d with %d worker%s (model loaded in %.2f s)",
+        "serving %s on http://%s:%d with %d worker%s (%s)",
         settings.framework,
         settings.host,
         settings.port,
         settings.workers,
         "" if settings.workers == 1 else "s",
-        pipeline.load_seconds,
+        loaded,
     )
     await stop.wait()
     log.info("stopping: letting requests in flight finish (up to %g s)", GRACE_SECONDS)
@@ -204,12 +208,16 @@ def serve(settings: Settings) -> int:
                 framework.name,
             )
             settings = dataclasses.replace(settings, workers=1)
-        user = load_user_module(settings, framework.hooks)
-        log.info("handlers from %s; loading the model from %s", user.describe(), settings.model_dir)
-        pipeline = Pipeline(settings, framework, user)
-        runner = make_runner(settings, pipeline, framework.fork_safe)
-        runner.prepare()
-        _run(_serve(settings, runner, pipeline))
+        if settings.multi_model:
+            # Models arrive through POST /models, each with its own handlers.
+            _run(_serve(settings, ModelRegistry(settings, framework), "multi-model: models load on demand"))
+        else:
+            user = load_user_module(settings, framework.hooks)
+            log.info("handlers from %s; loading the model from %s", user.describe(), settings.model_dir)
+            pipeline = Pipeline(settings, framework, user)
+            runner = make_runner(settings, pipeline, framework.fork_safe)
+            runner.prepare()
+            _run(_serve(settings, runner, f"model loaded in {pipeline.load_seconds:.2f} s"))
     except KeyboardInterrupt:
         log.info("stopped before the server was ready")
         return 0

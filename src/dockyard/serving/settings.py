@@ -47,6 +47,8 @@ class Settings:
     log_level: int = logging.INFO
     restricted_unpickle: bool = False
     max_payload_mb: int = 6
+    # SAGEMAKER_MULTI_MODEL: no model at start; the platform loads them through /models.
+    multi_model: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -70,6 +72,7 @@ class Settings:
             log_level=_log_level(env.get("SAGEMAKER_CONTAINER_LOG_LEVEL", "")),
             restricted_unpickle=_flag(env, "DOCKYARD_RESTRICTED_UNPICKLE"),
             max_payload_mb=_number(env, "SAGEMAKER_MAX_PAYLOAD_IN_MB", 6, int, minimum=1),
+            multi_model=_flag(env, "SAGEMAKER_MULTI_MODEL"),
         )
 
 

@@ -45,6 +45,9 @@ class Framework:
     # False: the framework's runtime hangs when forked after loading (TensorFlow, XGBoost's
     # OpenMP), so SAGEMAKER_MODEL_SERVER_WORKERS > 1 falls back to one worker.
     fork_safe: bool = True
+    # Modules the process runtime's fork server imports once, ahead of the containers it forks
+    # (runtime/zygote.py): what loading a typical model imports. Missing ones are skipped.
+    preload: tuple[str, ...] = ()
     request_handler: Callable[[Any, UserModule, Settings], RequestHandler] | None = None
 
 

@@ -53,4 +53,13 @@ def predict_fn(data: Any, model: Any) -> Any:
     return model.predict(data)
 
 
-FRAMEWORK = Framework(name="sklearn", model_fn=model_fn, predict_fn=predict_fn)
+FRAMEWORK = Framework(
+    name="sklearn",
+    model_fn=model_fn,
+    predict_fn=predict_fn,
+    # What unpickling the usual estimators imports (joblib, numpy, scipy and these subpackages).
+    preload=(
+        "joblib", "numpy", "sklearn", "sklearn.linear_model", "sklearn.tree", "sklearn.ensemble",
+        "sklearn.pipeline", "sklearn.preprocessing", "sklearn.svm", "sklearn.neighbors",
+    ),
+)

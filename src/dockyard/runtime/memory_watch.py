@@ -1,0 +1,57 @@
+"""The process runtime's stand-in for a container memory limit (docker's ``mem_limit``): a
+serverless instance's containers are stopped when their resident memory passes its MemorySizeInMB.
+
+A container is a process group (the model server and its forked workers), so its memory is the
+group's resident set, read from /proc every ``INTERVAL`` seconds. Over the limit, the group is
+killed at once; ``on_exceeded(container URL, reason)`` is told first, so the invocation that was
+in flight answers ModelError naming the limit, and the reconciler replaces the dead container.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+
+from dockyard.runtime import processes
+from dockyard.runtime.base import RunningContainer, RunningInstance
+from dockyard.runtime.instance_types import serverless_memory_bytes
+
+log = logging.getLogger(__name__)
+INTERVAL = 0.25
+
+
+class MemoryWatch:
+    def __init__(self) -> None:
+        self.on_exceeded: Callable[[str, str], None] = lambda url, reason: None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def watch(self, instance: RunningInstance) -> None:
+        """Watch ``instance`` if it is serverless (only those have a memory size)."""
+        limit = serverless_memory_bytes(instance.spec.instance_type)
+        if limit is not None:
+            self._tasks[instance.spec.instance_id] = asyncio.create_task(self._watch(instance, limit))
+
+    def unwatch(self, instance: RunningInstance) -> None:
+        task = self._tasks.pop(instance.spec.instance_id, None)
+        if task is not None:
+            task.cancel()
+
+    async def _watch(self, instance: RunningInstance, limit: int) -> None:
+        while True:
+            for container in instance.containers:
+                if container.handle.returncode is None:
+                    rss = await asyncio.to_thread(processes.group_rss, container.handle.pid)
+                    if rss > limit:
+                        self._stop(instance, container, rss, limit)
+            await asyncio.sleep(INTERVAL)
+
+    def _stop(self, instance: RunningInstance, container: RunningContainer, rss: int, limit: int) -> None:
+        reason = (
+            f"Container {container.hostname} was stopped: its resident memory ({rss / 2**20:.0f} MB) exceeded "
+            f"the variant's MemorySizeInMB ({limit // 2**20} MB)."
+        )
+        log.warning("endpoint %s, instance %s: %s", instance.spec.endpoint, instance.spec.instance_id, reason)
+        self.on_exceeded(container.url, reason)
+        processes.signal_group(container.handle.pid, signal.SIGKILL)

@@ -1,0 +1,154 @@
+"""Multi-model endpoints on fake containers: single-flight loads, LRU unloading on 507, the cache
+setting, the load wait, and routing a model to one instance."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from component_harness import IMAGE, Dockyard, error_of
+
+from dockyard.artifacts.package import make_model_tarball
+from dockyard.gateway.multimodel import model_name
+
+
+def make_prefix(root: Path, count: int) -> Path:
+    """``root/models/m<i>.tar.gz``, each holding a name.txt that says ``m<i>``."""
+    prefix = root / "models"
+    prefix.mkdir(parents=True)
+    for i in range(count):
+        source = root / f"src-m{i}"
+        source.mkdir()
+        (source / "name.txt").write_text(f"m{i}")
+        make_model_tarball(source, prefix / f"m{i}.tar.gz")
+    return prefix
+
+
+async def deploy_mme(dockyard: Dockyard, tmp_path: Path, env: dict[str, str] | None = None, instances: int = 1,
+                     cache: str = "Enabled", load_wait: float = 10.0, models: int = 6) -> Path:
+    prefix = make_prefix(tmp_path, models)
+    dockyard.overrides = {"allow_paths": (tmp_path,), "model_load_wait": load_wait}
+    await dockyard.restart()
+    await dockyard.call("CreateModel", ModelName="mme", PrimaryContainer={
+        "Image": IMAGE, "Mode": "MultiModel", "ModelDataUrl": str(prefix), "Environment": env or {},
+        "MultiModelConfig": {"ModelCacheSetting": cache},
+    })
+    await dockyard.create_config("mme", [{"VariantName": "AllTraffic", "ModelName": "mme",
+                                          "InitialInstanceCount": instances}])
+    await dockyard.call("CreateEndpoint", EndpointName="mme", EndpointConfigName="mme")
+    await dockyard.wait_status("mme", "InService")
+    return prefix
+
+
+async def invoke(dockyard: Dockyard, target: str) -> dict[str, Any]:
+    resp = await dockyard.invoke("mme", b"{}", **{"X-Amzn-SageMaker-Target-Model": target})
+    assert resp.status == 200, await resp.text()
+    return json.loads(await resp.read())
+
+
+def calls(dockyard: Dockyard) -> list[tuple[str, str]]:
+    return [c for container in dockyard.fake.containers("mme") for c in container.model_calls]
+
+
+async def test_concurrent_first_requests_share_one_download_and_one_load(dockyard: Dockyard, tmp_path: Path) -> None:
+    await deploy_mme(dockyard, tmp_path, env={"FAKE_LOAD_DELAY": "0.2"})
+    answers = await asyncio.gather(*(invoke(dockyard, "m1.tar.gz") for _ in range(8)))
+    assert [a["model"] for a in answers] == ["m1"] * 8
+    assert calls(dockyard) == [("load", model_name("m1.tar.gz"))]
+    # The container is invoked by model, with the TargetModel header passed on.
+    assert answers[0]["headers"]["X-Amzn-SageMaker-Target-Model"] == "m1.tar.gz"
+
+
+async def test_out_of_memory_unloads_the_least_recently_used_model(dockyard: Dockyard, tmp_path: Path) -> None:
+    await deploy_mme(dockyard, tmp_path, env={"FAKE_MAX_MODELS": "2"})
+    for target in ("m0.tar.gz", "m1.tar.gz", "m0.tar.gz", "m2.tar.gz"):
+        await invoke(dockyard, target)
+    # m1 was used least recently when m2 met a full container (507): m1 went, m0 stayed.
+    (container,) = dockyard.fake.containers("mme")
+    assert sorted(container.models.values()) == ["m0", "m2"]
+    n = model_name
+    assert calls(dockyard) == [("load", n("m0.tar.gz")), ("load", n("m1.tar.gz")), ("load", n("m2.tar.gz")),
+                               ("unload", n("m1.tar.gz")), ("load", n("m2.tar.gz"))]
+    # m1 comes back by unloading m0, now the least recently used.
+    assert (await invoke(dockyard, "m1.tar.gz"))["model"] == "m1"
+    assert sorted(container.models.values()) == ["m1", "m2"]
+
+
+async def test_cache_disabled_unloads_after_each_invocation(dockyard: Dockyard, tmp_path: Path) -> None:
+    await deploy_mme(dockyard, tmp_path, cache="Disabled")
+    assert (await invoke(dockyard, "m3.tar.gz"))["model"] == "m3"
+    assert (await invoke(dockyard, "m3.tar.gz"))["model"] == "m3"
+    (container,) = dockyard.fake.containers("mme")
+    assert container.models == {}
+    assert [kind for kind, _ in calls(dockyard)] == ["load", "unload", "load", "unload"]
+
+
+async def test_a_slow_load_answers_model_not_ready_and_carries_on(dockyard: Dockyard, tmp_path: Path) -> None:
+    await deploy_mme(dockyard, tmp_path, env={"FAKE_LOAD_DELAY": "0.5"}, load_wait=0.05)
+    resp = await dockyard.invoke("mme", b"{}", **{"X-Amzn-SageMaker-Target-Model": "m4.tar.gz"})
+    status, code, message = await error_of(resp)
+    assert (status, code) == (429, "ModelNotReadyException") and "m4.tar.gz" in message
+    (container,) = dockyard.fake.containers("mme")
+    await dockyard.until(lambda: bool(container.models))
+    assert (await invoke(dockyard, "m4.tar.gz"))["model"] == "m4"
+    assert calls(dockyard) == [("load", model_name("m4.tar.gz"))]
+
+
+async def test_each_model_goes_to_one_instance(dockyard: Dockyard, tmp_path: Path) -> None:
+    await deploy_mme(dockyard, tmp_path, instances=3, models=12)
+    first = {f"m{i}": (await invoke(dockyard, f"m{i}.tar.gz"))["instance"] for i in range(12)}
+    again = {f"m{i}": (await invoke(dockyard, f"m{i}.tar.gz"))["instance"] for i in range(12)}
+    assert first == again
+    assert len(set(first.values())) > 1  # spread over the instances, not all on one
+    # Each model was loaded once, on its own instance only.
+    assert sorted(name for kind, name in calls(dockyard) if kind == "load") == sorted(
+        model_name(f"m{i}.tar.gz") for i in range(12))
+
+
+@pytest.mark.parametrize(("target", "expected"), [
+    ("missing.tar.gz", "Failed to download model data(bucket: local, key: "),
+    ("../m1.tar.gz", "is not a relative path under the model data prefix"),
+])
+async def test_bad_targets_are_validation_errors(dockyard: Dockyard, tmp_path: Path, target: str, expected: str) -> None:
+    await deploy_mme(dockyard, tmp_path)
+    resp = await dockyard.invoke("mme", b"{}", **{"X-Amzn-SageMaker-Target-Model": target})
+    status, code, message = await error_of(resp)
+    assert (status, code) == (400, "ValidationError") and expected in message
+    assert calls(dockyard) == []
+
+
+async def test_models_are_unloaded_before_the_instance_memory_runs_out(dockyard: Dockyard, tmp_path: Path) -> None:
+    # ml.m5.large has 8 GiB; each model takes 1 GiB; loading stops at 90 %: 7 models at most.
+    gib = 1024**3
+    await deploy_mme(dockyard, tmp_path, env={"FAKE_MODEL_MEMORY": str(gib)}, models=10)
+    for i in range(10):
+        assert (await invoke(dockyard, f"m{i}.tar.gz"))["model"] == f"m{i}"
+    (container,) = dockyard.fake.containers("mme")
+    assert sorted(container.models.values()) == [f"m{i}" for i in range(3, 10)]
+    loaded, peak = 0, 0
+    for kind, _ in container.model_calls:
+        loaded += 1 if kind == "load" else -1
+        peak = max(peak, loaded)
+    assert peak == 7
+    # Least recently used first, and never through a 507.
+    assert [name for kind, name in container.model_calls if kind == "unload"] == [
+        model_name(f"m{i}.tar.gz") for i in range(3)]
+
+
+async def test_model_metrics_are_prometheus_series(dockyard: Dockyard, tmp_path: Path) -> None:
+    await deploy_mme(dockyard, tmp_path)
+    for target in ("m1.tar.gz", "m1.tar.gz", "m2.tar.gz"):
+        await invoke(dockyard, target)
+    assert dockyard.client is not None
+    text = await (await dockyard.client.get("/metrics")).text()
+    lines = set(text.splitlines())
+    assert 'dockyard_model_cache_total{endpoint="mme",result="hit"} 1.0' in lines
+    assert 'dockyard_model_cache_total{endpoint="mme",result="miss"} 2.0' in lines
+    assert 'dockyard_model_invocations_total{endpoint="mme",model="m1.tar.gz"} 2.0' in lines
+    assert 'dockyard_model_loading_seconds_count{endpoint="mme"} 2.0' in lines
+    assert 'dockyard_model_downloading_seconds_count{endpoint="mme"} 2.0' in lines
+    assert any(line.startswith('dockyard_loaded_models{endpoint="mme",instance="mme-') and line.endswith(" 2.0")
+               for line in lines)

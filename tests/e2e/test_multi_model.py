@@ -1,0 +1,143 @@
+"""Multi-model endpoints through boto3 against a real server (process runtime, managed sklearn):
+CreateModel Mode MultiModel, InvokeEndpoint TargetModel, and the errors SageMaker gives."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError
+
+from dockyard.artifacts.package import make_model_tarball
+from e2e.deploy import create_endpoint, delete_all
+from e2e.models import SKLEARN_URI, iris_classifier, package
+
+ROLE = "arn:aws:iam::123456789012:role/test"
+# Each model answers with its own name, so a reply says which model served it.
+NAMED_INFERENCE = """
+import json, os
+
+def model_fn(model_dir):
+    with open(os.path.join(model_dir, "name.txt")) as f:
+        return f.read()
+
+def predict_fn(data, model):
+    return {"model": model, "rows": len(data)}
+
+def output_fn(prediction, accept):
+    return json.dumps(prediction), "application/json"
+"""
+
+
+def named_model(prefix: Path, relative: str, name: str) -> None:
+    """``prefix/relative``: a model.tar.gz whose inference.py answers ``name``."""
+    work = prefix.parent / f"build-{name}"
+    work.mkdir()
+    package(work, iris_classifier(), NAMED_INFERENCE)  # fills work/model-src
+    (work / "model-src" / "name.txt").write_text(name)
+    target = prefix / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    make_model_tarball(work / "model-src", target)
+
+
+@pytest.fixture(scope="module")
+def prefix(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("mme")
+    models = root / "models"
+    models.mkdir()
+    named_model(models, "model-a.tar.gz", "a")
+    named_model(models, "team/model-b.tar.gz", "b")
+    return models
+
+
+def invoke(rt, endpoint: str, target: str | None, body: str = "5.1,3.5,1.4,0.2\n6.2,2.9,4.3,1.3") -> dict:
+    extra = {"TargetModel": target} if target is not None else {}
+    reply = rt.invoke_endpoint(EndpointName=endpoint, ContentType="text/csv", Body=body, **extra)
+    return json.loads(reply["Body"].read())
+
+
+@pytest.fixture(scope="module")
+def mme(sm, prefix: Path):
+    name = "mme-e2e"
+    create_endpoint(sm, name, {"PrimaryContainer": {
+        "Image": SKLEARN_URI, "Mode": "MultiModel", "ModelDataUrl": f"file://{prefix}/",
+    }})
+    yield name
+    delete_all(sm, name)
+
+
+def test_target_models_are_loaded_on_demand_and_answer_as_themselves(rt, mme: str) -> None:
+    assert invoke(rt, mme, "model-a.tar.gz") == {"model": "a", "rows": 2}
+    assert invoke(rt, mme, "team/model-b.tar.gz") == {"model": "b", "rows": 2}
+    # Warm: served by the loaded model again.
+    assert invoke(rt, mme, "model-a.tar.gz", "1,2,3,4") == {"model": "a", "rows": 1}
+
+
+def test_concurrent_first_requests_all_get_the_model(rt, mme: str, prefix: Path) -> None:
+    named_model(prefix, "burst.tar.gz", "burst")
+    answers: list[dict] = []
+    threads = [threading.Thread(target=lambda: answers.append(invoke(rt, mme, "burst.tar.gz"))) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert answers == [{"model": "burst", "rows": 2}] * 6
+
+
+def error_of(call) -> tuple[str, str, int]:
+    with pytest.raises(ClientError) as info:
+        call()
+    err = info.value.response
+    return err["Error"]["Code"], err["Error"]["Message"], err["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def test_invocation_errors_name_the_problem(rt, mme: str) -> None:
+    code, message, status = error_of(lambda: invoke(rt, mme, None))
+    assert (code, status) == ("ValidationError", 400) and "TargetModel" in message
+    code, message, status = error_of(lambda: invoke(rt, mme, "../outside.tar.gz"))
+    assert (code, status) == ("ValidationError", 400) and "not a relative path under the model data prefix" in message
+    code, message, status = error_of(lambda: invoke(rt, mme, "missing.tar.gz"))
+    assert (code, status) == ("ValidationError", 400)
+    assert message.startswith("Failed to download model data(bucket: local, key: ") and "missing.tar.gz" in message
+
+
+def test_target_model_on_a_single_model_endpoint_is_refused(sm, rt, tmp_path: Path) -> None:
+    name = "mme-single"
+    create_endpoint(sm, name, {"PrimaryContainer": {
+        "Image": SKLEARN_URI, "ModelDataUrl": str(package(tmp_path, iris_classifier())),
+    }})
+    try:
+        code, message, status = error_of(lambda: invoke(rt, name, "model-a.tar.gz"))
+        assert (code, status) == ("ValidationError", 400) and "not a multi-model endpoint" in message
+    finally:
+        delete_all(sm, name)
+
+
+def test_multi_model_inside_containers_is_refused(sm, prefix: Path) -> None:
+    container = {"Image": SKLEARN_URI, "Mode": "MultiModel", "ModelDataUrl": f"file://{prefix}/",
+                 "ContainerHostname": "one"}
+    code, message, _ = error_of(lambda: sm.create_model(
+        ModelName="mme-containers", ExecutionRoleArn=ROLE, Containers=[container]))
+    assert code == "ValidationException" and "Mode MultiModel is not supported for multi-container" in message
+
+
+def test_a_prefix_outside_the_allowed_roots_is_refused(sm) -> None:
+    code, message, _ = error_of(lambda: sm.create_model(
+        ModelName="mme-outside", ExecutionRoleArn=ROLE,
+        PrimaryContainer={"Image": SKLEARN_URI, "Mode": "MultiModel", "ModelDataUrl": "/etc/"}))
+    assert code == "ValidationException" and "outside the allowed local paths" in message
+
+
+def test_stats_models_shows_each_model_and_its_hit_rate(server, rt, mme: str) -> None:
+    from e2e.test_cli_commands import dockyard
+
+    invoke(rt, mme, "model-a.tar.gz")
+    invoke(rt, mme, "model-a.tar.gz")
+    out = dockyard("stats", mme, "--models", url=server.url)
+    assert out.returncode == 0, out.stderr
+    row = next(line for line in out.stdout.splitlines() if "model-a.tar.gz" in line)
+    cells = [c.strip() for c in row.split("│") if c.strip()]
+    assert cells[1:3] == ["model-a.tar.gz", "yes"]
+    assert int(cells[3]) >= 1 and cells[4] == "1"  # loaded once: one miss, every other call a hit
