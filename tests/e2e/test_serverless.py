@@ -15,12 +15,11 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-
-from e2e.deploy import FAST_WAIT
-from e2e.models import SKLEARN_URI, iris_classifier, package
 from servers import Server
 
 from dockyard.runtime.processes import owned_pids
+from e2e.deploy import FAST_WAIT
+from e2e.models import SKLEARN_URI, iris_classifier, package
 
 # A hang guard for waiting on the server's background work, not a timing.
 WAIT_LIMIT = 120.0
