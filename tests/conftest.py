@@ -66,6 +66,18 @@ def base_image(engine: Any) -> str | None:
 
 
 @pytest.fixture(scope="session")
+def sklearn_image(engine: Any, base_image: str | None) -> str:
+    """The managed scikit-learn image (and the base image) with this tree's ``serving`` code: built
+    every session, in seconds once the engine's layer cache has the framework."""
+    from e2e.models import SKLEARN_URI
+
+    from dockyard.images.build import BuildOptions, build
+
+    build(engine, ["sklearn"], BuildOptions(), lambda line: print(line, flush=True))
+    return SKLEARN_URI
+
+
+@pytest.fixture(scope="session")
 def package_index(tmp_path_factory: pytest.TempPathFactory) -> None:
     """pip can download from the package index (as configured for this machine)."""
     dest = tmp_path_factory.mktemp("index-probe")

@@ -31,6 +31,7 @@ from dockyard.asyncinference import metrics as async_metrics
 from dockyard.asyncinference.notify import Notifier
 from dockyard.asyncinference.queue import AsyncInference
 from dockyard.asyncinference.storage import Storage
+from dockyard.capture.capture import DataCapture, observer
 from dockyard.control.context import ControlContext
 from dockyard.control.plane import operations
 from dockyard.control.provision import Provisioner
@@ -114,15 +115,18 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
                             (settings.restart_backoff, settings.restart_backoff_max),
                             IdleScaler(gateway.serverless.idle_seconds, settings.serverless_idle_seconds))
     gateway.on_refused = reconciler.poke  # an instance refused a connection: look at it now
-    queue = AsyncInference(store, gateway, Storage(settings.region, allowed_roots(settings)),
-                           Notifier(settings.region), settings.account_id, settings.region)
+    storage = Storage(settings.region, allowed_roots(settings))
+    queue = AsyncInference(store, gateway, storage, Notifier(settings.region), settings.account_id, settings.region)
     async_metrics.register(registry, queue)
+    capture = DataCapture(store, storage, registry)
     gateway.serverless.wake = reconciler.wake  # a serverless variant's cold start
     if isinstance(runtime, ProcessRuntime):
         runtime.memory.on_exceeded = gateway.stopped.__setitem__  # the watchdog's reason, for the ModelError
 
     def changed() -> None:
-        queue.refresh()  # which endpoints are asynchronous, before the operation answers
+        # Which endpoints are asynchronous and which capture, before the operation answers.
+        queue.refresh()
+        capture.refresh()
         # Rung on the store's thread, where operations run: the doorbells ring on the loop.
         reconciler.call_soon(live.wake)
         reconciler.poke()
@@ -160,9 +164,10 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     app = web.Application(middlewares=[control_plane_errors, runtime_errors])
     console.install(app, live)
     app.add_routes(admin.routes(registry, metrics.summary, log_files, stats, lambda name: name.lower() in gateway.table,
-                                gateway.serverless.metrics.summary, models.describe))
+                                gateway.serverless.metrics.summary, models.describe, queue.backlog_of))
     app.add_routes([admin.readiness_route(routes.readiness)])
-    app.add_routes(runtime_api.routes(gateway, settings.max_payload_bytes, async_invocations.realtime_guard(queue)))
+    app.add_routes(runtime_api.routes(gateway, settings.max_payload_bytes, async_invocations.realtime_guard(queue),
+                                      observer(capture)))
     app.add_routes(async_invocations.routes(queue))
     app.add_routes(response_stream.routes(gateway, settings.max_payload_bytes))
     app.router.add_post("/", control_plane.handler(ops, sagemaker_validator()))
@@ -171,10 +176,13 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
         # Runs before the port accepts requests: the gateway knows every stored endpoint.
         reconciler.start()
         await queue.start()
+        await store.run(capture.refresh)
+        capture.start()
         yield
         # By now in-flight requests have finished (or run out of shutdown_timeout); queued
         # asynchronous requests stay stored for the next start.
         await queue.shutdown()
+        await capture.close()  # what is buffered is written
         await reconciler.shutdown()
         await provisioner.close()
         await runtime.close()

@@ -3,16 +3,9 @@ on a shared machine are noise)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[2]
+from bench_tables import table_rows
 
 
 def test_streaming_benchmark_reports_each_path() -> None:
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.streaming", "--rounds", "2"],
-                          cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = [line.split("|")[1].strip() for line in proc.stdout.splitlines() if line.startswith("| ")]
+    rows = table_rows("streaming", "--rounds", "2")
     assert rows == ["path", "container direct", "through dockyard (raw)", "through dockyard (boto3)"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from conftest import Dockyard
+from component_harness import Dockyard
 from fake_runtime import FakeRuntime
 
 

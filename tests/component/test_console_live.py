@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import ClientResponse
-from conftest import WAIT_LIMIT, Dockyard
+from component_harness import WAIT_LIMIT, Dockyard
 
 
 class Events:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
-from conftest import IMAGE, WAIT_LIMIT, Dockyard, error_of
+from component_harness import IMAGE, WAIT_LIMIT, Dockyard, error_of
 from fake_runtime import FakeRuntime
 from prometheus_client.parser import text_string_to_metric_families
 

@@ -8,7 +8,7 @@ import asyncio
 import json
 import math
 
-from conftest import IMAGE, Dockyard, error_of
+from component_harness import IMAGE, Dockyard, error_of
 from fake_runtime import Behaviour
 
 from dockyard.cli.main import _status

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import IMAGE, Dockyard, error_of
+from component_harness import IMAGE, Dockyard, error_of
 
 from dockyard.artifacts.package import make_model_tarball
 from dockyard.gateway.multimodel import model_name

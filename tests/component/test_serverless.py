@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from conftest import IMAGE, AwsError, Dockyard, error_of
+from component_harness import IMAGE, AwsError, Dockyard, error_of
 
 from dockyard.settings import Settings
 
@@ -140,3 +140,19 @@ async def test_a_config_with_provisioned_above_max_concurrency_is_refused(dockya
                             ProductionVariants=[serverless(MaxConcurrency=1, ProvisionedConcurrency=2)])
     assert info.value.code == "ValidationException"
     assert "must be less than or equal to MaxConcurrency (1)" in info.value.message
+
+
+@pytest.mark.parametrize(("config", "expected"), [
+    ({"MaxConcurrency": 0}, ("Value '0' at 'productionVariants.1.member.serverlessConfig.maxConcurrency' failed to "
+                             "satisfy constraint: Member must have value greater than or equal to 1")),
+    ({"MaxConcurrency": 201}, ("Value '201' at 'productionVariants.1.member.serverlessConfig.maxConcurrency' failed "
+                               "to satisfy constraint: Member must have value less than or equal to 200")),
+    ({"ProvisionedConcurrency": 0}, ("Value '0' at 'productionVariants.1.member.serverlessConfig."
+                                     "provisionedConcurrency' failed to satisfy constraint: Member must have value "
+                                     "greater than or equal to 1")),
+])
+async def test_concurrency_out_of_range_is_refused(dockyard: Dockyard, config: dict[str, int], expected: str) -> None:
+    await dockyard.create_model("ep", IMAGE)
+    with pytest.raises(AwsError) as info:
+        await dockyard.call("CreateEndpointConfig", EndpointConfigName="ep", ProductionVariants=[serverless(**config)])
+    assert (info.value.code, info.value.message) == ("ValidationException", f"1 validation error detected: {expected}")

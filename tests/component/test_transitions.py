@@ -7,7 +7,7 @@ import asyncio
 import json
 
 import pytest
-from conftest import IMAGE, AwsError, Dockyard, error_of
+from component_harness import IMAGE, AwsError, Dockyard, error_of
 from fake_runtime import Behaviour
 
 

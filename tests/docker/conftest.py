@@ -1,6 +1,6 @@
-"""Fixtures for the docker runtime's tests: a reachable container engine, the images the tests
-need (built once; the engine's cache keeps them between runs), and a ``dockyard serve
---runtime docker`` with boto3 clients for it.
+"""Fixtures for the docker runtime's tests: the images only they need (built once; the engine's
+cache keeps them between runs; the managed scikit-learn image is tests/conftest.py's), and a
+``dockyard serve --runtime docker`` with boto3 clients for it.
 
 Tests marked ``docker`` skip when no engine answers, and those needing the managed image when
 there is no base image to build it on — unless ``DOCKYARD_REQUIRE_DOCKER=1`` (as in CI), where
@@ -15,10 +15,9 @@ from typing import Any
 
 import pytest
 from docker_helpers import owned_containers
-from e2e.models import SKLEARN_URI
 from servers import Server
 
-from dockyard.images.build import BuildOptions, build, run_build
+from dockyard.images.build import run_build
 from dockyard.images.build_base import local_base
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -28,14 +27,6 @@ BYOC_IMAGE = "dockyard-tests/byoc-cpp:latest"
 
 def _report(line: str) -> None:
     print(line, flush=True)
-
-
-@pytest.fixture(scope="session")
-def sklearn_image(engine: Any, base_image: str | None) -> str:
-    """The managed scikit-learn image (and the base image) with this tree's ``serving`` code: built
-    every session, in seconds once the engine's layer cache has the framework."""
-    build(engine, ["sklearn"], BuildOptions(), _report)
-    return SKLEARN_URI
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
-"""The foundation flow of tests/e2e on the docker runtime, unchanged: the same test functions,
-collected again here against a ``dockyard serve --runtime docker`` with the managed scikit-learn
-image, plus what only the docker runtime has — logs and stats from the engine."""
+"""What only the docker runtime has — logs and stats from the engine — and tests/e2e's failure
+cases collected again against a ``dockyard serve --runtime docker`` with the managed scikit-learn
+image. The foundation flow on docker is tests/e2e/test_smoke.py's docker parameter."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from e2e.test_failures import (  # noqa: F401  (collected again, on docker)
     test_missing_model_data_fails_naming_the_path,
     test_model_without_a_model_file_fails_quoting_the_container_log,
 )
-from e2e.test_lifecycle import *
 
 pytestmark = pytest.mark.docker
 

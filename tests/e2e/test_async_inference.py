@@ -6,6 +6,8 @@ finishes every accepted request exactly once after a restart."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import urllib.request
 from typing import Any
@@ -23,6 +25,8 @@ from e2e.models import SKLEARN_URI, package
 # A model that echoes its input, fails on "fail", and sleeps on "sleep <seconds>".
 ECHO = """
 import json
+import subprocess
+import sys
 import time
 
 def model_fn(model_dir):
@@ -205,6 +209,12 @@ def test_ttl_expiry_and_a_realtime_endpoint_refusing_async(tmp_path, moto_url, a
         slow = rt.invoke_endpoint_async(EndpointName="async-ttl", InputLocation=put_input(s3, "in/slow", b"sleep 62"))
         late = rt.invoke_endpoint_async(EndpointName="async-ttl", InputLocation=put_input(s3, "in/late", b"late"),
                                         RequestTTLSeconds=60)
+        stats = json.loads(get(server, "/_dockyard/endpoints/async-ttl/stats"))["backlog"]
+        assert stats["ApproximateBacklogSize"] == 2 and stats["HasBacklogWithoutCapacity"] == 0
+        assert stats["ApproximateBacklogSizePerInstance"] == 2 and stats["ApproximateAgeOfOldestRequest"] >= 0
+        shown = subprocess.run([sys.executable, "-m", "dockyard", "stats", "--endpoint-url", server.url, "async-ttl"],
+                               capture_output=True, text=True, check=True).stdout
+        assert "Asynchronous inference" in shown and "Backlog" in shown
         # Without S3FailurePath, failures go beside the results.
         assert late["FailureLocation"].startswith(f"s3://{BUCKET}/ttl/")
         assert "TTL" in wait_object(s3, late["FailureLocation"], timeout=120).decode()
@@ -216,6 +226,7 @@ def test_ttl_expiry_and_a_realtime_endpoint_refusing_async(tmp_path, moto_url, a
         sm.create_endpoint_config(EndpointConfigName="rt", ProductionVariants=[
             {"VariantName": "AllTraffic", "ModelName": "rt", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
         sm.create_endpoint(EndpointName="rt", EndpointConfigName="rt")
+        sm.get_waiter("endpoint_in_service").wait(EndpointName="rt", WaiterConfig=FAST_WAIT)
         assert "AsyncInferenceConfig" in validation_error(
             rt.invoke_endpoint_async, EndpointName="rt", InputLocation=f"s3://{BUCKET}/in/late")
     finally:
@@ -250,12 +261,12 @@ def test_sigkill_and_restart_finishes_every_request_exactly_once(tmp_path, moto_
         # Nothing is left in the queue.
         sm2 = server.client("sagemaker")
         assert sm2.describe_endpoint(EndpointName="async-crash")["EndpointStatus"] == "InService"
-        metrics = server_metrics(server)
+        metrics = get(server, "/metrics")
         assert 'dockyard_async_backlog_size{endpoint="async-crash"} 0.0' in metrics
     finally:
         server.stop()
 
 
-def server_metrics(server: Server) -> str:
-    with urllib.request.urlopen(f"{server.url}/metrics") as resp:
+def get(server: Server, path: str) -> str:
+    with urllib.request.urlopen(f"{server.url}{path}") as resp:
         return resp.read().decode()

@@ -5,6 +5,9 @@ stays warm; a model that outgrows MemorySizeInMB answers ModelError naming the l
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -12,12 +15,11 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-
-from e2e.deploy import FAST_WAIT
-from e2e.models import SKLEARN_URI, iris_classifier, package
 from servers import Server
 
 from dockyard.runtime.processes import owned_pids
+from e2e.deploy import FAST_WAIT
+from e2e.models import SKLEARN_URI, iris_classifier, package
 
 # A hang guard for waiting on the server's background work, not a timing.
 WAIT_LIMIT = 120.0
@@ -153,6 +155,13 @@ def test_concurrent_clients_beyond_max_concurrency_are_throttled(server: Server,
     assert "429 ThrottlingException" in outcomes
     assert set(outcomes) == {"429 ThrottlingException", "ok"}
     assert metric(server, "dockyard_serverless_throttled_total", "slow") == outcomes.count("429 ThrottlingException")
+    # dockyard stats shows them: per serverless variant, cold starts, mean duration, throttled.
+    out = subprocess.run([sys.executable, "-m", "dockyard", "stats", "slow"], capture_output=True, text=True,
+                         timeout=120, check=True, env={**os.environ, "DOCKYARD_URL": server.url, "COLUMNS": "200"})
+    serverless = out.stdout[out.stdout.index("Serverless"):]
+    row = next(line for line in serverless.splitlines() if "AllTraffic" in line)
+    assert [cell.strip() for cell in row.strip("│ ").split("│")] == [
+        "AllTraffic", "0", "-", str(outcomes.count("429 ThrottlingException"))]
 
 
 def test_provisioned_concurrency_stays_warm(server: Server, tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ def routes(
     known: Callable[[str], bool],
     serverless: Callable[[str], dict[str, dict[str, float]]] = lambda name: {},
     models: Callable[[str], list[dict[str, Any]]] = lambda name: [],
+    backlog: Callable[[str], dict[str, float] | None] = lambda name: None,
 ) -> list[web.RouteDef]:
     async def health(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -58,9 +59,10 @@ def routes(
             for variant, instance, s in await stats(name)
         ]
         # Cold starts and throttled requests per serverless variant (none for the others).
-        # And per model of a multi-model endpoint: loaded or not, hits, misses, memory.
+        # And per model of a multi-model endpoint: loaded or not, hits, misses, memory; and for
+        # an asynchronous endpoint SageMaker's backlog metrics (None for the others).
         return web.json_response({"endpoint": name, "containers": rows, "serverless": serverless(name),
-                                  "models": models(name)})
+                                  "models": models(name), "backlog": backlog(name)})
 
     return [
         web.get(f"{PREFIX}/health", health),

@@ -96,13 +96,20 @@ async def write_result(request: web.Request, result: InvocationResult) -> web.St
     return out
 
 
-def routes(gateway: Gateway, max_payload: int, check: Callable[[str], None] = lambda endpoint: None) -> list[web.RouteDef]:
-    """``check(endpoint)`` raises when the endpoint takes no InvokeEndpoint (asynchronous)."""
+Observer = Callable[[Invocation, "bytes | aiohttp.StreamReader", InvocationResult], None]
+
+
+def routes(gateway: Gateway, max_payload: int, check: Callable[[str], None] = lambda endpoint: None,
+           observe: Observer = lambda inv, body, result: None) -> list[web.RouteDef]:
+    """``check(endpoint)`` raises when the endpoint takes no InvokeEndpoint (asynchronous);
+    ``observe`` sees each answered invocation (data capture) and must be cheap."""
 
     async def invoke(request: web.Request) -> web.StreamResponse:
         inv = parse_invocation(request)
         check(inv.endpoint)
         body = await read_body(request, max_payload)
-        return await write_result(request, await gateway.invoke(inv, body))
+        result = await gateway.invoke(inv, body)
+        observe(inv, body, result)
+        return await write_result(request, result)
 
     return [web.post("/endpoints/{name}/invocations", invoke)]

@@ -130,6 +130,12 @@ class AsyncInference:
             }
         return out
 
+    def backlog_of(self, endpoint: str) -> dict[str, float] | None:
+        """``backlog()`` of one asynchronous endpoint; None for any other."""
+        if not self.is_async(endpoint):
+            return None
+        return next((v for k, v in self.backlog().items() if k.lower() == endpoint.lower()), None)
+
     # --- dispatching ---------------------------------------------------------------------------
 
     async def _dispatch_loop(self) -> None:

@@ -141,7 +141,8 @@ def logs(url: str, endpoint: str, lines: int, show_all: bool) -> None:
 @click.argument("endpoint")
 def stats(url: str, endpoint: str, show_models: bool) -> None:
     """Per container of ENDPOINT: requests, errors, p50/p99 latency, CPU and memory; per
-    serverless variant: cold starts, their mean duration, throttled requests.
+    serverless variant: cold starts, their mean duration, throttled requests; for an asynchronous
+    endpoint: its backlog.
 
     Containers of one instance share its CPU and memory; this shows who uses what.
     """
@@ -165,6 +166,13 @@ def stats(url: str, endpoint: str, show_models: bool) -> None:
             mean = row["cold_start_seconds"] / row["cold_starts"] if row["cold_starts"] else None
             serverless.add_row(variant, f"{row['cold_starts']:.0f}", _ms(mean), f"{row['throttled']:.0f}")
         console.print(serverless)
+    if data.get("backlog"):
+        backlog = data["backlog"]
+        queue = _table("Backlog", "Per instance", "Oldest s", "Without capacity", title="Asynchronous inference")
+        queue.add_row(f"{backlog['ApproximateBacklogSize']:.0f}", f"{backlog['ApproximateBacklogSizePerInstance']:.1f}",
+                      f"{backlog['ApproximateAgeOfOldestRequest']:.1f}",
+                      "yes" if backlog["HasBacklogWithoutCapacity"] else "no")
+        console.print(queue)
     if show_models:
         _models_table(endpoint, data.get("models", []))
 

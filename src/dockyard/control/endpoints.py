@@ -90,6 +90,9 @@ class EndpointOps:
             out["FailureReason"] = ep.failure_reason
         if "AsyncInferenceConfig" in ep.deployment.config:
             out["AsyncInferenceConfig"] = ep.deployment.config["AsyncInferenceConfig"]
+        capture = (ep.pending or ep.deployment).config.get("DataCaptureConfig")
+        if capture:
+            out["DataCaptureConfig"] = _capture_summary(capture)
         if ep.pending is not None:
             out["PendingDeploymentSummary"] = {
                 "EndpointConfigName": ep.pending.config_name,
@@ -239,3 +242,18 @@ def _serverless_update(desired: Params, state: VariantState) -> VariantState:
     concurrency = {**(state.serverless or {}), **desired.get("ServerlessUpdateConfig", {})}
     check_provisioned_concurrency(name, concurrency)
     return VariantState(float(desired.get("DesiredWeight", state.weight)), state.instance_count, concurrency)
+
+
+def _capture_summary(capture: Params) -> Params:
+    """DescribeEndpoint's DataCaptureConfigSummary of an endpoint config's DataCaptureConfig (the
+    rate follows UpdateEndpoint from the call on: capture/ reads the pending config too)."""
+    enabled = capture.get("EnableCapture", True)
+    out: Params = {
+        "EnableCapture": enabled,
+        "CaptureStatus": "Started" if enabled else "Stopped",
+        "CurrentSamplingPercentage": capture["InitialSamplingPercentage"],
+        "DestinationS3Uri": capture["DestinationS3Uri"],
+    }
+    if capture.get("KmsKeyId"):
+        out["KmsKeyId"] = capture["KmsKeyId"]
+    return out
