@@ -5,7 +5,8 @@ time) while, in alternate rounds, four other processes loop ``ListModels`` over 
 models with large specs (every page, as boto3's paginator does) — or, as a control, loop ``GET /_dockyard/health``
 as fast as they can, which costs the server next to nothing. On a small machine four busy client
 processes would take CPU from the server whatever they ask, so they run at the lowest priority
-(nice 19): what remains is what their requests cost the server; the control shows the rest. Rounds alternate side by side (alone, List*, control, alone, …), so a busy
+(nice 19): what remains is what their requests cost the server; the control shows the rest.
+Rounds alternate side by side (alone, List*, control, alone, …), so a busy
 machine affects all alike; the figures are medians over the rounds.
 """
 

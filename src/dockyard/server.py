@@ -8,6 +8,7 @@ import asyncio
 import ipaddress
 import logging
 import ssl
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
@@ -161,7 +162,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
         instances=reconciler.running, dead_containers=runtime.dead_containers, stats=stats,
         log_files=log_files, registry=registry, runtime=runtime.name,
     ))
-    app = web.Application(middlewares=[control_plane_errors, runtime_errors])
+    app = web.Application(middlewares=[control_plane_errors, runtime_errors])  # type: ignore[list-item]  # aiohttp's own alias is narrower
     console.install(app, live)
     app.add_routes(admin.routes(registry, metrics.summary, log_files, stats, lambda name: name.lower() in gateway.table,
                                 gateway.serverless.metrics.summary, models.describe, queue.backlog_of))
@@ -172,7 +173,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     app.add_routes(response_stream.routes(gateway, settings.max_payload_bytes))
     app.router.add_post("/", control_plane.handler(ops, sagemaker_validator()))
 
-    async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         # Runs before the port accepts requests: the gateway knows every stored endpoint.
         reconciler.start()
         await queue.start()

@@ -22,8 +22,6 @@ from typing import Any
 
 import platformdirs
 
-from dockyard.runtime import contract
-
 DEFAULT_PORT = 8780
 """Not 8080: that is the port SageMaker containers themselves listen on when alone."""
 
@@ -69,8 +67,8 @@ class Settings:
     # SageMaker's container contract allowed 4 minutes to pass /ping; a variant's
     # ContainerStartupHealthCheckTimeoutInSeconds overrides it.
     startup_timeout: float = field(default=240.0, metadata=_bounds(0))
-    # SageMaker sends SIGTERM, then SIGKILL 30 s later.
-    stop_grace: float = field(default=contract.STOP_GRACE, metadata=_bounds(0))
+    # SageMaker's SIGTERM → SIGKILL grace (runtime/contract.py's STOP_GRACE; settings sit below runtime/).
+    stop_grace: float = field(default=30.0, metadata=_bounds(0))
     max_payload_bytes: int = field(default=MAX_PAYLOAD_BYTES, metadata=_bounds(1))
     # How often the reconciler re-checks running instances when nothing has changed.
     health_interval: float = field(default=2.0, metadata=_bounds(0.01))
@@ -141,7 +139,8 @@ class Settings:
             if raw:
                 values[f.name] = _check(f, _convert(hints[f.name], raw, name), name)
         base = cls(**values)
-        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+        changes: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+        return replace(base, **changes)
 
     def arn(self, kind: str, name: str) -> str:
         # Real SageMaker lower-cases the resource name inside ARNs.
@@ -157,7 +156,8 @@ def settings_help() -> str:
     """One line per setting, for ``dockyard serve --help``: its variable and default."""
     lines = ["Every setting also reads a variable (flags win):"]
     for f in dataclasses.fields(Settings):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        factory = f.default_factory
+        default = f.default if f.default is not dataclasses.MISSING else (factory() if callable(factory) else None)
         lines.append(f"{env_name(f.name)}  [default: {'none' if default is None else default}]")
     return "\b\n" + "\n".join(lines)
 

@@ -3,7 +3,8 @@
 Each container's behaviour comes from the ``Behaviour`` registered for its image, overridden by
 ``FAKE_*`` variables in the container's Environment (so one test can give two models different
 behaviours): a slow start, a failing ``/ping``, a crash after N invocations, a fixed response
-status, body and extra headers, a large streamed body that may be cut off part way. By default ``/invocations`` echoes what the container received (headers, body,
+status, body and extra headers, a large streamed body that may be cut off part way. By default
+``/invocations`` echoes what the container received (headers, body,
 its hostname and instance) as JSON, so tests assert what a container *was sent*. A multi-model
 container also serves the ``/models`` API (a model is the ``name.txt`` of its directory).
 

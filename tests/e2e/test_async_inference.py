@@ -270,3 +270,29 @@ def test_sigkill_and_restart_finishes_every_request_exactly_once(tmp_path, moto_
 def get(server: Server, path: str) -> str:
     with urllib.request.urlopen(f"{server.url}{path}") as resp:
         return resp.read().decode()
+
+
+def test_file_locations_as_local_extension(tmp_path, moto_url, model_data):
+    server = start(tmp_path, moto_url)
+    try:
+        sm, rt = server.client("sagemaker"), server.client("sagemaker-runtime")
+        out = tmp_path / "results"
+        deploy(sm, "async-files", model_data, {"OutputConfig": {"S3OutputPath": out.as_uri()}})
+        (tmp_path / "input.csv").write_text("4,5,6")
+        ok = rt.invoke_endpoint_async(EndpointName="async-files", InputLocation=(tmp_path / "input.csv").as_uri(),
+                                      ContentType="text/csv", Filename="answer.json")
+        assert ok["OutputLocation"] == (out / "answer.json").as_uri()
+        deadline = time.monotonic() + 60
+        while not (out / "answer.json").exists():
+            assert time.monotonic() < deadline, "the result never appeared"
+            time.sleep(0.2)
+        assert json.loads((out / "answer.json").read_text())["echo"] == "4,5,6"
+        # Outside the server's allowed local roots, an input is refused: the reason says why.
+        refused = rt.invoke_endpoint_async(EndpointName="async-files", InputLocation="file:///etc/hostname")
+        failure = out / refused["FailureLocation"].rsplit("/", 1)[1]
+        while not failure.exists():
+            assert time.monotonic() < deadline, "the failure never appeared"
+            time.sleep(0.2)
+        assert "/etc/hostname" in failure.read_text() and "allow" in failure.read_text()
+    finally:
+        server.stop()

@@ -298,3 +298,25 @@ def test_streaming_example(server):
     assert lines["streamed"] == lines["invoke_endpoint"] == lines["local"]
     assert len(lines["local"].split()) == 30
     assert int(lines["parts"]) == 30  # one event per token, as the model server wrote them
+
+
+def test_an_open_stream_holds_its_serverless_concurrency_slot(sm, rt, image, tmp_path):
+    sm.create_model(ModelName="stream-serverless", ExecutionRoleArn="arn:aws:iam::123456789012:role/x",
+                    PrimaryContainer={"Image": image})
+    sm.create_endpoint_config(EndpointConfigName="stream-serverless", ProductionVariants=[{
+        "VariantName": "AllTraffic", "ModelName": "stream-serverless",
+        "ServerlessConfig": {"MemorySizeInMB": 1024, "MaxConcurrency": 1}}])
+    sm.create_endpoint(EndpointName="stream-serverless", EndpointConfigName="stream-serverless")
+    sm.get_waiter("endpoint_in_service").wait(EndpointName="stream-serverless",
+                                              WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    open_stream = parts(stream(rt, "stream-serverless", {"tokens": ["one", "two"], "wait_dir": str(tmp_path)}))
+    assert next(open_stream) == b"one"
+    # The first stream is still open (its container waits for go-1): it is the one in flight.
+    with pytest.raises(ClientError) as info:
+        stream(rt, "stream-serverless", {"tokens": ["x"]})
+    assert info.value.response["Error"]["Code"] == "ThrottlingException"
+    (tmp_path / "go-1").touch()
+    assert list(open_stream) == [b"two"]
+    # Ended, it gave its slot back.
+    assert list(parts(stream(rt, "stream-serverless", {"tokens": ["again"]}))) == [b"again"]
+    delete_all(sm, "stream-serverless")

@@ -10,8 +10,8 @@ import tarfile
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
-
 from servers import Server
+
 from dockyard.runtime.ports import free_port
 from e2e.deploy import create_endpoint, wait_settled
 from e2e.models import SKLEARN_URI, iris_classifier, package

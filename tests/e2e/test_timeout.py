@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 from botocore.exceptions import ClientError
-
 from servers import Server
+
 from e2e.deploy import create_endpoint
 from e2e.models import SKLEARN_URI, iris_classifier, package
 

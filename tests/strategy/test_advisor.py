@@ -140,3 +140,9 @@ def test_rejects_impossible_answers():
     result = CliRunner().invoke(main, ["advise", "--models", "0"])
     assert result.exit_code == 2
     assert "--models" in result.output
+
+
+def test_many_models_in_one_container_lead_to_the_multi_model_scaffold():
+    advice = run_advise("--models", "40", "--shared-container")
+    assert advice["next_command"] == "dockyard init multi-model my-model"
+    assert not any("cannot host" in caveat for caveat in advice["caveats"])

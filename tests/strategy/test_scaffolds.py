@@ -100,6 +100,11 @@ def test_direct_scaffold_asks_each_container(deployed):
     assert answers == {"logistic": {"species": SPECIES}, "tree": {"species": SPECIES}}
 
 
+def test_multi_model_scaffold_asks_each_model(deployed):
+    answers = json.loads(deployed["multi-model"].strip().splitlines()[-1])
+    assert answers == {name: {"species": SPECIES} for name in ("logistic", "tree", "knn")}
+
+
 def test_keep_leaves_the_endpoint_for_the_user(tmp_path, server, sm):
     project = init(tmp_path, "byoc", "kept")
     done = subprocess.run([sys.executable, "deploy.py", "--endpoint-url", server.url, "--keep", "--name", "kept"],

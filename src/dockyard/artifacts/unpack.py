@@ -14,7 +14,7 @@ import tarfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from dockyard.artifacts.errors import ArtifactError
 from dockyard.artifacts.policy import Budget
@@ -125,7 +125,7 @@ def _normalize(member: tarfile.TarInfo) -> None:
     member.uname = member.gname = ""
 
 
-def _filter_argument() -> dict[str, str]:
+def _filter_argument() -> dict[str, Any]:
     return {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
 
 

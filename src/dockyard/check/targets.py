@@ -109,8 +109,8 @@ class ProcessTarget:
     """A directory with an executable ``serve``, or a managed image, run as a local process."""
 
     runtime = "process"
-    multi_model_label = None
-    bind_to_port_label = None
+    multi_model_label: bool | None = None
+    bind_to_port_label: bool | None = None
     mounts_model = False
 
     def __init__(self, image: str, workdir: Path, model_dir: Path | None = None, env: dict[str, str] | None = None) -> None:

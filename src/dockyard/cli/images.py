@@ -70,7 +70,7 @@ def listing() -> list[dict[str, Any]]:
     return rows
 
 
-def _docker_column(client, tag: str, distribution: str, label: str) -> str:  # type: ignore[no-untyped-def]
+def _docker_column(client, tag: str, distribution: str, label: str) -> str:
     if client is None:
         return "no engine"
     import docker

@@ -69,7 +69,7 @@ def serve(log_level: str, **flags: object) -> None:
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        settings = Settings.from_env(**flags)
+        settings = Settings.from_env(None, **flags)
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
     scheme = "https" if settings.tls_cert else "http"

@@ -40,8 +40,8 @@ def route(plan: VariantPlan, instances: Sequence[RunningInstance]) -> MultiModel
     return MultiModelRoute(
         prefix=prefix if prefix.endswith("/") else prefix + "/",
         cache_enabled=setting != "Disabled",
-        # The process runtime's containers see the host's paths.
-        model_dirs={i.spec.instance_id: (i.spec.containers[0].model_dir, str(i.spec.containers[0].model_dir))
+        model_dirs={i.spec.instance_id: (i.spec.containers[0].model_dir,
+                                         i.containers[0].model_dir_inside or str(i.spec.containers[0].model_dir))
                     for i in instances},
         volume_bytes=plan.volume_bytes,
         memory_bytes=resources.memory_bytes if (resources := resources_for(plan.instance_type)) else None,

@@ -42,6 +42,8 @@ SERVING_DEPENDENCIES = ("aiohttp", "numpy")
 CPU_WHEEL_ONLY = frozenset({"torch"})
 
 LABEL_BIND_TO_PORT = "com.amazonaws.sagemaker.capabilities.accept-bind-to-port"
+# dockyard.serving answers the multi-model API when started with SAGEMAKER_MULTI_MODEL=true.
+LABEL_MULTI_MODELS = "com.amazonaws.sagemaker.capabilities.multi-models"
 LABEL_FRAMEWORK = "io.dockyard.framework"
 LABEL_FRAMEWORK_VERSION = "io.dockyard.framework-version"
 LABEL_DOCKYARD_VERSION = "io.dockyard.version"
@@ -175,7 +177,7 @@ def dockerfile(base: str, managed: ManagedImage, install_lines: list[str], ca_bu
         # Last, so that a change to dockyard's code rebuilds one small layer only.
         f"COPY dockyard/ {LIB}/dockyard/",
         f"ENV PYTHONPATH={LIB} DOCKYARD_FRAMEWORK={managed.framework}",
-        (f'LABEL {LABEL_BIND_TO_PORT}="true" {LABEL_FRAMEWORK}="{managed.framework}" '
+        (f'LABEL {LABEL_BIND_TO_PORT}="true" {LABEL_MULTI_MODELS}="true" {LABEL_FRAMEWORK}="{managed.framework}" '
          f'{LABEL_DOCKYARD_VERSION}="{dockyard.__version__}"'),
         'ENTRYPOINT ["python3", "-m", "dockyard.serving"]',
         'CMD ["serve"]',

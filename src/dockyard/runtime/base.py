@@ -55,6 +55,8 @@ class RunningContainer:
     log_path: Path
     # Runtime-specific handle (a process, a docker container).
     handle: Any = None
+    # Where the container sees its spec's ``model_dir`` (None: at the host path, as a process does).
+    model_dir_inside: str | None = None
 
 
 @dataclass

@@ -49,6 +49,8 @@ from dockyard.runtime.contract import (
     CODE_DIR,
     DEFAULT_PORT,
     MODEL_DIR,
+    MULTI_MODEL_DIR,
+    MULTI_MODEL_LABEL,
     container_environment,
 )
 from dockyard.runtime.docker_engine import has_cpu_baseline, usage
@@ -130,6 +132,7 @@ class DockerRuntime:
         images = await asyncio.gather(*(self._call(self._images.resolve, c.image) for c in spec.containers))
         if len(spec.containers) > 1:
             _check_bind_to_port(spec, images)
+        _check_multi_model(spec, images)
         limits = await self._call(self._limits, spec.instance_type)
         instance = RunningInstance(spec, (), extra={"sandbox": None})
         try:
@@ -210,7 +213,9 @@ class DockerRuntime:
 
         port = DEFAULT_PORT + index
         safe_low = SAFE_PORTS_START + index * SAFE_PORTS_PER_CONTAINER
-        volumes = {str(c.model_dir.resolve()): {"bind": MODEL_DIR, "mode": "ro"}}
+        # A multi-model container finds the models the gateway unpacks, one by one, at /opt/ml/models.
+        model_dir = MULTI_MODEL_DIR if c.multi_model else MODEL_DIR
+        volumes = {str(c.model_dir.resolve()): {"bind": model_dir, "mode": "ro"}}
         code_dir = self._code_mount(c, volumes) if c.code_dir is not None else None
         environment = container_environment(c.environment, port, (safe_low, safe_low + SAFE_PORTS_PER_CONTAINER - 1),
                                             code_dir, c.multi_model)
@@ -236,7 +241,7 @@ class DockerRuntime:
             what = f"could not start image {c.image}: {exc.explanation or exc}"
             raise InstanceStartError(failure_reason(spec, unstarted, what)) from None
         return RunningContainer(c.hostname, f"http://127.0.0.1:{host_port}", log_path,
-                                DockerContainer(container, LogFollower(container, log_path)))
+                                DockerContainer(container, LogFollower(container, log_path)), model_dir)
 
     @staticmethod
     def _code_mount(c: ContainerSpec, volumes: dict[str, dict[str, str]]) -> str:
@@ -389,7 +394,8 @@ class DockerRuntime:
         since = int(time.time())  # the log file has the output from before the restart already
         running = tuple(
             RunningContainer(c.hostname, url, spec.log_dir / f"{c.hostname}.log",
-                             DockerContainer(model, LogFollower(model, spec.log_dir / f"{c.hostname}.log", since)))
+                             DockerContainer(model, LogFollower(model, spec.log_dir / f"{c.hostname}.log", since)),
+                             MULTI_MODEL_DIR if c.multi_model else MODEL_DIR)
             for c, model, url in zip(spec.containers, models, urls)
         )
         log.info("adopted instance %s of endpoint %s, still running", spec.instance_id, spec.endpoint)
@@ -424,6 +430,18 @@ def _check_bind_to_port(spec: InstanceSpec, images: list[LocalImage]) -> None:
                 f"Container {c.hostname}'s image {c.image} does not have the label {BIND_TO_PORT_LABEL}=true, "
                 f"which every container of a multi-container model needs: listen on the port in "
                 f"SAGEMAKER_BIND_TO_PORT and add LABEL {BIND_TO_PORT_LABEL}=true to its Dockerfile."
+            )
+
+
+def _check_multi_model(spec: InstanceSpec, images: list[LocalImage]) -> None:
+    """A Mode MultiModel container's image must say it serves the multi-model API, as on SageMaker."""
+    for c, image in zip(spec.containers, images):
+        if c.multi_model and image.labels.get(MULTI_MODEL_LABEL, "").lower() != "true":
+            raise InstanceStartError(
+                f"Container {c.hostname}'s image {c.image} does not have the label {MULTI_MODEL_LABEL}=true, "
+                f"which a model with Mode MultiModel needs: serve the multi-model API (/models) and add "
+                f"LABEL {MULTI_MODEL_LABEL}=true to its Dockerfile (managed images: rebuild them with "
+                f"`dockyard images build`)."
             )
 
 

@@ -29,6 +29,7 @@ HOSTNAME = PREFIX + "hostname"
 IMAGE = PREFIX + "image"
 PORT = PREFIX + "port"
 MODEL_DIR = PREFIX + "model-dir"
+MULTI_MODEL = PREFIX + "multi-model"
 
 
 def sandbox_labels(owner: str, spec: InstanceSpec) -> dict[str, str]:
@@ -58,6 +59,7 @@ def container_labels(owner: str, spec: InstanceSpec, container: ContainerSpec, p
         IMAGE: container.image,
         PORT: str(port),
         MODEL_DIR: str(container.model_dir),
+        MULTI_MODEL: str(container.multi_model).lower(),
     }
 
 
@@ -73,7 +75,8 @@ def described_instance(sandbox: Mapping[str, str], containers: list[Mapping[str,
             variant=sandbox[VARIANT],
             instance_type=sandbox[INSTANCE_TYPE],
             containers=tuple(
-                ContainerSpec(hostname=c[HOSTNAME], image=c[IMAGE], environment={}, model_dir=Path(c[MODEL_DIR]))
+                ContainerSpec(hostname=c[HOSTNAME], image=c[IMAGE], environment={}, model_dir=Path(c[MODEL_DIR]),
+                              multi_model=c.get(MULTI_MODEL) == "true")
                 for c in containers
             ),
             # It passed its start-up health check before the restart.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -185,7 +185,7 @@ def encode_csv(prediction: Any) -> bytes:
     if array.ndim == 0:
         array = array.reshape(1)
     if array.ndim == 1:
-        lines = map(str, array.tolist())
+        lines: Iterable[str] = map(str, array.tolist())
     elif array.ndim == 2:
         lines = (",".join(map(str, row)) for row in array.tolist())
     else:

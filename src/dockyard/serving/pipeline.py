@@ -62,8 +62,9 @@ class Pipeline:
         self._transform_fn = self._bind("transform_fn")
         self._user_input = "input_fn" in fns
         self._input_fn = self._bind("input_fn") or self._default_input
+        default_predict = framework.predict_fn
         self._predict_fn = self._bind("predict_fn") or (
-            lambda data, model, context: framework.predict_fn(data, model)
+            lambda data, model, context: default_predict(data, model)  # type: ignore[misc]  # TensorFlow, which has none, answers through its request handler
         )
         self._output_fn = self._bind("output_fn") or self._default_output
         # A user output_fn (or transform_fn) decides which types it produces, so any Accept is

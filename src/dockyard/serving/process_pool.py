@@ -11,7 +11,8 @@ Each worker owns one end of a Unix socket pair and the master the other. The mas
 server holds every client connection and hands each request to whichever worker is free, so one
 slow prediction never blocks requests behind it. Requests and replies cross as length-prefixed
 bytes; a streamed reply's body follows its head as length-prefixed chunks, each sent the moment
-the worker's iterator yields it, up to an end mark (the worker stays busy until then). On Linux every child sets PR_SET_PDEATHSIG=SIGKILL, so none outlives its parent even when
+the worker's iterator yields it, up to an end mark (the worker stays busy until then). On Linux
+every child sets PR_SET_PDEATHSIG=SIGKILL, so none outlives its parent even when
 the master is SIGKILLed; elsewhere a worker exits when it reads EOF from the master.
 """
 

@@ -205,7 +205,7 @@ def _restricted_numpy_unpickler() -> type:
         dispatch = NumpyUnpickler.dispatch.copy()
 
         def find_class(self, module: str, name: str) -> Any:
-            return _check(module, name, self.proto)  # type: ignore[attr-defined]  # set by load()
+            return _check(module, name, self.proto)  # set by load()
 
         def load_build(self) -> None:
             # An object-dtype array is stored as a nested pickle; joblib < 1.6 reads it with a bare

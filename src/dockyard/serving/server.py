@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import json
 import logging
 import signal
@@ -173,7 +174,8 @@ def _configure_logging(level: int) -> None:
         format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
     )
     # User code's print() goes to the container log promptly, not when a buffer fills.
-    sys.stdout.reconfigure(line_buffering=True)
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
 
 
 def _report(error: BaseException) -> None:

@@ -244,11 +244,8 @@ STRATEGIES: Mapping[str, Strategy] = {
                     "The first call to a model that is not loaded waits while it loads; rarely used "
                     "models are unloaded when memory runs short."
                 ),
-                (
-                    "dockyard cannot host multi-model endpoints (Mode MultiModel) yet: develop the "
-                    "container with the next command's scaffold, one model at a time."
-                ),
             ),
+            scaffold="multi-model",
         ),
     )
 }
@@ -304,7 +301,7 @@ def advise(answers: Answers, directory: str = "my-model") -> Advice:
     caveats = list(strategy.caveats)
     if strategy is not container:
         caveats += container.caveats
-    if topology in ("serial", "direct") and container.key != "managed":
+    if topology in ("serial", "direct", "multimodel") and container.key != "managed":
         caveats.append(
             f"The {strategy.scaffold} scaffold uses managed scikit-learn containers: replace each "
             f"Image with your {container.title} image."

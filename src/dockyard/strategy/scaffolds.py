@@ -105,6 +105,13 @@ SCAFFOLDS: Mapping[str, Scaffold] = {
              "deploy.py": "direct/deploy.py"},
             _TRAIN_AND_DEPLOY,
         ),
+        Scaffold(
+            "multi-model", "a multi-model endpoint: three models under one prefix, picked by TargetModel",
+            {**_SHARED, "README.md": "multimodel/README.md", "train.py": "multimodel/train.py",
+             **{f"models/{m}/code/inference.py": "shared/inference.py" for m in ("logistic", "tree", "knn")},
+             "deploy.py": "multimodel/deploy.py"},
+            _TRAIN_AND_DEPLOY,
+        ),
     )
 }
 

@@ -321,7 +321,7 @@ class TFSHandler:
             accept_header=accept or codecs.JSON,
             content_length=len(body),
         )
-        if self._input_handler is None:
+        if self._input_handler is None or self._output_handler is None:
             return self._default_path(body, context)
         try:
             processed = self._input_handler(io.BytesIO(body), context)

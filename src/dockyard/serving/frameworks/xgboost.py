@@ -58,7 +58,7 @@ def model_fn(model_dir: str, settings: Settings) -> xgb.Booster:
     # The container's rule: xgboost-model, else the one model file there is.
     path = model_file(Path(model_dir), MODEL_FILE, lambda p: True, "model file")
     booster = load_booster(path, settings.restricted_unpickle)
-    booster.set_param("nthread", threads_per_worker(settings))
+    booster.set_param("nthread", str(threads_per_worker(settings)))
     return booster
 
 
