@@ -18,8 +18,8 @@ models loaded after they were forked.
 from __future__ import annotations
 
 import asyncio
-import gc
 import dataclasses
+import gc
 import logging
 import os
 import time
