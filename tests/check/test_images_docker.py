@@ -16,11 +16,10 @@ import joblib
 import pytest
 from check_helpers import run_check, statuses
 from e2e.models import SKLEARN_URI, iris_classifier
+from servers import Server
 
-from dockyard.cli.embedded import start_server, stop_server, wait_until_up
 from dockyard.images.build import BuildOptions, build, run_build
 from dockyard.images.build_base import image_present, local_base
-from dockyard.runtime.ports import free_port
 from dockyard.strategy.scaffolds import SCAFFOLDS, render
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -79,14 +78,11 @@ def extend_project(engine: Any, sklearn_image: str, tmp_path_factory: pytest.Tem
 def docker_server(tmp_path_factory: pytest.TempPathFactory, sklearn_image: str) -> Iterator[str]:
     """A ``dockyard serve`` on the docker runtime."""
     root = tmp_path_factory.mktemp("docker-server")
-    port = free_port()
-    proc = start_server(root / "state", port, root / "server.log", env={"DOCKYARD_RUNTIME": "docker"})
-    url = f"http://127.0.0.1:{port}"
+    server = Server(root / "state", root / "server.log", {"DOCKYARD_RUNTIME": "docker"}).start()
     try:
-        wait_until_up(url, proc)
-        yield url
+        yield server.url
     finally:
-        stop_server(proc)
+        server.stop()
 
 
 def test_the_byoc_scaffold_image_honours_the_contract(byoc_project):

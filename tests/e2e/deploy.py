@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from dockyard.runtime.processes import owned_pids
+from dockyard.runtime.zygote import ZYGOTE_NAME
 
 FAST_WAIT = {"Delay": 1, "MaxAttempts": 120}
 
@@ -68,3 +70,16 @@ def sigkill_server(server: Any, owner: str) -> list[int]:
     while owned_pids(owner) and time.monotonic() < deadline:
         time.sleep(0.05)
     return owned_pids(owner)
+
+
+def container_pids(owner: str) -> set[int]:
+    """The container processes of the server owning ``owner`` (its state dir): not its fork
+    servers, which are kept while the server runs and outlive any one container."""
+    return {pid for pid in owned_pids(owner) if not _is_zygote(pid)}
+
+
+def _is_zygote(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_bytes().strip() == ZYGOTE_NAME
+    except OSError:
+        return False

@@ -189,6 +189,8 @@ def test_results_failures_and_notifications(tmp_path, moto_url, aws, model_data)
         # The other API of each kind is refused, as SageMaker does.
         assert "InvokeEndpointAsync" in validation_error(
             rt.invoke_endpoint, EndpointName="async-echo", ContentType="text/csv", Body=b"1")
+        assert "InvokeEndpointAsync" in validation_error(
+            rt.invoke_endpoint_with_response_stream, EndpointName="async-echo", ContentType="text/csv", Body=b"1")
         unchecked = server.client("sagemaker-runtime", parameter_validation=False)
         assert "RequestTTLSeconds" in validation_error(
             unchecked.invoke_endpoint_async, EndpointName="async-echo", InputLocation="s3://a/b", RequestTTLSeconds=10)
@@ -270,3 +272,43 @@ def test_sigkill_and_restart_finishes_every_request_exactly_once(tmp_path, moto_
 def get(server: Server, path: str) -> str:
     with urllib.request.urlopen(f"{server.url}{path}") as resp:
         return resp.read().decode()
+
+
+def test_file_locations_as_local_extension(tmp_path, moto_url, model_data):
+    server = start(tmp_path, moto_url)
+    try:
+        sm, rt = server.client("sagemaker"), server.client("sagemaker-runtime")
+        out = tmp_path / "results"
+        deploy(sm, "async-files", model_data, {"OutputConfig": {"S3OutputPath": out.as_uri()}})
+        (tmp_path / "input.csv").write_text("4,5,6")
+        ok = rt.invoke_endpoint_async(EndpointName="async-files", InputLocation=(tmp_path / "input.csv").as_uri(),
+                                      ContentType="text/csv", Filename="answer.json")
+        assert ok["OutputLocation"] == (out / "answer.json").as_uri()
+        deadline = time.monotonic() + 60
+        while not (out / "answer.json").exists():
+            assert time.monotonic() < deadline, "the result never appeared"
+            time.sleep(0.2)
+        assert json.loads((out / "answer.json").read_text())["echo"] == "4,5,6"
+        # Outside the server's allowed local roots, an input is refused: the reason says why.
+        refused = rt.invoke_endpoint_async(EndpointName="async-files", InputLocation="file:///etc/hostname")
+        failure = out / refused["FailureLocation"].rsplit("/", 1)[1]
+        while not failure.exists():
+            assert time.monotonic() < deadline, "the failure never appeared"
+            time.sleep(0.2)
+        assert "/etc/hostname" in failure.read_text() and "allow" in failure.read_text()
+
+        # Endpoint configs SageMaker refuses: no S3OutputPath; a serverless variant.
+        variant = {"VariantName": "v", "ModelName": "async-files", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}
+        for name, variants, output, expected in (
+            ("no-output", [variant], {}, "S3OutputPath is required"),
+            ("serverless", [{"VariantName": "v", "ModelName": "async-files",
+                             "ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 1}}],
+             {"S3OutputPath": out.as_uri()}, "serverless"),
+        ):
+            with pytest.raises(ClientError) as exc:
+                sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=variants,
+                                          AsyncInferenceConfig={"OutputConfig": output})
+            assert exc.value.response["Error"]["Code"] == "ValidationException"
+            assert expected in exc.value.response["Error"]["Message"]
+    finally:
+        server.stop()

@@ -3,14 +3,10 @@ and the reconciler replaces the instance so the endpoint answers again by itself
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from botocore.exceptions import ClientError
 
-from dockyard.runtime.processes import owned_pids
-from dockyard.runtime.zygote import ZYGOTE_NAME
-from e2e.deploy import create_endpoint, invoke_until_answered
+from e2e.deploy import container_pids, create_endpoint, invoke_until_answered
 from e2e.models import SKLEARN_URI, iris_classifier, package
 
 DYING_INFERENCE = """
@@ -24,25 +20,13 @@ DYING_INFERENCE = """
 """
 
 
-def container_pids(server) -> set[int]:
-    """The server's container processes (not its fork servers, which outlive any one container)."""
-    return {pid for pid in owned_pids(str(server.state_dir.resolve())) if not is_zygote(pid)}
-
-
-def is_zygote(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/comm").read_bytes().strip() == ZYGOTE_NAME
-    except OSError:
-        return False
-
-
 def test_crashing_container_is_model_error_then_replaced(server, sm, rt, tmp_path):
-    before = container_pids(server)
+    before = container_pids(str(server.state_dir.resolve()))
     log_start = len(server.log())  # the server is shared: only what this test made it log counts
     create_endpoint(sm, "crashy", {"PrimaryContainer": {"Image": SKLEARN_URI,
                                                         "ModelDataUrl": package(tmp_path, iris_classifier(), DYING_INFERENCE).as_uri()}})
     assert rt.invoke_endpoint(EndpointName="crashy", ContentType="text/csv", Body="5.1,3.5,1.4,0.2")["Body"].read()
-    mine = container_pids(server) - before
+    mine = container_pids(str(server.state_dir.resolve())) - before
     assert mine
 
     with pytest.raises(ClientError) as info:
@@ -56,7 +40,7 @@ def test_crashing_container_is_model_error_then_replaced(server, sm, rt, tmp_pat
     body = invoke_until_answered(rt, "crashy", "5.1,3.5,1.4,0.2")
     assert body.strip() == b"[0]"
     assert sm.describe_endpoint(EndpointName="crashy")["EndpointStatus"] == "InService"
-    assert not any(pid in container_pids(server) for pid in mine)
+    assert not any(pid in container_pids(str(server.state_dir.resolve())) for pid in mine)
     assert "Error handling request" not in server.log()[log_start:]
     sm.delete_endpoint(EndpointName="crashy")
 

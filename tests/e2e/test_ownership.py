@@ -12,7 +12,7 @@ from servers import Server
 from dockyard.cli.embedded import start_server
 from dockyard.runtime.ports import free_port
 from dockyard.runtime.processes import owned_pids
-from e2e.deploy import FAST_WAIT, create_endpoint
+from e2e.deploy import FAST_WAIT, container_pids, create_endpoint
 from e2e.models import SKLEARN_URI, iris_classifier, package
 
 
@@ -57,7 +57,7 @@ def test_delete_during_create_leaves_no_container_running(tmp_path):
             sm.delete_endpoint(EndpointName=name)
         for round in range(20):
             sm.get_waiter("endpoint_deleted").wait(EndpointName=f"churn-{round}", WaiterConfig=FAST_WAIT)
-        assert owned_pids(owner) == []
+        assert container_pids(owner) == set()
         assert list((tmp_path / "state" / "instances").iterdir()) == []
     finally:
         srv.stop()

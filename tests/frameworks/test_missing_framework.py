@@ -4,13 +4,11 @@ to install. The framework is hidden for real: a second server runs with a ``PYTH
 
 from __future__ import annotations
 
-import boto3
 import pytest
 from e2e.deploy import create_endpoint, wait_settled
 from needs import require
+from servers import Server
 
-from dockyard.cli.embedded import start_server, stop_server, wait_until_up
-from dockyard.runtime.ports import free_port
 from frameworks.models import XGBOOST_URI, package
 
 
@@ -19,14 +17,11 @@ def hidden_xgboost_server(tmp_path):
     stub = tmp_path / "stub" / "xgboost"
     stub.mkdir(parents=True)
     (stub / "__init__.py").write_text('raise ImportError("No module named \'xgboost\'")\n')
-    port = free_port()
-    proc = start_server(tmp_path / "state", port, tmp_path / "server.log", env={"PYTHONPATH": str(stub.parent)})
-    url = f"http://127.0.0.1:{port}"
+    server = Server(tmp_path / "state", tmp_path / "server.log", {"PYTHONPATH": str(stub.parent)}).start()
     try:
-        wait_until_up(url, proc)
-        yield boto3.client("sagemaker", endpoint_url=url, region_name="us-east-1")
+        yield server.client("sagemaker")
     finally:
-        stop_server(proc)
+        server.stop()
 
 
 def test_missing_framework_fails_naming_the_extra(hidden_xgboost_server, tmp_path):

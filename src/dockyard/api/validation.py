@@ -43,9 +43,14 @@ MAX_LISTED = 100  # violations spelled out in one message (the count is always t
 # dockyard's deliberate relaxation (README, "Deliberate extensions"): model data may also be local
 # (`file://…`, an absolute path) or plain `http://…` for development. Every other check stays.
 LOCAL_MODEL_DATA = r"((https?|s3)://([^/]+)/?(.*)|file://.+|/.+)"
+LOCAL_OUTPUT = r"((https|s3)://([^/]+)/?(.*)|file:///.+)"
 LOCAL_MODEL_DATA_OVERRIDES: Mapping[tuple[str, str], str] = types.MappingProxyType({
     ("ContainerDefinition", "ModelDataUrl"): LOCAL_MODEL_DATA,
     ("S3ModelDataSource", "S3Uri"): LOCAL_MODEL_DATA,  # ModelDataSource and AdditionalModelDataSources
+    # Where asynchronous inference results and captured data go: also a local file:// directory.
+    ("AsyncInferenceOutputConfig", "S3OutputPath"): LOCAL_OUTPUT,
+    ("AsyncInferenceOutputConfig", "S3FailurePath"): LOCAL_OUTPUT,
+    ("DataCaptureConfig", "DestinationS3Uri"): LOCAL_OUTPUT,
 })
 
 _NUMERIC = frozenset({"integer", "long", "float", "double"})

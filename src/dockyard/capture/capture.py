@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -67,8 +67,9 @@ class CaptureConfig:
         )
 
 
-@dataclass(frozen=True)
-class _Record:
+class _Record(NamedTuple):
+    """One sampled invocation (a tuple: the cheapest record to build on the hot path)."""
+
     config: CaptureConfig
     endpoint: str
     variant: str

@@ -102,6 +102,8 @@ async def await_startup(http: aiohttp.ClientSession, container: Container, budge
     try:
         if port != DEFAULT_PORT:
             await _watch_for_default_port(container, seen, port, poll)
+        else:
+            await poll
     finally:
         if not poll.done():
             poll.cancel()

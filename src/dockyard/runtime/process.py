@@ -95,11 +95,15 @@ def command_for(image: str) -> tuple[list[str], dict[str, str], Path | None]:
 
 
 def _import_path() -> dict[str, str]:
-    """PYTHONPATH for a managed container, so that it imports the very dockyard the server runs
-    when the interpreter would not find it by itself (a source checkout, the server's PYTHONPATH)."""
+    """PYTHONPATH for a managed container: the server's own, so that the container imports the
+    packages the server found installed (the managed image is the server's Python environment), and
+    the very dockyard the server runs when the interpreter would not find it by itself (a source checkout)."""
+    entries = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     root = Path(dockyard.__file__).resolve().parent.parent
     site_dirs = {Path(p).resolve() for p in [*site.getsitepackages(), site.getusersitepackages()]}
-    return {} if root in site_dirs else {"PYTHONPATH": str(root)}
+    if root not in site_dirs and str(root) not in entries:
+        entries.append(str(root))
+    return {"PYTHONPATH": os.pathsep.join(entries)} if entries else {}
 
 
 def process_environment(
