@@ -289,6 +289,16 @@ def test_file_locations_as_local_extension(tmp_path, moto_url, model_data):
             assert time.monotonic() < deadline, "the result never appeared"
             time.sleep(0.2)
         assert json.loads((out / "answer.json").read_text())["echo"] == "4,5,6"
+        # A 2.5 MiB input streams to the container in 1 MiB chunks; its answer streams back.
+        big = ",".join(str(i % 10) for i in range(1_310_720))
+        (tmp_path / "big.csv").write_text(big)
+        large = rt.invoke_endpoint_async(EndpointName="async-files", InputLocation=(tmp_path / "big.csv").as_uri(),
+                                         ContentType="text/csv")
+        result = out / large["OutputLocation"].rsplit("/", 1)[1]
+        while not result.exists():
+            assert time.monotonic() < deadline + 60, "the large result never appeared"
+            time.sleep(0.2)
+        assert json.loads(result.read_text())["echo"] == big
         # Outside the server's allowed local roots, an input is refused: the reason says why.
         refused = rt.invoke_endpoint_async(EndpointName="async-files", InputLocation="file:///etc/hostname")
         failure = out / refused["FailureLocation"].rsplit("/", 1)[1]
