@@ -84,12 +84,15 @@ def _mme(stack: DockyardStack, name: str, prefix: Path, instance_type: str = "ml
     stack.create_endpoint(name)
 
 
-def _invoke(conn: http.client.HTTPConnection, endpoint: str, target: str | None = None) -> tuple[int, float]:
+def _invoke(conn: http.client.HTTPConnection, endpoint: str, target: str | None = None,
+            failures: list[str] | None = None) -> tuple[int, float]:
     headers = {**HEADERS, **({"X-Amzn-SageMaker-Target-Model": target} if target else {})}
     started = time.perf_counter()
     conn.request("POST", f"/endpoints/{endpoint}/invocations", BODY, headers)
     resp = conn.getresponse()
-    resp.read()
+    body = resp.read()
+    if resp.status != 200 and failures is not None:
+        failures.append(f"{resp.status} {body[:300].decode(errors='replace')}")
     return resp.status, (time.perf_counter() - started) * 1000
 
 
@@ -129,6 +132,7 @@ def zipf(stack: DockyardStack, requests: int) -> dict[str, float]:
     rng = random.Random(7)
     targets = [f"m{i}.tar.gz" for i in rng.choices(range(MODELS), weights, k=requests)]
     counts = {"failed": 0, "retried 429": 0}
+    failures: list[str] = []
     lock = threading.Lock()
     before = {row["instance"] for row in _stats(stack, "bench-zipf")["containers"]}
     peak = 0
@@ -137,7 +141,7 @@ def zipf(stack: DockyardStack, requests: int) -> dict[str, float]:
         conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=120)
         for target in mine:
             for _ in range(10):
-                status, _ = _invoke(conn, "bench-zipf", target)
+                status, _ = _invoke(conn, "bench-zipf", target, failures)
                 if status != 429:  # ModelNotReadyException: retried, as boto3 does
                     break
                 with lock:
@@ -153,6 +157,9 @@ def zipf(stack: DockyardStack, requests: int) -> dict[str, float]:
     while any(t.is_alive() for t in threads):
         peak = max(peak, max((r["memory_bytes"] or 0 for r in _stats(stack, "bench-zipf")["containers"]), default=0))
         time.sleep(0.5)
+    for failure in failures:
+        if not failure.startswith("429"):
+            print("failed:", failure, file=sys.stderr)
     stats = _stats(stack, "bench-zipf")
     hits = sum(m["hits"] for m in stats["models"])
     misses = sum(m["misses"] for m in stats["models"])

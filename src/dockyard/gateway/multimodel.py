@@ -246,7 +246,8 @@ class MultiModels:
         sizes = [s.memory_bytes for t in models.loaded if (s := models.stats.get(t)) and s.memory_bytes]
         expected = max(sizes, default=0)
         limit = route.memory_bytes * MEMORY_HEADROOM
-        while models.loaded and resident + expected > limit:
+        # Room for this load and for the others in flight on the instance, not yet in its memory.
+        while models.loaded and resident + expected * models.loads_in_flight > limit:
             victim = next(iter(models.loaded))
             log.info("instance %s near its memory (%d of %d bytes): unloading %s", models.instance_id,
                      resident, route.memory_bytes, victim)
