@@ -170,7 +170,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     app.add_routes(runtime_api.routes(gateway, settings.max_payload_bytes, async_invocations.realtime_guard(queue),
                                       observer(capture)))
     app.add_routes(async_invocations.routes(queue))
-    app.add_routes(response_stream.routes(gateway, settings.max_payload_bytes))
+    app.add_routes(response_stream.routes(gateway, settings.max_payload_bytes, async_invocations.realtime_guard(queue)))
     app.router.add_post("/", control_plane.handler(ops, sagemaker_validator()))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

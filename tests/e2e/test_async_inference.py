@@ -189,6 +189,8 @@ def test_results_failures_and_notifications(tmp_path, moto_url, aws, model_data)
         # The other API of each kind is refused, as SageMaker does.
         assert "InvokeEndpointAsync" in validation_error(
             rt.invoke_endpoint, EndpointName="async-echo", ContentType="text/csv", Body=b"1")
+        assert "InvokeEndpointAsync" in validation_error(
+            rt.invoke_endpoint_with_response_stream, EndpointName="async-echo", ContentType="text/csv", Body=b"1")
         unchecked = server.client("sagemaker-runtime", parameter_validation=False)
         assert "RequestTTLSeconds" in validation_error(
             unchecked.invoke_endpoint_async, EndpointName="async-echo", InputLocation="s3://a/b", RequestTTLSeconds=10)
@@ -287,6 +289,16 @@ def test_file_locations_as_local_extension(tmp_path, moto_url, model_data):
             assert time.monotonic() < deadline, "the result never appeared"
             time.sleep(0.2)
         assert json.loads((out / "answer.json").read_text())["echo"] == "4,5,6"
+        # A 2.5 MiB input streams to the container in 1 MiB chunks; its answer streams back.
+        big = ",".join(str(i % 10) for i in range(1_310_720))
+        (tmp_path / "big.csv").write_text(big)
+        large = rt.invoke_endpoint_async(EndpointName="async-files", InputLocation=(tmp_path / "big.csv").as_uri(),
+                                         ContentType="text/csv")
+        result = out / large["OutputLocation"].rsplit("/", 1)[1]
+        while not result.exists():
+            assert time.monotonic() < deadline + 60, "the large result never appeared"
+            time.sleep(0.2)
+        assert json.loads(result.read_text())["echo"] == big
         # Outside the server's allowed local roots, an input is refused: the reason says why.
         refused = rt.invoke_endpoint_async(EndpointName="async-files", InputLocation="file:///etc/hostname")
         failure = out / refused["FailureLocation"].rsplit("/", 1)[1]
@@ -294,5 +306,19 @@ def test_file_locations_as_local_extension(tmp_path, moto_url, model_data):
             assert time.monotonic() < deadline, "the failure never appeared"
             time.sleep(0.2)
         assert "/etc/hostname" in failure.read_text() and "allow" in failure.read_text()
+
+        # Endpoint configs SageMaker refuses: no S3OutputPath; a serverless variant.
+        variant = {"VariantName": "v", "ModelName": "async-files", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}
+        for name, variants, output, expected in (
+            ("no-output", [variant], {}, "S3OutputPath is required"),
+            ("serverless", [{"VariantName": "v", "ModelName": "async-files",
+                             "ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 1}}],
+             {"S3OutputPath": out.as_uri()}, "serverless"),
+        ):
+            with pytest.raises(ClientError) as exc:
+                sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=variants,
+                                          AsyncInferenceConfig={"OutputConfig": output})
+            assert exc.value.response["Error"]["Code"] == "ValidationException"
+            assert expected in exc.value.response["Error"]["Message"]
     finally:
         server.stop()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from contextlib import aclosing
 
 from aiohttp import web
@@ -80,9 +81,12 @@ async def _events(request: web.Request, result: InvocationResult) -> web.StreamR
     return out
 
 
-def routes(gateway: Gateway, max_payload: int) -> list[web.RouteDef]:
+def routes(gateway: Gateway, max_payload: int, check: Callable[[str], None] = lambda endpoint: None) -> list[web.RouteDef]:
+    """``check(endpoint)`` raises when the endpoint takes no real-time invocation (asynchronous)."""
+
     async def invoke_with_response_stream(request: web.Request) -> web.StreamResponse:
         inv = parse_invocation(request)
+        check(inv.endpoint)
         # The container's Accept is the client's X-Amzn-SageMaker-Accept (Accept itself is the
         # event stream's, which the client asked of dockyard).
         headers = CIMultiDict(request.headers)

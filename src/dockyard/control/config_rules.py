@@ -15,6 +15,9 @@ SERVERLESS_MEMORY_SIZES = tuple(range(1024, 6144 + 1, 1024))
 
 
 def check_endpoint_config(params: dict[str, Any], get_model: Callable[[str], object]) -> None:
+    if "AsyncInferenceConfig" in params and not params["AsyncInferenceConfig"]["OutputConfig"].get("S3OutputPath"):
+        # Where results go: SageMaker requires it although the service model does not.
+        raise errors.validation("AsyncInferenceConfig.OutputConfig.S3OutputPath is required.")
     seen: set[str] = set()
     for variant in params["ProductionVariants"]:
         name = variant["VariantName"]
@@ -31,6 +34,11 @@ def check_endpoint_config(params: dict[str, Any], get_model: Callable[[str], obj
         if serverless and instance_based:
             raise errors.validation(
                 f"Production variant {name} gives both ServerlessConfig and InstanceType/InitialInstanceCount; choose one."
+            )
+        if serverless and "AsyncInferenceConfig" in params:
+            raise errors.validation(
+                f"Production variant {name} is serverless: asynchronous inference (AsyncInferenceConfig) needs "
+                "instance-based variants."
             )
         if serverless:
             _check_serverless_memory(name, variant["ServerlessConfig"])

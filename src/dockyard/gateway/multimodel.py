@@ -112,6 +112,9 @@ class InstanceModels:
         self.unpacked: OrderedDict[str, int] = OrderedDict()
         # TargetModel → its load in progress (single flight).
         self.loading: dict[str, asyncio.Future[str]] = {}
+        # Loads on this instance: running now, and started so far (to tell overlapping ones).
+        self.loads_in_flight = 0
+        self.load_starts = 0
 
 
 # The container's resident memory of an instance (endpoint, instance id); None: unknown.
@@ -213,14 +216,21 @@ class MultiModels:
                 self.metrics.downloading.labels(models.endpoint).observe(time.perf_counter() - start)
                 models.unpacked[target] = size
                 self._trim_disk(models, route, keep=target)
-            before = await self._make_room(route, models, url)
-            start = time.perf_counter()
-            await self._post_model(models, url, name, f"{models.container_dir}/{name}")
-            self.metrics.loading.labels(models.endpoint).observe(time.perf_counter() - start)
-            if before is not None and self.memory_of is not None:
-                after = await self.memory_of(models.endpoint, models.instance_id)
-                if after is not None:
-                    models.stats.setdefault(target, ModelStats()).memory_bytes = max(0, after - before)
+            # A model's memory is the container's growth over its load, measured only when no
+            # other load on the instance overlapped it (that would count both).
+            alone, models.load_starts = models.loads_in_flight == 0, models.load_starts + 1
+            started_as = models.load_starts
+            models.loads_in_flight += 1
+            try:
+                before = await self._make_room(route, models, url)
+                start = time.perf_counter()
+                await self._post_model(models, url, name, f"{models.container_dir}/{name}")
+                self.metrics.loading.labels(models.endpoint).observe(time.perf_counter() - start)
+                after = await self.memory_of(models.endpoint, models.instance_id) if self.memory_of else None
+            finally:
+                models.loads_in_flight -= 1
+            if before is not None and after is not None and alone and models.load_starts == started_as:
+                models.stats.setdefault(target, ModelStats()).memory_bytes = max(0, after - before)
         models.loaded[target] = name
         self.metrics.loaded.labels(models.endpoint, models.instance_id).set(len(models.loaded))
         return name
@@ -236,7 +246,8 @@ class MultiModels:
         sizes = [s.memory_bytes for t in models.loaded if (s := models.stats.get(t)) and s.memory_bytes]
         expected = max(sizes, default=0)
         limit = route.memory_bytes * MEMORY_HEADROOM
-        while models.loaded and resident + expected > limit:
+        # Room for this load and for the others in flight on the instance, not yet in its memory.
+        while models.loaded and resident + expected * models.loads_in_flight > limit:
             victim = next(iter(models.loaded))
             log.info("instance %s near its memory (%d of %d bytes): unloading %s", models.instance_id,
                      resident, route.memory_bytes, victim)

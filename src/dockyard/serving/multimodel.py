@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -102,6 +104,12 @@ class ModelRegistry:
         if model is None:
             return _error(404, f"Model {name} is not loaded.")
         await model.runner.close()
+        # Its thread holds the model until it ends (a prediction in flight finishes first).
+        await asyncio.to_thread(model.runner.join, self._settings.timeout)
+        del model
+        # A loaded pipeline holds reference cycles (bound handlers): collect them now, so that the
+        # memory the platform unloaded this model to get back is given back at once.
+        gc.collect()
         log.info("unloaded model %s", name)
         return web.json_response({"status": f"Model {name} unloaded."})
 
@@ -141,7 +149,7 @@ def add_routes(app: web.Application, registry: ModelRegistry, predict: Predict) 
         except ValueError:
             return _error(400, "limit and next_page_token must be integers")
         limit = max(1, limit)
-        page = {"models": [registry.describe(n) for n in names[start:start + limit]]}
+        page: dict[str, Any] = {"models": [registry.describe(n) for n in names[start:start + limit]]}
         if start + limit < len(names):
             page["nextPageToken"] = str(start + limit)
         return web.json_response(page)

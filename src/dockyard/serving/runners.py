@@ -100,6 +100,7 @@ class ThreadRunner:
             target=self._work, args=(self._retired,), name="dockyard-inference", daemon=True
         )
         thread.start()
+        self._thread = thread
 
     def submit(
         self, body: bytes, content_type: str, accept: str, attributes: str
@@ -152,6 +153,10 @@ class ThreadRunner:
 
     async def close(self) -> None:
         self._jobs.put(None)
+
+    def join(self, timeout: float) -> None:
+        """Wait (blocking) up to ``timeout`` for the serving thread to end after ``close``."""
+        self._thread.join(timeout)
 
 
 def _resolve(future: asyncio.Future[Answer], answer: Answer) -> None:

@@ -66,7 +66,7 @@ def build_app(settings: Settings, runner: Runner | ModelRegistry) -> web.Applica
             return web.Response()
         return web.Response(status=500, text="no inference worker can be started; see the log")
 
-    async def invocations(request: web.Request, model: Runner | ModelRegistry = runner) -> web.StreamResponse:
+    async def invocations(request: web.Request, model: Runner) -> web.StreamResponse:
         body = await request.read()
         headers = request.headers
         deadline = asyncio.get_running_loop().time() + timeout
@@ -115,7 +115,12 @@ def build_app(settings: Settings, runner: Runner | ModelRegistry) -> web.Applica
     if isinstance(runner, ModelRegistry):
         multimodel.add_routes(app, runner, invocations)
     else:
-        app.router.add_post("/invocations", invocations)
+        single: Runner = runner
+
+        async def single_model(request: web.Request) -> web.StreamResponse:
+            return await invocations(request, single)
+
+        app.router.add_post("/invocations", single_model)
     app.router.add_get("/execution-parameters", execution_parameters_handler)
     return app
 

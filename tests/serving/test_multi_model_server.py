@@ -1,0 +1,78 @@
+"""The managed server in multi-model mode: the /models API of the multi-model container contract."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import joblib
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+from dockyard.serving.frameworks import load_framework
+from dockyard.serving.multimodel import ModelRegistry
+from dockyard.serving.server import build_app
+from dockyard.serving.settings import Settings
+
+NAMED = """
+def model_fn(model_dir):
+    return open(model_dir + "/name.txt").read()
+
+def transform_fn(model, body, content_type, accept):
+    return model, "text/plain"
+"""
+
+
+def model_dir(root: Path, name: str, code: str | None = NAMED) -> str:
+    directory = root / name
+    (directory / "code").mkdir(parents=True)
+    (directory / "name.txt").write_text(name)
+    if code is not None:
+        (directory / "code" / "inference.py").write_text(code)
+    else:
+        x, y = load_iris(return_X_y=True)
+        joblib.dump(LogisticRegression(max_iter=300).fit(x, y), directory / "model.joblib")
+    return str(directory)
+
+
+async def client_for(aiohttp_client, tmp_path: Path):
+    settings = Settings(model_dir=str(tmp_path / "none"), multi_model=True)
+    return await aiohttp_client(build_app(settings, ModelRegistry(settings, load_framework("sklearn"))))
+
+
+async def test_models_load_answer_by_name_list_in_pages_and_unload(aiohttp_client, tmp_path: Path) -> None:
+    client = await client_for(aiohttp_client, tmp_path)
+    for name in ("a", "b", "c"):
+        resp = await client.post("/models", json={"model_name": name, "url": model_dir(tmp_path, name)})
+        assert resp.status == 200, await resp.text()
+    again = await client.post("/models", json={"model_name": "a", "url": str(tmp_path / "a")})
+    assert again.status == 409
+    assert await (await client.post("/models/b/invoke", data=b"x")).text() == "b"
+    by_header = await client.post("/invocations", data=b"x", headers={"X-Amzn-SageMaker-Target-Model": "c"})
+    assert await by_header.text() == "c"
+    first = await (await client.get("/models", params={"limit": "2"})).json()
+    assert [m["modelName"] for m in first["models"]] == ["a", "b"] and first["nextPageToken"] == "2"
+    rest = await (await client.get("/models", params={"limit": "2", "next_page_token": "2"})).json()
+    assert [m["modelName"] for m in rest["models"]] == ["c"] and "nextPageToken" not in rest
+    assert (await client.get("/models/a")).status == 200
+    assert (await client.delete("/models/a")).status == 200
+    assert (await client.get("/models/a")).status == 404
+    assert (await client.post("/models/a/invoke", data=b"x")).status == 404
+    assert (await client.delete("/models/a")).status == 404
+
+
+async def test_a_model_with_the_framework_defaults_predicts(aiohttp_client, tmp_path: Path) -> None:
+    client = await client_for(aiohttp_client, tmp_path)
+    resp = await client.post("/models", json={"model_name": "iris", "url": model_dir(tmp_path, "iris", code=None)})
+    assert resp.status == 200, await resp.text()
+    answer = await client.post("/models/iris/invoke", data=b"5.1,3.5,1.4,0.2",
+                               headers={"Content-Type": "text/csv", "Accept": "application/json"})
+    assert json.loads(await answer.text()) == [0]
+
+
+async def test_bad_load_requests_name_the_problem(aiohttp_client, tmp_path: Path) -> None:
+    client = await client_for(aiohttp_client, tmp_path)
+    missing = await client.post("/models", json={"model_name": "x", "url": str(tmp_path / "nowhere")})
+    assert missing.status == 404 and "does not exist" in (await missing.json())["message"]
+    bad = await client.post("/models", data=b"not json")
+    assert bad.status == 400 and "model_name and url" in (await bad.json())["message"]
