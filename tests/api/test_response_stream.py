@@ -13,7 +13,7 @@ from botocore.eventstream import EventStreamBuffer
 
 from dockyard.api import response_stream
 from dockyard.api.errors import runtime_errors
-from dockyard.gateway.proxy import InvocationResult
+from dockyard.gateway.invocation import InvocationResult
 
 
 class BrokenAfterOne:

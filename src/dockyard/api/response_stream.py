@@ -23,7 +23,8 @@ from dockyard import errors
 from dockyard.api import eventstream
 from dockyard.api.errors import request_id
 from dockyard.api.runtime_api import parse_invocation, read_body
-from dockyard.gateway.proxy import Gateway, InvocationResult
+from dockyard.gateway.invocation import InvocationResult
+from dockyard.gateway.proxy import Gateway
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,8 @@ from aiohttp import web
 from dockyard import errors
 from dockyard.api.bodies import VERIFIED_BODY, drain, read_capped
 from dockyard.api.errors import request_id
-from dockyard.gateway.proxy import WHOLE_BODY, Gateway, Invocation, InvocationResult
+from dockyard.gateway.invocation import WHOLE_BODY, Invocation, InvocationResult
+from dockyard.gateway.proxy import Gateway
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,8 @@ from dockyard.asyncinference import notify
 from dockyard.asyncinference.requests import AsyncConfig, AsyncRequest
 from dockyard.asyncinference.storage import Storage, StorageError
 from dockyard.control.store import Store
-from dockyard.gateway.proxy import WHOLE_BODY, Gateway, Invocation
+from dockyard.gateway.invocation import WHOLE_BODY, Invocation
+from dockyard.gateway.proxy import Gateway
 from dockyard.gateway.routing import InstanceRoute, VariantRoute
 
 log = logging.getLogger(__name__)

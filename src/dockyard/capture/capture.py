@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from dockyard.asyncinference.storage import Location, Storage, StorageError
 from dockyard.control.store import Store
-from dockyard.gateway.proxy import Invocation, InvocationResult
+from dockyard.gateway.invocation import Invocation, InvocationResult
 
 log = logging.getLogger(__name__)
 BUFFER = 10_000  # records waiting to be written, at most
