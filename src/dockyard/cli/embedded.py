@@ -15,7 +15,10 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import dockyard
+from dockyard.runtime import privileges
 from dockyard.runtime.ports import free_port
+from dockyard.settings import Settings
 
 
 def wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 30.0, context: ssl.SSLContext | None = None) -> None:
@@ -58,7 +61,7 @@ def embedded_server(state_dir: Path | None = None) -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="dockyard-") as tmp:
         state = state_dir or Path(tmp) / "state"
         port = free_port()
-        proc = start_server(state, port, Path(tmp) / "server.log")
+        proc = start_server(state, port, Path(tmp) / "server.log", env=_loopback_container_user())
         url = f"http://127.0.0.1:{port}"
         try:
             wait_until_up(url, proc)
@@ -70,3 +73,22 @@ def embedded_server(state_dir: Path | None = None) -> Iterator[str]:
             yield url
         finally:
             stop_server(proc)
+
+
+def _loopback_container_user() -> dict[str, str]:
+    """The embedded server listens on loopback only. When it runs as root and the configured
+    container user cannot read this Python (installed under /root, say), its containers run as
+    root instead, and it says so: the first run works. ``dockyard serve`` itself never falls back."""
+    setting = os.environ.get("DOCKYARD_CONTAINER_USER") or Settings.container_user
+    try:
+        user = privileges.container_user(setting)
+    except ValueError:
+        return {}  # the server names the bad setting itself
+    if user is None:
+        return {}
+    blocked = privileges.unreachable(user, [Path(sys.executable).resolve(), Path(dockyard.__file__).resolve().parent])
+    if blocked is None:
+        return {}
+    print(f"note: containers run as root: user {user.name} cannot read {blocked} "
+          "(set DOCKYARD_CONTAINER_USER, or install Python where that user can read it)", file=sys.stderr)
+    return {"DOCKYARD_CONTAINER_USER": "root"}
