@@ -324,7 +324,7 @@ class Gateway:
             self.models.observe(route.name, target, time.perf_counter() - start, failed)
             if not mm.cache_enabled:
                 # ModelCacheSetting Disabled: each model serves one invocation, then goes.
-                await self.models.unload(instance.instance_id, container.url, target)
+                self.models.unload_later(instance.instance_id, container.url, target)
 
     async def _last(
         self, call: _ContainerCall, variant: VariantRoute, instance: InstanceRoute, inv: Invocation,

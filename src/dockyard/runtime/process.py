@@ -260,6 +260,10 @@ class ProcessRuntime:
         usage = await asyncio.gather(*(processes.group_usage(c.handle.pid) for c in instance.containers))
         return [ContainerStats(c.hostname, cpu, rss) for c, (cpu, rss) in zip(instance.containers, usage)]
 
+    async def resident_memory(self, instance: RunningInstance) -> int | None:
+        pids = [c.handle.pid for c in instance.containers]
+        return await asyncio.to_thread(lambda: sum(map(processes.group_rss, pids)))
+
     async def adopt(self) -> list[RunningInstance]:
         # Nothing to adopt: a container process dies with its server (parent-death signal).
         return []

@@ -123,7 +123,10 @@ class ModelRegistry:
         return {"modelName": name, "modelUrl": self.models[name].url}
 
     async def start(self) -> None:
-        """Nothing to start: each model's thread starts when it loads."""
+        """Each model's thread starts when it loads. What the server has imported by now lives as
+        long as it does: frozen out of the collector, the ``gc.collect()`` of each unload scans
+        only what models made (a full collection over the framework's objects takes ~0.1 s)."""
+        gc.freeze()
 
     async def close(self) -> None:
         for name in list(self.models):
