@@ -317,8 +317,10 @@ class Gateway:
             failed = False
             return result
         except multimodel.LoadFailed as exc:
+            # A container the memory watchdog stopped mid-load: its reason, not "could not be reached".
+            message = self.stopped.get(container.url) if exc.status == 0 else None
             raise self.model_error(
-                route.name, container.hostname, exc.status, f"Failed to load model {target}: {exc.message}"
+                route.name, container.hostname, exc.status, message or f"Failed to load model {target}: {exc.message}"
             ) from None
         finally:
             self.models.observe(route.name, target, time.perf_counter() - start, failed)
