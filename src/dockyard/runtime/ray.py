@@ -164,14 +164,21 @@ class RayRuntime:
         return list(instance.extra.get("dead", ()))
 
     async def stats(self, instance: RunningInstance) -> list[ContainerStats]:
-        unknown = [ContainerStats(c.hostname, None, None) for c in instance.containers]
+        stats = await self._ask(instance, "stats")
+        return stats if stats is not None else [ContainerStats(c.hostname, None, None) for c in instance.containers]
+
+    async def resident_memory(self, instance: RunningInstance) -> int | None:
+        memory: int | None = await self._ask(instance, "resident_memory")
+        return memory
+
+    async def _ask(self, instance: RunningInstance, method: str) -> Any:
+        """What the instance's actor answers ``method``; None when it is gone or does not answer."""
         if instance.extra.get("dead"):
-            return unknown
+            return None
         try:
-            stats: list[ContainerStats] = await asyncio.wait_for(_wait(instance.extra["actor"].stats.remote()), _CALL_MARGIN)
-            return stats
+            return await asyncio.wait_for(_wait(getattr(instance.extra["actor"], method).remote()), _CALL_MARGIN)
         except (ray.exceptions.RayError, asyncio.TimeoutError):
-            return unknown
+            return None
 
     async def adopt(self) -> list[RunningInstance]:
         # Nothing to adopt: an earlier server's actors and placement groups ended with its Ray job.

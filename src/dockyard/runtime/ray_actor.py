@@ -136,6 +136,11 @@ class InstanceHost:
             return []
         return await self._runtime.stats(self._instance)
 
+    async def resident_memory(self) -> int | None:
+        if self._runtime is None or self._instance is None:
+            return None
+        return await self._runtime.resident_memory(self._instance)
+
     async def stop(self) -> None:
         """Stop the containers (SIGTERM, SIGKILL after the grace) and remove the instance directory."""
         if self._runtime is not None:
