@@ -5,6 +5,7 @@ without the label is refused with a FailureReason."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,26 @@ def test_an_image_without_the_multi_models_label_is_refused(sm, byoc_image: str,
         assert "com.amazonaws.sagemaker.capabilities.multi-models=true" in desc["FailureReason"]
     finally:
         delete_all(sm, "mme-unlabelled")
+
+
+@pytest.mark.index  # pip inside the container
+def test_a_model_with_requirements_gets_its_own_layer(sm, rt, tmp_path: Path) -> None:
+    from frameworks.test_layers import INFERENCE, REQUIREMENT
+
+    prefix = tmp_path / "models"
+    prefix.mkdir()
+    source = tmp_path / "uni-src"
+    (source / "code").mkdir(parents=True)
+    (source / "code" / "inference.py").write_text(textwrap.dedent(INFERENCE))
+    (source / "code" / "requirements.txt").write_text(REQUIREMENT + "\n")
+    make_model_tarball(source, prefix / "uni.tar.gz")
+    named_model(prefix, "a.tar.gz", "a")
+    create_endpoint(sm, "mme-docker-layer", {"PrimaryContainer": {
+        "Image": SKLEARN_URI, "Mode": "MultiModel", "ModelDataUrl": prefix.as_uri() + "/"}})
+    try:
+        reply = rt.invoke_endpoint(EndpointName="mme-docker-layer", TargetModel="uni.tar.gz", ContentType="text/csv",
+                                   Body="Ünïcödé straße".encode())
+        assert reply["Body"].read().decode() == "Unicode strasse"
+        assert invoke(rt, "mme-docker-layer", "a.tar.gz") == {"model": "a", "rows": 2}
+    finally:
+        delete_all(sm, "mme-docker-layer")

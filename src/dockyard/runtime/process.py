@@ -125,6 +125,8 @@ def process_environment(
         "DOCKYARD_BIND_HOST": "127.0.0.1",
         "DOCKYARD_MODEL_DIR": str(model_dir),
         "PYTHONUNBUFFERED": "1",
+        # A multi-model container installs each model's requirements.txt beside its models.
+        **({"DOCKYARD_LAYERS_DIR": str(model_dir.parent / "layers")} if multi_model else {}),
     }
 
 
