@@ -160,7 +160,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
         """A multi-model instance's container memory (RSS), which its models must fit beside."""
         for instance in reconciler.running(endpoint):
             if instance.spec.instance_id == instance_id:
-                return sum(s.memory_bytes or 0 for s in await runtime.stats(instance))
+                return await runtime.resident_memory(instance)
         return None
 
     models.memory_of = memory_of

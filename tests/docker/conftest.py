@@ -23,6 +23,9 @@ from dockyard.images.build_base import local_base
 TESTS = Path(__file__).resolve().parents[1]
 BYOC_DIR = TESTS.parent / "examples" / "byoc-cpp"
 BYOC_IMAGE = "dockyard-tests/byoc-cpp:latest"
+BYOC_MME_DIR = TESTS.parent / "examples" / "byoc-multi-model"
+BYOC_MME_IMAGE = "dockyard-tests/byoc-mme:latest"
+BYOC_MME_UNLABELLED = "dockyard-tests/byoc-mme:unlabelled"
 
 
 def _report(line: str) -> None:
@@ -34,6 +37,16 @@ def byoc_image(engine: Any, sklearn_image: str) -> str:
     """examples/byoc-cpp built on the base image (layers cached by the engine)."""
     run_build(engine, _report, path=str(BYOC_DIR), tag=BYOC_IMAGE, buildargs={"BASE": local_base(engine)})
     return BYOC_IMAGE
+
+
+@pytest.fixture(scope="session")
+def byoc_mme_images(engine: Any, sklearn_image: str) -> tuple[str, str]:
+    """examples/byoc-multi-model built on the base image: with the multi-models label, and the
+    same server without it (its Dockerfile's ``plain`` stage)."""
+    base = {"BASE": local_base(engine)}
+    run_build(engine, _report, path=str(BYOC_MME_DIR), tag=BYOC_MME_IMAGE, buildargs=base)
+    run_build(engine, _report, path=str(BYOC_MME_DIR), tag=BYOC_MME_UNLABELLED, buildargs=base, target="plain")
+    return BYOC_MME_IMAGE, BYOC_MME_UNLABELLED
 
 
 @pytest.fixture(scope="session")

@@ -141,3 +141,39 @@ def test_stats_models_shows_each_model_and_its_hit_rate(server, rt, mme: str) ->
     cells = [c.strip() for c in row.split("│") if c.strip()]
     assert cells[1:3] == ["model-a.tar.gz", "yes"]
     assert int(cells[3]) >= 1 and cells[4] == "1"  # loaded once: one miss, every other call a hit
+
+
+def test_update_endpoint_moves_a_multi_model_endpoint_without_a_failed_invocation(sm, rt, tmp_path: Path) -> None:
+    old, new = tmp_path / "old", tmp_path / "new"
+    for prefix, version in ((old, "old"), (new, "new")):
+        prefix.mkdir()
+        named_model(prefix, "a.tar.gz", f"{version}-a")
+        named_model(prefix, "team/b.tar.gz", f"{version}-b")
+    create_endpoint(sm, "mme-update", {"PrimaryContainer": {
+        "Image": SKLEARN_URI, "Mode": "MultiModel", "ModelDataUrl": f"file://{old}/"}})
+    letters = {"a.tar.gz": "a", "team/b.tar.gz": "b"}
+    targets = list(letters)
+    try:
+        assert [invoke(rt, "mme-update", t)["model"] for t in targets] == ["old-a", "old-b"]
+        sm.create_model(ModelName="mme-update-2", ExecutionRoleArn=ROLE, PrimaryContainer={
+            "Image": SKLEARN_URI, "Mode": "MultiModel", "ModelDataUrl": f"file://{new}/"})
+        sm.create_endpoint_config(EndpointConfigName="mme-update-2", ProductionVariants=[{
+            "VariantName": "AllTraffic", "ModelName": "mme-update-2", "InitialInstanceCount": 1,
+            "InstanceType": "ml.m5.large"}])
+        sm.update_endpoint(EndpointName="mme-update", EndpointConfigName="mme-update-2")
+        # Invoke in a loop through the update: every call answered, old models until the switch,
+        # then new ones (loaded on demand by the new instance) and never an old one again.
+        served: list[tuple[str, str]] = []  # (TargetModel, the model that answered), in order
+        while sm.describe_endpoint(EndpointName="mme-update")["EndpointStatus"] == "Updating":
+            served += [(t, invoke(rt, "mme-update", t)["model"]) for t in targets]
+        served += [(t, invoke(rt, "mme-update", t)["model"]) for t in targets * 3]
+        assert sm.describe_endpoint(EndpointName="mme-update")["EndpointStatus"] == "InService"
+        versions = [model.split("-")[0] for _, model in served]
+        switch = versions.index("new")
+        assert versions == ["old"] * switch + ["new"] * (len(versions) - switch)
+        # Each answer came from the model its TargetModel names.
+        assert all(model.split("-")[1] == letters[target] for target, model in served)
+    finally:
+        delete_all(sm, "mme-update")
+        sm.delete_endpoint_config(EndpointConfigName="mme-update-2")
+        sm.delete_model(ModelName="mme-update-2")

@@ -74,3 +74,26 @@ def test_missing_s3_object_fails_the_endpoint_naming_it(s3_server):
     assert desc["EndpointStatus"] == "Failed"
     assert "s3://models/none/model.tar.gz" in desc["FailureReason"]
     assert "NoSuchKey" in desc["FailureReason"]
+
+
+def test_a_multi_model_prefix_in_s3(s3_server, tmp_path):
+    from e2e.test_multi_model import invoke, named_model
+
+    srv, s3 = s3_server
+    built = tmp_path / "built"
+    built.mkdir()
+    for relative, name in [("a.tar.gz", "a"), ("team/b.tar.gz", "b")]:
+        named_model(built, relative, name)
+        s3.upload_file(str(built / relative), "models", f"mme/{relative}")
+    sm, rt = srv.client("sagemaker"), srv.client("sagemaker-runtime")
+    create_endpoint(sm, "mme-s3", {"PrimaryContainer": {
+        "Image": SKLEARN_URI, "Mode": "MultiModel", "ModelDataUrl": "s3://models/mme/"}})
+    assert invoke(rt, "mme-s3", "a.tar.gz") == {"model": "a", "rows": 2}
+    assert invoke(rt, "mme-s3", "team/b.tar.gz") == {"model": "b", "rows": 2}
+    assert invoke(rt, "mme-s3", "a.tar.gz", "1,2,3,4") == {"model": "a", "rows": 1}
+    with pytest.raises(rt.exceptions.ValidationError) as info:
+        invoke(rt, "mme-s3", "team/missing.tar.gz")
+    assert info.value.response["Error"]["Message"].startswith(
+        "Failed to download model data(bucket: models, key: mme/team/missing.tar.gz). Please ensure that there "
+        "is an object located at the URL and that the role passed to CreateModel has permissions to download "
+        "the model.")

@@ -5,7 +5,8 @@ download each, least recently used removed beyond the disk budget) and the set o
 container has loaded, in least-recently-used order. A request for a loaded model costs one dict
 lookup; a cold one downloads (``artifacts/``) and loads the model through the multi-model
 container contract (``POST /models``), where a 507 (out of memory) unloads the least recently used
-model and tries again.
+model and tries again; before that, ``model_memory`` unloads models so that the load fits in the
+instance's memory (``MemoryBudget``).
 
 Concurrent first requests for one cold model share one download and one load (single flight);
 different models load in parallel, at most ``PARALLEL_LOADS`` at once per server. A request waits
@@ -33,13 +34,12 @@ from prometheus_client import Gauge
 from dockyard import errors
 from dockyard.artifacts.errors import ArtifactError
 from dockyard.artifacts.store import ArtifactStore
+from dockyard.gateway.model_memory import Lease, MemoryBudget
 from dockyard.gateway.model_metrics import ModelMetrics
 
 log = logging.getLogger(__name__)
 
 PARALLEL_LOADS = 4
-# Loading stops short of the instance's memory by this fraction: room for requests in flight.
-MEMORY_HEADROOM = 0.9
 # Management calls (load, unload) to a container: a load may take as long as an invocation.
 _MANAGEMENT_TIMEOUT = 120.0
 
@@ -95,14 +95,13 @@ class ModelStats:
 
     hits: int = 0
     misses: int = 0
-    # The container's resident memory grew by this much when the model loaded (None: unknown).
-    memory_bytes: int | None = None
 
 
 class InstanceModels:
     """One instance's unpacked and loaded models."""
 
-    def __init__(self, endpoint: str, instance_id: str, host_dir: Path, container_dir: str) -> None:
+    def __init__(self, endpoint: str, instance_id: str, host_dir: Path, container_dir: str,
+                 memory_bytes: int | None) -> None:
         self.endpoint, self.instance_id = endpoint, instance_id
         self.host_dir, self.container_dir = host_dir, container_dir
         self.stats: dict[str, ModelStats] = {}
@@ -112,9 +111,10 @@ class InstanceModels:
         self.unpacked: OrderedDict[str, int] = OrderedDict()
         # TargetModel → its load in progress (single flight).
         self.loading: dict[str, asyncio.Future[str]] = {}
-        # Loads on this instance: running now, and started so far (to tell overlapping ones).
-        self.loads_in_flight = 0
-        self.load_starts = 0
+        # TargetModel → its unload in progress: a load of it waits, or the container would answer
+        # 409 (still loaded) and then drop it.
+        self.unloading: dict[str, asyncio.Task[None]] = {}
+        self.memory = MemoryBudget(memory_bytes)
 
 
 # The container's resident memory of an instance (endpoint, instance id); None: unknown.
@@ -134,12 +134,15 @@ class MultiModels:
         self._instances: dict[str, InstanceModels] = {}
         self._parallel = asyncio.Semaphore(PARALLEL_LOADS)
         self._session: aiohttp.ClientSession | None = None
+        # Work that goes on after a request is answered (unloads, memory readings after a load).
+        self._background: set[asyncio.Task[None]] = set()
 
     def instance(self, route: MultiModelRoute, endpoint: str, instance_id: str) -> InstanceModels:
         models = self._instances.get(instance_id)
         if models is None:
             host_dir, container_dir = route.model_dirs[instance_id]
-            models = self._instances[instance_id] = InstanceModels(endpoint, instance_id, host_dir, container_dir)
+            models = self._instances[instance_id] = InstanceModels(endpoint, instance_id, host_dir, container_dir,
+                                                                   route.memory_bytes)
         return models
 
     def retain(self, instance_ids: Iterable[str]) -> None:
@@ -153,7 +156,7 @@ class MultiModels:
         """Per instance and model of ``endpoint``: loaded or not, hits, misses, memory."""
         return [
             {"instance": m.instance_id, "model": target, "loaded": target in m.loaded, "hits": st.hits,
-             "misses": st.misses, "memory_bytes": st.memory_bytes}
+             "misses": st.misses, "memory_bytes": m.memory.measured.get(target)}
             for m in self._instances.values() if m.endpoint.lower() == endpoint.lower()
             for target, st in sorted(m.stats.items())
         ]
@@ -193,13 +196,20 @@ class MultiModels:
             self.metrics.errors.labels(endpoint, target).inc()
         self.metrics.latency.labels(endpoint, target).observe(seconds)
 
-    async def unload(self, instance_id: str, url: str, target: str) -> None:
-        """Unload ``target`` (ModelCacheSetting Disabled: after each invocation)."""
+    def unload_later(self, instance_id: str, url: str, target: str) -> None:
+        """Unload ``target`` once the invocation is answered (ModelCacheSetting Disabled)."""
         models = self._instances.get(instance_id)
         if models is not None and target in models.loaded:
-            await self._unload(models, url, target)
+            self._later(self._unload(models, url, target))
+
+    def _later(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def close(self) -> None:
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
 
@@ -216,51 +226,56 @@ class MultiModels:
                 self.metrics.downloading.labels(models.endpoint).observe(time.perf_counter() - start)
                 models.unpacked[target] = size
                 self._trim_disk(models, route, keep=target)
-            # A model's memory is the container's growth over its load, measured only when no
-            # other load on the instance overlapped it (that would count both).
-            alone, models.load_starts = models.loads_in_flight == 0, models.load_starts + 1
-            started_as = models.load_starts
-            models.loads_in_flight += 1
+            if (unloading := models.unloading.get(target)) is not None:
+                await unloading
+            lease = await self._admit(models, url, target)
             try:
-                before = await self._make_room(route, models, url)
                 start = time.perf_counter()
                 await self._post_model(models, url, name, f"{models.container_dir}/{name}")
                 self.metrics.loading.labels(models.endpoint).observe(time.perf_counter() - start)
-                after = await self.memory_of(models.endpoint, models.instance_id) if self.memory_of else None
-            finally:
-                models.loads_in_flight -= 1
-            if before is not None and after is not None and alone and models.load_starts == started_as:
-                models.stats.setdefault(target, ModelStats()).memory_bytes = max(0, after - before)
+            except BaseException:
+                await models.memory.settle(lease, self._reader(models), loaded=False)
+                raise
         models.loaded[target] = name
         self.metrics.loaded.labels(models.endpoint, models.instance_id).set(len(models.loaded))
+        # The reading after the load (its growth) need not keep the request waiting.
+        self._later(models.memory.settle(lease, self._reader(models), loaded=True))
         return name
 
-    async def _make_room(self, route: MultiModelRoute, models: InstanceModels, url: str) -> int | None:
-        """Unload least recently used models until one more (as large as those measured so far)
-        fits in the instance's memory with headroom; the container's memory before the load."""
-        if route.memory_bytes is None or self.memory_of is None:
-            return None
-        resident = await self.memory_of(models.endpoint, models.instance_id)
-        if resident is None:
-            return None
-        sizes = [s.memory_bytes for t in models.loaded if (s := models.stats.get(t)) and s.memory_bytes]
-        expected = max(sizes, default=0)
-        limit = route.memory_bytes * MEMORY_HEADROOM
-        # Room for this load and for the others in flight on the instance, not yet in its memory.
-        while models.loaded and resident + expected * models.loads_in_flight > limit:
-            victim = next(iter(models.loaded))
-            log.info("instance %s near its memory (%d of %d bytes): unloading %s", models.instance_id,
-                     resident, route.memory_bytes, victim)
-            resident -= models.stats[victim].memory_bytes or 0
-            await self._unload(models, url, victim)
-        return resident
+    def _reader(self, models: InstanceModels) -> Callable[[], Awaitable[int | None]]:
+        async def read() -> int | None:
+            return None if self.memory_of is None else await self.memory_of(models.endpoint, models.instance_id)
 
-    async def _unload(self, models: InstanceModels, url: str, target: str) -> None:
+        return read
+
+    async def _admit(self, models: InstanceModels, url: str, target: str) -> Lease:
+        """Room for one more model in the instance's memory, least recently used ones unloaded."""
+
+        async def evict() -> bool:
+            if not models.loaded:
+                return False
+            await self._unload(models, url, next(iter(models.loaded)))
+            return True
+
+        return await models.memory.admit(target, self._reader(models), evict)
+
+    def _unload(self, models: InstanceModels, url: str, target: str) -> asyncio.Task[None]:
+        """Unload ``target``: out of ``loaded`` at once, the container told by the task returned."""
         name = models.loaded.pop(target)
-        start = time.perf_counter()
-        await self._delete(url, name)
-        self.metrics.unloading.labels(models.endpoint).observe(time.perf_counter() - start)
         self.metrics.loaded.labels(models.endpoint, models.instance_id).set(len(models.loaded))
+        models.memory.unloading()
+
+        async def unload() -> None:
+            start = time.perf_counter()
+            try:
+                await self._delete(url, name)
+            finally:
+                models.memory.unloaded()
+                models.unloading.pop(target, None)
+            self.metrics.unloading.labels(models.endpoint).observe(time.perf_counter() - start)
+
+        task = models.unloading[target] = asyncio.ensure_future(unload())
+        return task
 
     def _fetch(self, route: MultiModelRoute, dest: Path, target: str) -> int:
         """Download and unpack one model (blocking: runs in a thread); its size on disk."""

@@ -317,14 +317,16 @@ class Gateway:
             failed = False
             return result
         except multimodel.LoadFailed as exc:
+            # A container the memory watchdog stopped mid-load: its reason, not "could not be reached".
+            message = self.stopped.get(container.url) if exc.status == 0 else None
             raise self.model_error(
-                route.name, container.hostname, exc.status, f"Failed to load model {target}: {exc.message}"
+                route.name, container.hostname, exc.status, message or f"Failed to load model {target}: {exc.message}"
             ) from None
         finally:
             self.models.observe(route.name, target, time.perf_counter() - start, failed)
             if not mm.cache_enabled:
                 # ModelCacheSetting Disabled: each model serves one invocation, then goes.
-                await self.models.unload(instance.instance_id, container.url, target)
+                self.models.unload_later(instance.instance_id, container.url, target)
 
     async def _last(
         self, call: _ContainerCall, variant: VariantRoute, instance: InstanceRoute, inv: Invocation,

@@ -88,6 +88,10 @@ class Runtime(Protocol):
     async def stats(self, instance: RunningInstance) -> list[ContainerStats]:
         """CPU and resident memory per container."""
 
+    async def resident_memory(self, instance: RunningInstance) -> int | None:
+        """The resident memory of all the instance's containers together, read at once (no CPU
+        sampling window: a multi-model load waits for it); None when it cannot be read."""
+
     async def adopt(self) -> list[RunningInstance]:
         """Take over the healthy instances an earlier, killed server left running (called once,
         before ``remove_orphans``, which spares them); the caller stops those it does not want."""

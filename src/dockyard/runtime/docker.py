@@ -53,7 +53,7 @@ from dockyard.runtime.contract import (
     MULTI_MODEL_LABEL,
     container_environment,
 )
-from dockyard.runtime.docker_engine import has_cpu_baseline, usage
+from dockyard.runtime.docker_engine import cgroup_memory, has_cpu_baseline, usage
 from dockyard.runtime.docker_images import ImageResolver, LocalImage
 from dockyard.runtime.docker_watch import ExitWatcher, LogFollower
 from dockyard.runtime.health import NotHealthy, ping, wait_healthy
@@ -348,6 +348,18 @@ class DockerRuntime:
 
     async def stats(self, instance: RunningInstance) -> list[ContainerStats]:
         return list(await asyncio.gather(*(self._container_stats(c) for c in instance.containers)))
+
+    async def resident_memory(self, instance: RunningInstance) -> int | None:
+        readings = await asyncio.gather(*(self._container_memory(c) for c in instance.containers))
+        return None if None in readings else sum(r for r in readings if r is not None)
+
+    async def _container_memory(self, running: RunningContainer) -> int | None:
+        # The engine's stats call takes a second or more (it waits for a CPU sample); the cgroup's
+        # own files answer at once when the engine runs on this machine.
+        reading = await asyncio.to_thread(cgroup_memory, running.handle.id)
+        if reading is None:
+            reading = (await self._container_stats(running)).memory_bytes
+        return reading
 
     async def _container_stats(self, running: RunningContainer) -> ContainerStats:
         import docker

@@ -125,6 +125,8 @@ def process_environment(
         "DOCKYARD_BIND_HOST": "127.0.0.1",
         "DOCKYARD_MODEL_DIR": str(model_dir),
         "PYTHONUNBUFFERED": "1",
+        # A multi-model container installs each model's requirements.txt beside its models.
+        **({"DOCKYARD_LAYERS_DIR": str(model_dir.parent / "layers")} if multi_model else {}),
     }
 
 
@@ -257,6 +259,10 @@ class ProcessRuntime:
     async def stats(self, instance: RunningInstance) -> list[ContainerStats]:
         usage = await asyncio.gather(*(processes.group_usage(c.handle.pid) for c in instance.containers))
         return [ContainerStats(c.hostname, cpu, rss) for c, (cpu, rss) in zip(instance.containers, usage)]
+
+    async def resident_memory(self, instance: RunningInstance) -> int | None:
+        pids = [c.handle.pid for c in instance.containers]
+        return await asyncio.to_thread(lambda: sum(map(processes.group_rss, pids)))
 
     async def adopt(self) -> list[RunningInstance]:
         # Nothing to adopt: a container process dies with its server (parent-death signal).
