@@ -5,11 +5,13 @@ port — the control plane (``POST /`` with ``X-Amz-Target``), the runtime API
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import ipaddress
 import logging
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -84,7 +86,29 @@ def make_runtime(settings: Settings, user: ContainerUser | None = None, scratch:
 
         return DockerRuntime(client, owner=str(settings.state_dir.resolve()), stop_grace=settings.stop_grace,
                              registry=settings.registry, base_image=settings.base_image)
-    raise ValueError(f"unknown runtime {settings.runtime!r}; choose 'process' or 'docker'")
+    if settings.runtime == "ray":
+        return _ray_runtime(settings, scratch or settings.state_dir)
+    raise ValueError(f"unknown runtime {settings.runtime!r}; choose 'process', 'docker' or 'ray'")
+
+
+def _ray_runtime(settings: Settings, scratch: Path) -> Runtime:
+    """Join the Ray cluster (docs/scale-out.md); SystemExit with one line when that cannot be done."""
+    if importlib.util.find_spec("ray") is None:
+        raise SystemExit("dockyard serve --runtime ray: Ray is not installed here: pip install 'dockyard[ray]'")
+    from dockyard.runtime.ray import RayRuntime, connect
+    from dockyard.runtime.ray_actor import NodeConfig
+
+    try:
+        connect(settings.ray_address)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise SystemExit(f"dockyard serve --runtime ray: cannot join the Ray cluster at {settings.ray_address}: {exc}") from None
+    config = NodeConfig(
+        owner=str(settings.state_dir.resolve()), stop_grace=settings.stop_grace, containers=settings.ray_containers,
+        region=settings.region, policy=AccessPolicy.from_settings(settings), cache_dir=scratch / "node-cache",
+        layers_dir=scratch / "layers", container_user=settings.container_user, registry=settings.registry,
+        base_image=settings.base_image,
+    )
+    return RayRuntime(config, settings.ray_capacity_timeout)
 
 
 def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Application:
@@ -112,6 +136,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
         artifacts,
         settings.startup_timeout,
         instances_dir=scratch / "instances",
+        fetch_on_node=runtime.name == "ray",
     )
     routes = RouteBuilder(metrics, gateway.publish)
     reconciler = Reconciler(store, runtime, provisioner, routes, settings.health_interval,
@@ -125,6 +150,8 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     gateway.serverless.wake = reconciler.wake  # a serverless variant's cold start
     if isinstance(runtime, ProcessRuntime):
         runtime.memory.on_exceeded = gateway.stopped.__setitem__  # the watchdog's reason, for the ModelError
+    if runtime.name == "ray":
+        runtime.on_lost = reconciler.poke  # type: ignore[attr-defined]  # an instance's actor or node is gone: heal now
 
     def changed() -> None:
         # Which endpoints are asynchronous and which capture, before the operation answers.
@@ -165,6 +192,22 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
 
     models.memory_of = memory_of
 
+    def nodes(endpoint: str) -> dict[str, str]:
+        """Instance id → the node it runs on (a host name; a Ray node's address and id)."""
+        return {i.spec.instance_id: i.node for i in reconciler.running(endpoint)}
+
+    def readiness() -> dict[str, dict[str, dict[str, Any]]]:
+        """Per endpoint and variant: ready and desired instances, and the nodes they run on."""
+        table: dict[str, dict[str, dict[str, Any]]] = {name: {v: dict(counts) for v, counts in variants.items()}
+                                                       for name, variants in routes.readiness().items()}
+        for name, variants in table.items():
+            for counts in variants.values():
+                counts["nodes"] = []
+            for instance in reconciler.running(name):
+                if instance.spec.variant in variants:
+                    variants[instance.spec.variant]["nodes"].append(instance.node)
+        return table
+
     live = console.LiveChannel(console.Sources(
         endpoints=store.list_endpoints, endpoint=store.get_endpoint, routing=lambda: gateway.table,
         instances=reconciler.running, dead_containers=runtime.dead_containers, stats=stats,
@@ -173,8 +216,8 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     app = web.Application(middlewares=[control_plane_errors, runtime_errors])  # type: ignore[list-item]  # aiohttp's own alias is narrower
     console.install(app, live)
     app.add_routes(admin.routes(registry, metrics.summary, log_files, stats, lambda name: name.lower() in gateway.table,
-                                gateway.serverless.metrics.summary, models.describe, queue.backlog_of))
-    app.add_routes([admin.readiness_route(routes.readiness)])
+                                gateway.serverless.metrics.summary, models.describe, queue.backlog_of, nodes))
+    app.add_routes([admin.readiness_route(readiness)])
     app.add_routes(runtime_api.routes(gateway, settings.max_payload_bytes, async_invocations.realtime_guard(queue),
                                       observer(capture)))
     app.add_routes(async_invocations.routes(queue))

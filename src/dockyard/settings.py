@@ -56,7 +56,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = field(default=DEFAULT_PORT, metadata=_bounds(0, 65535))
     state_dir: Path = field(default_factory=default_state_dir)
-    runtime: str = field(default="process", metadata=_bounds(choices=("process", "docker")))
+    runtime: str = field(default="process", metadata=_bounds(choices=("process", "docker", "ray")))
     region: str = field(default="us-east-1", metadata=_bounds(fallback="AWS_DEFAULT_REGION"))
     account_id: str = "123456789012"
     # SageMaker: a container must answer /invocations within 60 s.
@@ -106,6 +106,13 @@ class Settings:
     # Process runtime: fork managed containers of fork-safe frameworks from a pre-warmed parent per
     # framework (fast start, shared memory); false spawns every container as a new interpreter.
     fork_server: bool = True
+    # Ray runtime (docs/scale-out.md): the cluster to join ("auto": the one this machine's `ray start`
+    # joined; else the head's GCS address host:port), and how instances run their containers on a node.
+    ray_address: str = "auto"
+    ray_containers: str = field(default="process", metadata=_bounds(choices=("process", "docker")))
+    # Ray runtime: how long an instance waits for the cluster to place it before its start fails
+    # with SageMaker's insufficient-capacity FailureReason.
+    ray_capacity_timeout: float = field(default=120.0, metadata=_bounds(0))
     # Security (README "Security"). An INI file of access key id → secret (like ~/.aws/credentials):
     # when given, every request must carry a SigV4 signature made with one of its keys.
     credentials: Path | None = None

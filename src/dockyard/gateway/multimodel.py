@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import posixpath
 import shutil
@@ -111,6 +112,8 @@ class InstanceModels:
         self.unpacked: OrderedDict[str, int] = OrderedDict()
         # TargetModel → its load in progress (single flight).
         self.loading: dict[str, asyncio.Future[str]] = {}
+        # TargetModel → invocations using it now (waiting for its load, or sent to it).
+        self.in_use: dict[str, int] = {}
         # TargetModel → its unload in progress: a load of it waits, or the container would answer
         # 409 (still loaded) and then drop it.
         self.unloading: dict[str, asyncio.Task[None]] = {}
@@ -163,15 +166,35 @@ class MultiModels:
 
     async def model_for(self, route: MultiModelRoute, endpoint: str, instance_id: str, url: str, target: str) -> str:
         """The name under which ``target`` is loaded in the container at ``url``; loads it first
-        if need be, waiting at most ``load_wait`` (then ModelNotReadyException)."""
+        if need be, waiting at most ``load_wait`` (then ModelNotReadyException). The model is in
+        use (never unloaded to make room) until ``done``."""
         models = self.instance(route, endpoint, instance_id)
         stats = models.stats.get(target) or models.stats.setdefault(target, ModelStats())
+        models.in_use[target] = models.in_use.get(target, 0) + 1
         name = models.loaded.get(target)
         if name is not None:
             models.loaded.move_to_end(target)
             stats.hits += 1
             self.metrics.cache.labels(endpoint, "hit").inc()
             return name
+        try:
+            return await self._cold(route, models, url, target, stats)
+        except BaseException:
+            _release(models.in_use, target)
+            raise
+
+    def done(self, instance_id: str, url: str, target: str, unload: bool) -> None:
+        """The invocation of ``target`` that ``model_for`` gave is answered; ``unload``
+        (ModelCacheSetting Disabled): unload it unless another invocation uses it."""
+        models = self._instances.get(instance_id)
+        if models is None:
+            return
+        if not _release(models.in_use, target) and unload and target in models.loaded:
+            self._later(self._unload(models, url, target))
+
+    async def _cold(self, route: MultiModelRoute, models: InstanceModels, url: str, target: str,
+                    stats: ModelStats) -> str:
+        endpoint = models.endpoint
         stats.misses += 1
         self.metrics.cache.labels(endpoint, "miss").inc()
         load = models.loading.get(target)
@@ -195,12 +218,6 @@ class MultiModels:
         if failed:
             self.metrics.errors.labels(endpoint, target).inc()
         self.metrics.latency.labels(endpoint, target).observe(seconds)
-
-    def unload_later(self, instance_id: str, url: str, target: str) -> None:
-        """Unload ``target`` once the invocation is answered (ModelCacheSetting Disabled)."""
-        models = self._instances.get(instance_id)
-        if models is not None and target in models.loaded:
-            self._later(self._unload(models, url, target))
 
     def _later(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
@@ -252,9 +269,10 @@ class MultiModels:
         """Room for one more model in the instance's memory, least recently used ones unloaded."""
 
         async def evict() -> bool:
-            if not models.loaded:
+            victim = _victim(models)
+            if victim is None:
                 return False
-            await self._unload(models, url, next(iter(models.loaded)))
+            await self._unload(models, url, victim)
             return True
 
         return await models.memory.admit(target, self._reader(models), evict)
@@ -311,12 +329,11 @@ class MultiModels:
             status, text = await self._call("POST", url + "/models", {"model_name": name, "url": path})
             if status in (200, 201, 409):  # 409: the container has it already
                 return
-            if status == 507 and models.loaded:
-                victim = next(iter(models.loaded))
+            if status == 507 and (victim := _victim(models)) is not None:
                 log.info("container out of memory loading %s: unloading %s", name, victim)
                 await self._unload(models, url, victim)
                 continue
-            raise LoadFailed(status, text)
+            raise LoadFailed(status, _container_message(text))
 
     async def _delete(self, url: str, name: str) -> None:
         status, text = await self._call("DELETE", f"{url}/models/{name}")
@@ -333,6 +350,19 @@ class MultiModels:
             return 0, f"the container could not be reached: {exc}"
 
 
+def _victim(models: InstanceModels) -> str | None:
+    """The least recently used loaded model that no invocation is using."""
+    return next((t for t in models.loaded if t not in models.in_use), None)
+
+
+def _release(in_use: dict[str, int], target: str) -> int:
+    """One use of ``target`` fewer; the uses left."""
+    left = in_use.pop(target, 1) - 1
+    if left:
+        in_use[target] = left
+    return left
+
+
 def _settled(loading: dict[str, asyncio.Future[str]], target: str, future: asyncio.Future[str]) -> None:
     loading.pop(target, None)
     if not future.cancelled():
@@ -344,6 +374,17 @@ def _forget(gauge: Gauge, *labels: str) -> None:
         gauge.remove(*labels)
     except KeyError:
         pass
+
+
+def _container_message(text: str) -> str:
+    """The message of a container's error body: the contract's ``{"code": …, "message": …}``, or
+    the body as it is."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return text
+    message = body.get("message") if isinstance(body, dict) else None
+    return message if isinstance(message, str) else text
 
 
 def _bucket_and_key(url: str) -> tuple[str, str]:

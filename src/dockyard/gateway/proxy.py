@@ -309,7 +309,7 @@ class Gateway:
         container = instance.containers[0]
         target = multimodel.target_model(inv.endpoint, inv.target_model)
         start = time.perf_counter()
-        failed = True
+        failed, name = True, None
         try:
             name = await self.models.model_for(mm, route.name, instance.instance_id, container.url, target)
             call = _ContainerCall(self, route.name, container, f"/models/{name}/invoke")
@@ -324,9 +324,9 @@ class Gateway:
             ) from None
         finally:
             self.models.observe(route.name, target, time.perf_counter() - start, failed)
-            if not mm.cache_enabled:
+            if name is not None:
                 # ModelCacheSetting Disabled: each model serves one invocation, then goes.
-                self.models.unload_later(instance.instance_id, container.url, target)
+                self.models.done(instance.instance_id, container.url, target, unload=not mm.cache_enabled)
 
     async def _last(
         self, call: _ContainerCall, variant: VariantRoute, instance: InstanceRoute, inv: Invocation,
