@@ -103,6 +103,19 @@ def test_invocation_errors_name_the_problem(rt, mme: str) -> None:
     assert message.startswith("Failed to download model data(bucket: local, key: ") and "missing.tar.gz" in message
 
 
+def test_a_model_that_cannot_load_answers_model_error_with_the_containers_message(rt, mme: str, prefix: Path) -> None:
+    work = prefix.parent / "build-broken"
+    package(work, iris_classifier(), "raise RuntimeError('this model is broken')\n")
+    make_model_tarball(work / "model-src", prefix / "broken.tar.gz")
+    with pytest.raises(rt.exceptions.ModelError) as info:
+        invoke(rt, mme, "broken.tar.gz")
+    err = info.value.response
+    assert err["OriginalStatusCode"] == 500
+    # The contract's error body unwrapped: its message, not the JSON around it.
+    assert err["OriginalMessage"].startswith("Failed to load model broken.tar.gz: Failed to load model ")
+    assert "this model is broken" in err["OriginalMessage"] and '"code"' not in err["OriginalMessage"]
+
+
 def test_target_model_on_a_single_model_endpoint_is_refused(sm, rt, tmp_path: Path) -> None:
     name = "mme-single"
     create_endpoint(sm, name, {"PrimaryContainer": {

@@ -58,6 +58,7 @@ from dockyard.runtime.docker_images import ImageResolver, LocalImage
 from dockyard.runtime.docker_watch import ExitWatcher, LogFollower
 from dockyard.runtime.health import NotHealthy, ping, wait_healthy
 from dockyard.runtime.instance_types import resources_for
+from dockyard.runtime.ports import url_host
 
 if TYPE_CHECKING:
     import docker
@@ -99,8 +100,12 @@ class DockerRuntime:
         stop_grace: float,
         registry: str | None = None,
         base_image: str | None = None,
+        bind_host: str = "127.0.0.1",
     ) -> None:
         self._client = client
+        # Where the sandbox publishes the containers' ports: loopback, or (under Ray) the node's
+        # cluster address, which the dockyard server on another machine can reach.
+        self._bind_host = bind_host
         self._owner = owner
         self._stop_grace = stop_grace
         self._base_image = base_image
@@ -137,7 +142,7 @@ class DockerRuntime:
         instance = RunningInstance(spec, (), extra={"sandbox": None})
         try:
             sandbox = instance.extra["sandbox"] = await self._call(self._start_sandbox, spec)
-            host_ports = [_published_port(sandbox, DEFAULT_PORT + i) for i in range(len(spec.containers))]
+            host_ports = [_published_port(sandbox, DEFAULT_PORT + i, self._bind_host) for i in range(len(spec.containers))]
         except BaseException:
             # Also on cancellation: shielded, the removal finishes regardless.
             await asyncio.shield(self._discard(instance))
@@ -177,7 +182,7 @@ class DockerRuntime:
         """The container owning the instance's network namespace and its published ports."""
         import docker
 
-        ports = {f"{DEFAULT_PORT + i}/tcp": ("127.0.0.1",) for i in range(len(spec.containers))}
+        ports = {f"{DEFAULT_PORT + i}/tcp": (self._bind_host,) for i in range(len(spec.containers))}
         try:
             sandbox = self._client.containers.run(
                 self._sandbox_image_name(),
@@ -240,7 +245,7 @@ class DockerRuntime:
             unstarted = RunningContainer(c.hostname, "", log_path)
             what = f"could not start image {c.image}: {exc.explanation or exc}"
             raise InstanceStartError(failure_reason(spec, unstarted, what)) from None
-        return RunningContainer(c.hostname, f"http://127.0.0.1:{host_port}", log_path,
+        return RunningContainer(c.hostname, f"http://{url_host(self._bind_host)}:{host_port}", log_path,
                                 DockerContainer(container, LogFollower(container, log_path)), model_dir)
 
     @staticmethod
@@ -398,7 +403,8 @@ class DockerRuntime:
         for c in (sandbox, *models):
             self._watcher.watch(c.id)  # first: an exit from now on is seen
         try:
-            urls = [f"http://127.0.0.1:{_published_port(sandbox, int(c.labels[docker_labels.PORT]))}" for c in models]
+            host = url_host(self._bind_host)
+            urls = [f"http://{host}:{_published_port(sandbox, int(c.labels[docker_labels.PORT]), self._bind_host)}" for c in models]
         except InstanceStartError:
             return None
         if any(status != 200 for status in await asyncio.gather(*(ping(self._http(), url) for url in urls))):
@@ -457,9 +463,9 @@ def _check_multi_model(spec: InstanceSpec, images: list[LocalImage]) -> None:
             )
 
 
-def _published_port(sandbox: Any, port: int) -> str:
+def _published_port(sandbox: Any, port: int, bind_host: str) -> str:
     bindings = (sandbox.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(f"{port}/tcp") or []
     for binding in bindings:
-        if binding.get("HostIp") in ("127.0.0.1", "", "0.0.0.0"):
+        if binding.get("HostIp") in (bind_host, "", "0.0.0.0"):
             return binding["HostPort"]
     raise InstanceStartError(f"The engine did not publish port {port} of the instance's sandbox {sandbox.name}.")
