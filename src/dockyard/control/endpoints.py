@@ -106,6 +106,9 @@ class EndpointOps:
 
     def _variant_summaries(self, ep: Endpoint) -> list[Params]:
         summaries = []
+        # An UpdateEndpointWeightsAndCapacities (or the autoscaler's) in progress: the variants'
+        # Desired* are already the new ones, Current* the ones still serving.
+        desired = {p.name: p for p in ep.pending.plans} if ep.pending and ep.pending.config_name == ep.config_name else {}
         for plan in ep.deployment.plans:
             summary: Params = {
                 "VariantName": plan.name,
@@ -113,8 +116,8 @@ class EndpointOps:
                     {"SpecifiedImage": c.image, "ResolvedImage": c.image, "ResolutionTime": ep.creation_time}
                     for c in plan.containers
                 ],
-                "DesiredWeight": plan.weight,
-                **_desired_capacity(plan),
+                "DesiredWeight": desired.get(plan.name, plan).weight,
+                **_desired_capacity(desired.get(plan.name, plan)),
             }
             if ep.status.serving:
                 summary["CurrentWeight"] = plan.weight
@@ -215,7 +218,9 @@ class EndpointOps:
                     f'ServerlessUpdateConfig is only allowed for serverless variants; variant {desired["VariantName"]} '
                     "is instance-based."
                 )
-            if desired.get("DesiredInstanceCount", 1) < 1:
+            # An asynchronous endpoint may have no instance (autoscaling's MinCapacity 0): its
+            # requests wait in the backlog until one starts.
+            if desired.get("DesiredInstanceCount", 1) < (0 if "AsyncInferenceConfig" in ep.deployment.config else 1):
                 raise errors.validation("DesiredInstanceCount must be at least 1 for an instance-based variant.")
             changed[desired["VariantName"]] = VariantState(
                 float(desired.get("DesiredWeight", state.weight)),
