@@ -173,14 +173,34 @@ def test_update_endpoint_moves_a_multi_model_endpoint_without_a_failed_invocatio
         sm.create_endpoint_config(EndpointConfigName="mme-update-2", ProductionVariants=[{
             "VariantName": "AllTraffic", "ModelName": "mme-update-2", "InitialInstanceCount": 1,
             "InstanceType": "ml.m5.large"}])
+        # Three clients invoke concurrently all through the update, until it is over.
+        done, failures, calls = threading.Event(), [], [0]
+
+        def background(target: str) -> None:
+            while not done.is_set():
+                try:
+                    invoke(rt, "mme-update", target)
+                    calls[0] += 1
+                except ClientError as exc:
+                    failures.append(exc.response["Error"])
+
+        clients = [threading.Thread(target=background, args=(t,)) for t in (*targets, targets[0])]
+        for client in clients:
+            client.start()
         sm.update_endpoint(EndpointName="mme-update", EndpointConfigName="mme-update-2")
-        # Invoke in a loop through the update: every call answered, old models until the switch,
-        # then new ones (loaded on demand by the new instance) and never an old one again.
+        # And one in a loop: every call answered, old models until the switch, then new ones
+        # (loaded on demand by the new instance) and never an old one again.
         served: list[tuple[str, str]] = []  # (TargetModel, the model that answered), in order
-        while sm.describe_endpoint(EndpointName="mme-update")["EndpointStatus"] == "Updating":
-            served += [(t, invoke(rt, "mme-update", t)["model"]) for t in targets]
-        served += [(t, invoke(rt, "mme-update", t)["model"]) for t in targets * 3]
+        try:
+            while sm.describe_endpoint(EndpointName="mme-update")["EndpointStatus"] == "Updating":
+                served += [(t, invoke(rt, "mme-update", t)["model"]) for t in targets]
+            served += [(t, invoke(rt, "mme-update", t)["model"]) for t in targets * 3]
+        finally:
+            done.set()
+            for client in clients:
+                client.join()
         assert sm.describe_endpoint(EndpointName="mme-update")["EndpointStatus"] == "InService"
+        assert failures == [] and calls[0] > 0
         versions = [model.split("-")[0] for _, model in served]
         switch = versions.index("new")
         assert versions == ["old"] * switch + ["new"] * (len(versions) - switch)
