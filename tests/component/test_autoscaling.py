@@ -219,3 +219,48 @@ async def test_deleting_the_endpoint_deregisters_its_targets(dockyard: Dockyard)
 async def _until(condition: Any) -> None:
     while not await condition():
         await asyncio.sleep(0.01)
+
+
+async def test_targets_and_policies_survive_a_restart(dockyard: Dockyard) -> None:
+    await dockyard.deploy("ep")
+    registered = await register(dockyard, low=1, high=5)
+    put = await put_policy(dockyard, TargetValue=123.0)
+    await dockyard.restart()
+    target = (await dockyard.scaling("DescribeScalableTargets", ServiceNamespace="sagemaker"))["ScalableTargets"]
+    assert [(t["ResourceId"], t["MinCapacity"], t["MaxCapacity"], t["ScalableTargetARN"]) for t in target] == [
+        (RESOURCE, 1, 5, registered["ScalableTargetARN"])]
+    policies = (await dockyard.scaling("DescribeScalingPolicies", ServiceNamespace="sagemaker"))["ScalingPolicies"]
+    assert [(p["PolicyARN"], p["TargetTrackingScalingPolicyConfiguration"]["TargetValue"]) for p in policies] == [
+        (put["PolicyARN"], 123.0)]
+
+
+async def test_update_endpoint_may_not_change_a_scaled_variants_instance_type(dockyard: Dockyard) -> None:
+    await dockyard.deploy("ep")
+    await register(dockyard)
+    await dockyard.create_config("bigger", [{"VariantName": "AllTraffic", "ModelName": "ep",
+                                             "InstanceType": "ml.c5.xlarge"}])
+    with pytest.raises(AwsError) as err:
+        await dockyard.call("UpdateEndpoint", EndpointName="ep", EndpointConfigName="bigger")
+    assert err.value.code == "ValidationException"
+    assert err.value.message == (
+        'Cannot update endpoint "arn:aws:sagemaker:us-east-1:123456789012:endpoint/ep": variant AllTraffic is '
+        "registered for autoscaling, and the update would change its instance type to ml.c5.xlarge. Deregister "
+        f"the scalable target {RESOURCE} (DeregisterScalableTarget) first.")
+    # Another model on the same instance type is allowed, as on SageMaker.
+    await dockyard.create_model("other")
+    await dockyard.create_config("same", [{"VariantName": "AllTraffic", "ModelName": "other"}])
+    await dockyard.call("UpdateEndpoint", EndpointName="ep", EndpointConfigName="same")
+    await dockyard.wait_status("ep", "InService")
+
+
+async def test_listing_errors_are_the_services_own(dockyard: Dockyard) -> None:
+    with pytest.raises(AwsError) as err:
+        await dockyard.scaling("DescribeScalingActivities", ServiceNamespace="sagemaker", NextToken="garbage")
+    assert err.value.code == "InvalidNextTokenException"
+    with pytest.raises(AwsError) as err:
+        await dockyard.scaling("ListTagsForResource", ResourceARN="arn:aws:application-autoscaling:x")
+    assert (err.value.code, err.value.message) == ("UnknownOperationException",
+                                                   "Operation ListTagsForResource is not supported by dockyard.")
+    with pytest.raises(AwsError) as err:
+        await dockyard.scaling("Nope")
+    assert err.value.message == "Application Auto Scaling has no operation Nope."

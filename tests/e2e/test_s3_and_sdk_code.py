@@ -92,3 +92,45 @@ def multi_model_prefix_in_s3(srv, s3, tmp_path) -> None:
             "download the model.")
     finally:
         delete_all(sm, "mme-s3")
+
+
+def test_the_sdks_multi_data_model(s3_server, tmp_path, monkeypatch):
+    """sagemaker.multidatamodel.MultiDataModel, unchanged: add_model uploads under the S3 prefix,
+    deploy creates a Mode MultiModel model, predict names the model with target_model."""
+    sagemaker = pytest.importorskip("sagemaker", reason="the SageMaker SDK is installed by .ci/run")
+    import boto3
+    from sagemaker.deserializers import JSONDeserializer
+    from sagemaker.multidatamodel import MultiDataModel
+    from sagemaker.predictor import Predictor
+    from sagemaker.serializers import CSVSerializer
+
+    from e2e.test_multi_model import named_model
+
+    srv, s3 = s3_server
+    monkeypatch.setenv("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3.meta.endpoint_url)  # where the SDK uploads
+    b = boto3.Session(aws_access_key_id="x", aws_secret_access_key="y", region_name="us-east-1")
+    sess = sagemaker.Session(
+        boto_session=b, default_bucket="models",
+        sagemaker_client=b.client("sagemaker", endpoint_url=srv.url),
+        sagemaker_runtime_client=b.client("sagemaker-runtime", endpoint_url=srv.url),
+    )
+    built = tmp_path / "built"
+    built.mkdir()
+    mdm = MultiDataModel(name="sdk-mme", model_data_prefix="s3://models/sdk-mme/", image_uri=SKLEARN_URI,
+                         role="arn:aws:iam::123456789012:role/sdk", sagemaker_session=sess)
+    for relative, name in [("a.tar.gz", "a"), ("team/b.tar.gz", "b")]:
+        named_model(built, relative, name)
+        mdm.add_model(str(built / relative), relative)
+    assert sorted(mdm.list_models()) == ["a.tar.gz", "team/b.tar.gz"]
+    mdm.deploy(1, "ml.m5.large", endpoint_name="sdk-mme", wait=False)
+    sess.wait_for_endpoint("sdk-mme", poll=1)
+    predictor = Predictor("sdk-mme", sagemaker_session=sess, serializer=CSVSerializer(), deserializer=JSONDeserializer())
+    try:
+        assert predictor.predict([[5.1, 3.5, 1.4, 0.2]], target_model="a.tar.gz") == {"model": "a", "rows": 1}
+        assert predictor.predict([[5.1, 3.5, 1.4, 0.2]], target_model="team/b.tar.gz") == {"model": "b", "rows": 1}
+        model = srv.client("sagemaker").describe_model(ModelName="sdk-mme")["PrimaryContainer"]
+        assert (model["Mode"], model["ModelDataUrl"]) == ("MultiModel", "s3://models/sdk-mme/")
+    finally:
+        predictor.delete_endpoint()
+        mdm.delete_model()

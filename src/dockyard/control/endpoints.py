@@ -18,6 +18,7 @@ from dockyard.control.config_rules import (
 from dockyard.control.context import ControlContext
 from dockyard.control.plans import Deployment, VariantPlan, VariantState
 from dockyard.control.resources import ResourceOps
+from dockyard.control.scaling_store import ScalingStore
 from dockyard.control.status import EndpointStatus, can_update
 from dockyard.control.store import AlreadyExists, Endpoint
 
@@ -197,7 +198,25 @@ class EndpointOps:
                         state.serverless,  # the new config's ServerlessConfig is what it asks for
                     )
             pending = pending.with_variants(retained)
+        self._check_scaled_variants(ep, pending)
         return self._begin_update(ep, pending)
+
+    def _check_scaled_variants(self, ep: Endpoint, pending: Deployment) -> None:
+        """SageMaker refuses an UpdateEndpoint that removes a variant registered for autoscaling or
+        changes its instance type (a new model is allowed): deregister it first."""
+        new = {p.name: p for p in pending.plans}
+        for target in ScalingStore(self.ctx.store).targets():
+            if target.endpoint.lower() != ep.name.lower():
+                continue
+            old = next((p for p in ep.deployment.plans if p.name == target.variant), None)
+            plan = new.get(target.variant)
+            if old is not None and (plan is None or plan.instance_type != old.instance_type):
+                change = "remove it" if plan is None else f"change its instance type to {plan.instance_type}"
+                raise errors.validation(
+                    f'Cannot update endpoint "{ep.arn}": variant {target.variant} is registered for autoscaling, and '
+                    f"the update would {change}. Deregister the scalable target "
+                    f"{target.resource_id} (DeregisterScalableTarget) first."
+                )
 
     def update_weights_and_capacities(self, params: Params) -> Params:
         ep = self.get(params["EndpointName"])

@@ -227,10 +227,13 @@ class ScalingOps:
     @staticmethod
     def _page(items: list[Any], params: Params, summary: Any, created: Any = None) -> tuple[list[Params], str | None]:
         """One page, newest first (as DescribeScalingActivities lists them)."""
-        return listing.paginate(
-            items, {"MaxResults": DEFAULT_MAX_RESULTS, **params}, summary,
-            sort_keys={"CreationTime": created or (lambda x: x.creation_time)}, filters={},
-        )
+        try:
+            return listing.paginate(
+                items, {"MaxResults": DEFAULT_MAX_RESULTS, **params}, summary,
+                sort_keys={"CreationTime": created or (lambda x: x.creation_time)}, filters={},
+            )
+        except errors.AwsError as exc:  # the token: this service has its own code for it
+            raise errors.AwsError("InvalidNextTokenException", exc.message) from None
 
 
 def _resource_id(endpoint: str, variant: str) -> str:
