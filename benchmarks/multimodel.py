@@ -169,7 +169,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=300, help="warm-hit rounds per endpoint (default 300)")
     parser.add_argument("--cold", type=int, default=20, help="models loaded cold (default 20)")
     parser.add_argument("--requests", type=int, default=1000, help="Zipf requests (default 1000)")
-    parser.add_argument("--runtimes", default="process,docker", help="runtimes of the Zipf run (default process,docker)")
+    parser.add_argument("--runtimes", default="process,docker", help="runtimes, process first (default process,docker)")
     parser.add_argument("--baseline", type=Path, help="src/ of another checkout: cold loads and Zipf on it too")
     parser.add_argument("--no-mlserver", action="store_true", help="leave MLServer out")
     parser.add_argument("--quick", action="store_true", help="a few rounds of each, process runtime only (CI)")
@@ -182,10 +182,11 @@ def main(argv: list[str]) -> int:
         tmp = Path(name)
         small = _prefix(tmp / "small", args.cold + 1, None)
         heavy = _prefix(tmp / "heavy", multimodel_zipf.MODELS, multimodel_zipf.BALLAST_CODE)
-        stacks = {"dockyard": _stack(opened, tmp / "stack", "process")}
+        # Labelled "<code> (<runtime>)"; the first is this checkout on the process runtime.
+        stacks = {f"dockyard ({runtime})": _stack(opened, tmp / runtime, runtime) for runtime in args.runtimes.split(",")}
         if args.baseline is not None:
-            stacks["baseline"] = _stack(opened, tmp / "baseline", "process", args.baseline)
-        stack = stacks["dockyard"]
+            stacks["baseline (process)"] = _stack(opened, tmp / "baseline", "process", args.baseline)
+        stack = stacks["dockyard (process)"]
         stack.deploy("bench-single", [small / "m0.tar.gz"])
         _mme(stack, "bench-mme", small)
         for s in stacks.values():
@@ -196,13 +197,10 @@ def main(argv: list[str]) -> int:
         print("cold loads …", file=sys.stderr)
         c = cold(stacks, args.cold, mlserver)
         z: dict[str, dict[str, float | str]] = {}
-        runs = [(f"{label} ({runtime})", s, runtime) for runtime in args.runtimes.split(",") for label, s in
-                [("dockyard", stack if runtime == "process" else _stack(opened, tmp / runtime, runtime))]]
-        runs += [("baseline (process)", stacks["baseline"], "process")] if args.baseline is not None else []
-        for label, s, runtime in runs:
+        for label, s in stacks.items():
             print(f"Zipf over {multimodel_zipf.MODELS} models: {label} …", file=sys.stderr)
             _mme(s, "bench-zipf", heavy, instance_type=multimodel_zipf.INSTANCE_TYPE)
-            z[label] = multimodel_zipf.run(s, "bench-zipf", args.requests, _invoke, docker=runtime == "docker")
+            z[label] = multimodel_zipf.run(s, "bench-zipf", args.requests, _invoke, docker=label.endswith("(docker)"))
             s.delete("bench-zipf")
     _print_tables(args, w, c, z)
     return 0

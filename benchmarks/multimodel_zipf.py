@@ -88,15 +88,32 @@ def run(stack: DockyardStack, endpoint: str, requests: int, invoke: Any, docker:
     now = stats(stack, endpoint)
     hits = sum(m["hits"] for m in now["models"])
     misses = sum(m["misses"] for m in now["models"])
+    loaded = sum(m["loaded"] for m in now["models"])
     out: dict[str, float | str] = {
         **counts, "hit rate %": 100 * hits / max(hits + misses, 1),
-        "loaded at the end": sum(m["loaded"] for m in now["models"]),
+        "loaded at the end": loaded,
+        "hit rate % of an ideal LRU that many models large (simulated)": _lru_hit_rate(targets, loaded),
         "peak container MiB (sampled every 0.5 s)": peak / 2**20,
         "instance replaced": "yes" if {r["instance"] for r in now["containers"]} != before else "no",
     }
     if engine is not None:
         out.update(_docker_proof(engine, endpoint, started))
     return out
+
+
+def _lru_hit_rate(targets: list[str], capacity: int) -> float:
+    """The hit rate of the same requests, one at a time, on a cache of ``capacity`` models."""
+    cache: dict[str, None] = {}
+    hits = 0
+    for target in targets:
+        if target in cache:
+            hits += 1
+            del cache[target]
+        elif len(cache) >= capacity > 0:
+            del cache[next(iter(cache))]
+        if capacity > 0:
+            cache[target] = None
+    return 100 * hits / max(len(targets), 1)
 
 
 def _engine() -> Any:
