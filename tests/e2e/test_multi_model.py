@@ -157,6 +157,12 @@ def test_stats_models_shows_each_model_and_its_hit_rate(server, rt, mme: str) ->
 
 
 def test_update_endpoint_moves_a_multi_model_endpoint_without_a_failed_invocation(sm, rt, tmp_path: Path) -> None:
+    update_without_a_failed_invocation(sm, rt, tmp_path)
+
+
+def update_without_a_failed_invocation(sm, rt, tmp_path: Path) -> None:
+    """UpdateEndpoint from one prefix to another under load: no invocation fails, and answers
+    switch once from the old models to the new."""
     old, new = tmp_path / "old", tmp_path / "new"
     for prefix, version in ((old, "old"), (new, "new")):
         prefix.mkdir()
