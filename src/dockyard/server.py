@@ -27,7 +27,7 @@ from dockyard.api import (
     runtime_api,
 )
 from dockyard.api.errors import control_plane_errors, runtime_errors
-from dockyard.api.validation import sagemaker_validator
+from dockyard.api.validation import autoscaling_validator, sagemaker_validator
 from dockyard.artifacts.policy import AccessPolicy, allowed_roots
 from dockyard.artifacts.store import ArtifactStore
 from dockyard.asyncinference import metrics as async_metrics
@@ -35,8 +35,9 @@ from dockyard.asyncinference.notify import Notifier
 from dockyard.asyncinference.queue import AsyncInference
 from dockyard.asyncinference.storage import Storage
 from dockyard.capture.capture import DataCapture, observer
+from dockyard.control.autoscaling import Autoscaler
 from dockyard.control.context import ControlContext
-from dockyard.control.plane import operations
+from dockyard.control.plane import autoscaling_operations, endpoint_ops, operations
 from dockyard.control.provision import Provisioner
 from dockyard.control.reconciler import Reconciler
 from dockyard.control.scaling import IdleScaler
@@ -119,7 +120,8 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     metrics = GatewayMetrics(registry)
     artifacts = ArtifactStore(settings.state_dir / "cache", settings.region, AccessPolicy.from_settings(settings))
     models = MultiModels(artifacts, settings.model_load_wait, ModelMetrics(registry))
-    gateway = Gateway(settings.account_id, settings.region, settings.invocation_timeout, RequestMetrics(registry),
+    requests = RequestMetrics(registry)
+    gateway = Gateway(settings.account_id, settings.region, settings.invocation_timeout, requests,
                       ServerlessMetrics(registry), models)
     user = container_user(settings) if runtime is None else None
     try:
@@ -159,7 +161,13 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
         reconciler.call_soon(live.wake)
         reconciler.poke()
 
-    ops = operations(ControlContext(store, settings, changed))
+    ctx = ControlContext(store, settings, changed)
+
+    def backlog(endpoint: str) -> float | None:
+        values = queue.backlog_of(endpoint)
+        return values["ApproximateBacklogSize"] if values is not None else None
+
+    autoscaler = Autoscaler(ctx, endpoint_ops(ctx), requests.count, backlog, settings.autoscaling_period)
 
     def log_files(endpoint: str) -> list[tuple[str, str, Path, bool]]:
         """(instance, container, log file, whether the instance is running) of every container ever started."""
@@ -214,11 +222,16 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
                                       observer(capture)))
     app.add_routes(async_invocations.routes(queue))
     app.add_routes(response_stream.routes(gateway, settings.max_payload_bytes, async_invocations.realtime_guard(queue)))
-    app.router.add_post("/", control_plane.handler(ops, sagemaker_validator()))
+    app.router.add_post("/", control_plane.handler({
+        control_plane.SAGEMAKER: control_plane.Service("SageMaker", operations(ctx), sagemaker_validator()),
+        control_plane.AUTOSCALING: control_plane.Service("Application Auto Scaling", autoscaling_operations(ctx),
+                                                         autoscaling_validator()),
+    }))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         # Runs before the port accepts requests: the gateway knows every stored endpoint.
         reconciler.start()
+        autoscaler.start()
         await queue.start()
         await store.run(capture.refresh)
         capture.start()
@@ -227,6 +240,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
         # asynchronous requests stay stored for the next start.
         await queue.shutdown()
         await capture.close()  # what is buffered is written
+        await autoscaler.close()
         await reconciler.shutdown()
         await provisioner.close()
         await runtime.close()

@@ -80,6 +80,9 @@ class Settings:
     # seconds with no request in flight; the next request starts one (a cold start). SageMaker
     # scales serverless endpoints to zero after a few idle minutes.
     serverless_idle_seconds: float = field(default=300.0, metadata=_bounds(0.01))
+    # Autoscaling (control/autoscaling.py): the length of one metric datapoint. SageMaker's
+    # metrics are per minute; a shorter period is normalised to per minute (tests use ~1 s).
+    autoscaling_period: float = field(default=60.0, metadata=_bounds(0.05))
     # Most containers all endpoints may run together (ResourceLimitExceeded beyond).
     max_containers: int = field(default=200, metadata=_bounds(0))
     # Docker runtime: the registry that ECR-style image URIs are pulled from (host[:port][/prefix]):

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from e2e.deploy import create_endpoint, delete_all, wait_settled
 from e2e.models import SKLEARN_URI
-from e2e.test_multi_model import invoke, named_model
+from e2e.test_multi_model import invoke, named_model, update_without_a_failed_invocation
+from servers import with_s3
 
 from dockyard.artifacts.package import make_model_tarball
 
@@ -110,3 +111,15 @@ def test_a_model_with_requirements_gets_its_own_layer(sm, rt, tmp_path: Path) ->
         assert invoke(rt, "mme-docker-layer", "a.tar.gz") == {"model": "a", "rows": 2}
     finally:
         delete_all(sm, "mme-docker-layer")
+
+
+def test_a_prefix_in_s3(sklearn_image: str, tmp_path: Path) -> None:
+    """The server fetches each model from S3 on the host; the container finds it mounted."""
+    from e2e.test_s3_and_sdk_code import multi_model_prefix_in_s3
+
+    with with_s3(tmp_path / "server", {"DOCKYARD_RUNTIME": "docker"}) as (srv, s3):
+        multi_model_prefix_in_s3(srv, s3, tmp_path)
+
+
+def test_update_endpoint_without_a_failed_invocation(sm, rt, tmp_path: Path) -> None:
+    update_without_a_failed_invocation(sm, rt, tmp_path)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import posixpath
 import shutil
@@ -332,7 +333,7 @@ class MultiModels:
                 log.info("container out of memory loading %s: unloading %s", name, victim)
                 await self._unload(models, url, victim)
                 continue
-            raise LoadFailed(status, text)
+            raise LoadFailed(status, _container_message(text))
 
     async def _delete(self, url: str, name: str) -> None:
         status, text = await self._call("DELETE", f"{url}/models/{name}")
@@ -373,6 +374,17 @@ def _forget(gauge: Gauge, *labels: str) -> None:
         gauge.remove(*labels)
     except KeyError:
         pass
+
+
+def _container_message(text: str) -> str:
+    """The message of a container's error body: the contract's ``{"code": …, "message": …}``, or
+    the body as it is."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return text
+    message = body.get("message") if isinstance(body, dict) else None
+    return message if isinstance(message, str) else text
 
 
 def _bucket_and_key(url: str) -> tuple[str, str]:
