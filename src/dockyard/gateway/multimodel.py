@@ -46,11 +46,12 @@ _MANAGEMENT_TIMEOUT = 120.0
 
 
 class LoadFailed(Exception):
-    """The container did not load a model: its status (0: unreachable) and message."""
+    """The container did not load a model: its status (0: no answer) and message; ``gone``: the
+    connection was refused or dropped, as when the container died loading it."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, gone: bool = False) -> None:
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.gone = status, message, gone
 
 
 @dataclass(frozen=True)
@@ -300,9 +301,7 @@ class MultiModels:
         shutil.rmtree(dest, ignore_errors=True)  # a partial unpack from an earlier failure
         url = route.prefix + target
         try:
-            self._artifacts.materialize_model_data(
-                {"ModelDataUrl": url}, dest, self._artifacts.budget(route.volume_bytes)
-            )
+            self._artifacts.materialize_target_model(route.prefix, target, dest, self._artifacts.budget(route.volume_bytes))
         except ArtifactError as exc:
             bucket, key = _bucket_and_key(url)
             raise errors.runtime_validation(
@@ -326,28 +325,32 @@ class MultiModels:
     async def _post_model(self, models: InstanceModels, url: str, name: str, path: str) -> None:
         """POST /models; on 507 unload the least recently used model and try again."""
         while True:
-            status, text = await self._call("POST", url + "/models", {"model_name": name, "url": path})
+            status, text, gone = await self._call("POST", url + "/models", {"model_name": name, "url": path})
             if status in (200, 201, 409):  # 409: the container has it already
                 return
             if status == 507 and (victim := _victim(models)) is not None:
                 log.info("container out of memory loading %s: unloading %s", name, victim)
                 await self._unload(models, url, victim)
                 continue
-            raise LoadFailed(status, _container_message(text))
+            raise LoadFailed(status, _container_message(text), gone)
 
     async def _delete(self, url: str, name: str) -> None:
-        status, text = await self._call("DELETE", f"{url}/models/{name}")
+        status, text, _ = await self._call("DELETE", f"{url}/models/{name}")
         if status not in (200, 404):
             log.warning("unloading model %s from %s answered %d: %s", name, url, status, text)
 
-    async def _call(self, method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, str]:
+    async def _call(self, method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, str, bool]:
+        """The container's status (0: no answer) and body, and whether the connection was refused
+        or dropped (the container is gone, or going)."""
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=_MANAGEMENT_TIMEOUT))
         try:
             async with self._session.request(method, url, json=body) as resp:
-                return resp.status, await resp.text()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            return 0, f"the container could not be reached: {exc}"
+                return resp.status, await resp.text(), False
+        except asyncio.TimeoutError:
+            return 0, f"the container did not answer {method} {url} within {_MANAGEMENT_TIMEOUT:g} s", False
+        except aiohttp.ClientError as exc:
+            return 0, f"the container could not be reached: {exc}", True
 
 
 def _victim(models: InstanceModels) -> str | None:
