@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from e2e.deploy import create_endpoint, delete_all, wait_settled
 from e2e.models import SKLEARN_URI
-from e2e.test_multi_model import invoke, named_model
+from e2e.test_multi_model import invoke, named_model, update_without_a_failed_invocation
 from servers import with_s3
 
 from dockyard.artifacts.package import make_model_tarball
@@ -119,3 +119,7 @@ def test_a_prefix_in_s3(sklearn_image: str, tmp_path: Path) -> None:
 
     with with_s3(tmp_path / "server", {"DOCKYARD_RUNTIME": "docker"}) as (srv, s3):
         multi_model_prefix_in_s3(srv, s3, tmp_path)
+
+
+def test_update_endpoint_without_a_failed_invocation(sm, rt, tmp_path: Path) -> None:
+    update_without_a_failed_invocation(sm, rt, tmp_path)

@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from dockyard.artifacts.package import make_model_tarball
-from e2e.deploy import create_endpoint, delete_all
+from e2e.deploy import FAST_WAIT, create_endpoint, delete_all
 from e2e.models import SKLEARN_URI, iris_classifier, package
 
 ROLE = "arn:aws:iam::123456789012:role/test"
@@ -157,6 +157,12 @@ def test_stats_models_shows_each_model_and_its_hit_rate(server, rt, mme: str) ->
 
 
 def test_update_endpoint_moves_a_multi_model_endpoint_without_a_failed_invocation(sm, rt, tmp_path: Path) -> None:
+    update_without_a_failed_invocation(sm, rt, tmp_path)
+
+
+def update_without_a_failed_invocation(sm, rt, tmp_path: Path) -> None:
+    """UpdateEndpoint from one prefix to another under load: no invocation fails, and answers
+    switch once from the old models to the new."""
     old, new = tmp_path / "old", tmp_path / "new"
     for prefix, version in ((old, "old"), (new, "new")):
         prefix.mkdir()
@@ -210,3 +216,33 @@ def test_update_endpoint_moves_a_multi_model_endpoint_without_a_failed_invocatio
         delete_all(sm, "mme-update")
         sm.delete_endpoint_config(EndpointConfigName="mme-update-2")
         sm.delete_model(ModelName="mme-update-2")
+
+
+def test_production_variants_each_serve_their_own_prefix(sm, rt, tmp_path: Path) -> None:
+    for version in ("blue", "green"):
+        (tmp_path / version).mkdir()
+        named_model(tmp_path / version, "a.tar.gz", f"{version}-a")
+        sm.create_model(ModelName=f"mme-{version}", ExecutionRoleArn=ROLE, PrimaryContainer={
+            "Image": SKLEARN_URI, "Mode": "MultiModel", "ModelDataUrl": f"file://{tmp_path / version}/"})
+    sm.create_endpoint_config(EndpointConfigName="mme-variants", ProductionVariants=[
+        {"VariantName": v.capitalize(), "ModelName": f"mme-{v}", "InitialInstanceCount": 1,
+         "InstanceType": "ml.m5.large", "InitialVariantWeight": 1.0} for v in ("blue", "green")])
+    sm.create_endpoint(EndpointName="mme-variants", EndpointConfigName="mme-variants")
+    try:
+        sm.get_waiter("endpoint_in_service").wait(EndpointName="mme-variants", WaiterConfig=FAST_WAIT)
+        for variant in ("Blue", "Green"):
+            reply = rt.invoke_endpoint(EndpointName="mme-variants", TargetVariant=variant, TargetModel="a.tar.gz",
+                                       ContentType="text/csv", Body="1,2,3,4")
+            assert reply["InvokedProductionVariant"] == variant
+            assert json.loads(reply["Body"].read()) == {"model": f"{variant.lower()}-a", "rows": 1}
+        # Weighted: every answer from the variant that says it served it.
+        for _ in range(6):
+            reply = rt.invoke_endpoint(EndpointName="mme-variants", TargetModel="a.tar.gz", ContentType="text/csv",
+                                       Body="1,2,3,4")
+            assert json.loads(reply["Body"].read())["model"] == reply["InvokedProductionVariant"].lower() + "-a"
+    finally:
+        sm.delete_endpoint(EndpointName="mme-variants")
+        sm.get_waiter("endpoint_deleted").wait(EndpointName="mme-variants", WaiterConfig=FAST_WAIT)
+        sm.delete_endpoint_config(EndpointConfigName="mme-variants")
+        for version in ("blue", "green"):
+            sm.delete_model(ModelName=f"mme-{version}")

@@ -20,12 +20,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dockyard.runtime.ports import free_port
+from dockyard.runtime.ports import free_range
 
 # docs/scale-out.md: a node missing 3 health checks 500 ms apart (each answered within 500 ms) is dead.
 HEALTH_CHECK = {"health_check_initial_delay_ms": 1000, "health_check_period_ms": 500,
                 "health_check_timeout_ms": 500, "health_check_failure_threshold": 3}
 GIB = 1024**3
+# Ports of one node: 8 for its components, the rest for its workers (drivers and actors).
+WORKER_PORTS = 100
+NODE_PORTS = 8 + WORKER_PORTS
 
 
 @dataclass
@@ -54,24 +57,28 @@ class Cluster:
     root: Path
     address: str = ""
     nodes: list[Node] = field(default_factory=list)
+    _taken: list[int] = field(default_factory=list)
 
     def start_node(self, name: str, cpus: int, memory_gib: float, resources: dict[str, float] | None = None) -> Node:
         """Start a node (the first one is the head) and wait until the cluster lists it."""
         head = not self.nodes
         resources = {name: 1.0, **(resources or {})}  # a resource named after the node: placement is observable
-        ports = {"--node-manager-port": free_port(), "--object-manager-port": free_port(),
-                 "--metrics-export-port": free_port(), "--runtime-env-agent-port": free_port(),
-                 "--dashboard-agent-listen-port": free_port(), "--dashboard-agent-grpc-port": free_port()}
-        low = _free_range(100)
+        # Every port of the node from one run of free ports no other node of this cluster took, so
+        # that no two components (nor two nodes) pick the same one.
+        low = self._free_ports()
+        flags = ["--node-manager-port", "--object-manager-port", "--metrics-export-port", "--runtime-env-agent-port",
+                 "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--port", "--ray-client-server-port"]
+        ports = dict(zip(flags, range(low, low + len(flags))))
+        workers = low + len(flags)
         args = [sys.executable, "-m", "ray.scripts.scripts", "start", "--block", "--disable-usage-stats",
                 "--node-ip-address", "127.0.0.1", f"--num-cpus={cpus}", f"--memory={int(memory_gib * GIB)}",
                 f"--object-store-memory={100 * 1024**2}", f"--resources={json.dumps(resources)}",
-                f"--min-worker-port={low}", f"--max-worker-port={low + 99}",
-                *(f"{flag}={port}" for flag, port in ports.items())]
+                f"--min-worker-port={workers}", f"--max-worker-port={workers + WORKER_PORTS - 1}",
+                *(f"{flag}={port}" for flag, port in list(ports.items())[:6])]
         if head:
-            gcs = free_port()
-            self.address = f"127.0.0.1:{gcs}"
-            args += ["--head", f"--port={gcs}", f"--ray-client-server-port={free_port()}", "--include-dashboard=false",
+            self.address = f"127.0.0.1:{ports['--port']}"
+            args += ["--head", f"--port={ports['--port']}", f"--ray-client-server-port={ports['--ray-client-server-port']}",
+                     "--include-dashboard=false",
                      f"--temp-dir={self.root / 'ray'}", f"--system-config={json.dumps(HEALTH_CHECK)}"]
         else:
             args += [f"--address={self.address}"]
@@ -83,6 +90,14 @@ class Cluster:
         self.nodes.append(node)
         self._wait_for(name, proc, log)
         return node
+
+    def _free_ports(self) -> int:
+        """The first of NODE_PORTS free ports in a row, apart from the other nodes' runs."""
+        while True:
+            low = free_range(NODE_PORTS)[0]
+            if all(abs(low - taken) >= NODE_PORTS for taken in self._taken):
+                self._taken.append(low)
+                return low
 
     def _wait_for(self, name: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
@@ -132,12 +147,6 @@ def _descendants(root: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
-
-
-def _free_range(size: int) -> int:
-    from dockyard.runtime.ports import free_range
-
-    return free_range(size)[0]
 
 
 def start_cluster(root: Path | None = None) -> Cluster:

@@ -155,6 +155,16 @@ def test_a_lost_worker_s_instances_serve_again_elsewhere(cluster: Cluster, serve
     assert set(outcomes) <= {"ok", "ServiceUnavailable", "ModelError"}, outcomes
     assert sm.describe_endpoint(EndpointName="spread")["EndpointStatus"] == "InService"
     assert len(live_groups("spread")) == 3
+    readiness = get_json(server.url, "/_dockyard/endpoints")["endpoints"]["spread"]["AllTraffic"]
+    assert sorted(readiness["nodes"]) == sorted(nodes_of(server, "spread").values())
+
+    # Scaling in gives the placement groups of the instances it stops back.
+    sm.update_endpoint_weights_and_capacities(EndpointName="spread", DesiredWeightsAndCapacities=[
+        {"VariantName": "AllTraffic", "DesiredInstanceCount": 1}])
+    sm.get_waiter("endpoint_in_service").wait(EndpointName="spread", WaiterConfig=FAST_WAIT)
+    assert len(nodes_of(server, "spread")) == 1
+    assert len(live_groups("spread")) == 1
+    assert predict(rt, "spread") == expected()
     delete_all(sm, "spread")
     assert live_groups("spread") == []
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -45,10 +46,20 @@ _FAMILY = re.compile(r"(ml\.[a-z0-9-]+)\.[a-z0-9]+")
 _UNSIZED = {"CPU": 1.0}
 # How long an actor call made while stopping (or for stats) may take beyond the stop grace.
 _CALL_MARGIN = 10.0
+# How long the head's address has to accept a connection when the server starts.
+_PROBE_TIMEOUT = 5.0
 
 
 def connect(address: str) -> None:
-    """Join the cluster at ``address`` as a driver; ConnectionError when it does not answer."""
+    """Join the cluster at ``address`` (``auto``, or the head's ``host:port``) as a driver;
+    ConnectionError when it does not answer."""
+    if address != "auto":
+        # Ray itself retries an address that does not answer for minutes: look first, briefly.
+        host, _, port = address.rpartition(":")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=_PROBE_TIMEOUT).close()
+        except (OSError, ValueError) as exc:
+            raise ConnectionError(f"nothing answers at {address} ({exc}); give the head node's address, host:port") from None
     ray.init(address=address, namespace="dockyard", log_to_driver=False, configure_logging=False)
 
 
