@@ -1,31 +1,34 @@
 """Multi-model endpoints: what TargetModel costs warm, what a cold load costs, and many models in
 little memory.
 
-``python -m benchmarks.multimodel [--rounds N] [--requests N]`` starts one server (process
-runtime, managed scikit-learn) and measures, side by side in that run:
+``python -m benchmarks.multimodel [--rounds N] [--cold N] [--requests N] [--runtimes process,docker]
+[--baseline SRC] [--quick]`` starts a server per runtime (managed scikit-learn) and measures, side
+by side in that run:
 
 - warm hit: the same model through a single-model endpoint and through a multi-model endpoint
   (``TargetModel`` of a loaded model), requests interleaved round by round;
 - cold load: invoke → answer for a model not yet on the instance (download, unpack, load), and for
   one already unpacked but not loaded (an endpoint with ``ModelCacheSetting: Disabled`` unloads after
-  each invocation, so its second call of a model loads from the disk cache);
-- 200 models on an ``ml.c8g.medium`` (2 GiB): each model holds an 80 MiB array, so about 20 fit;
-  requests drawn from a Zipf distribution by 4 clients. Reports failed requests, retries of
-  ModelNotReadyException, the hit rate, the container's peak memory and whether its instance was
-  ever replaced (an OOM kill would show as a new instance).
+  each invocation, so its second call of a model loads from the disk cache); beside them, round by
+  round, MLServer's repository API on the same model file (``POST /v2/repository/models/{name}/load``
+  then the first ``/infer``), MLServer installed as ``benchmarks/peers.py`` does;
+- 200 models in ~20 models' memory, Zipf-drawn requests (``benchmarks/multimodel_zipf.py``), on
+  each runtime; on docker with the engine's proof that no container was OOM-killed.
+
+``--baseline SRC`` (``src/`` of another checkout) runs the cold loads and the Zipf run on that
+code too (process runtime), for a before/after in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
-import json
-import random
 import statistics
 import sys
 import tempfile
-import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import joblib
@@ -33,29 +36,13 @@ import platformdirs
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
+from benchmarks import multimodel_zipf, peers
 from benchmarks.markdown import table
 from benchmarks.stack import ROLE, SKLEARN_URI, DockyardStack
 from dockyard.artifacts.package import make_model_tarball
 
 BODY = b"5.1,3.5,1.4,0.2"
 HEADERS = {"Content-Type": "text/csv", "Accept": "application/json"}
-MODELS = 200
-BALLAST_MIB = 80
-ZIPF_S = 1.1
-CLIENTS = 4
-BALLAST_CODE = f'''
-import os
-
-import joblib
-import numpy as np
-
-
-def model_fn(model_dir):
-    model = joblib.load(os.path.join(model_dir, "model.joblib"))
-    # Resident memory a real model would take: {BALLAST_MIB} MiB, every page touched.
-    model.ballast_ = np.ones({BALLAST_MIB} * 2**17)
-    return model
-'''
 
 
 def _prefix(root: Path, count: int, code: str | None) -> Path:
@@ -108,65 +95,73 @@ def warm(stack: DockyardStack, rounds: int) -> dict[str, float]:
     return {"single": statistics.median(single), "multi": statistics.median(multi)}
 
 
-def cold(stack: DockyardStack, count: int) -> dict[str, float]:
-    conn = http.client.HTTPConnection("127.0.0.1", stack.port)
-    downloaded, unpacked = [], []
+def _post(url: str, body: bytes = b"") -> float:
+    """POST ``url`` (a 200 expected); milliseconds."""
+    started = time.perf_counter()
+    request = urllib.request.Request(url, body, {"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=120) as resp:
+        resp.read()
+    return (time.perf_counter() - started) * 1000
+
+
+def cold(stacks: dict[str, DockyardStack], count: int, mlserver: str | None) -> dict[str, float]:
+    """Median invoke → answer of cold models, per stack (not downloaded, already unpacked) and for
+    MLServer (load + first infer), all in the same rounds."""
+    conns = {label: http.client.HTTPConnection("127.0.0.1", s.port) for label, s in stacks.items()}
+    times: dict[str, list[float]] = {}
     for i in range(1, count + 1):
-        status, ms = _invoke(conn, "bench-mme-nocache", f"m{i}.tar.gz")  # download + unpack + load
-        assert status == 200, status
-        downloaded.append(ms)
-        status, ms = _invoke(conn, "bench-mme-nocache", f"m{i}.tar.gz")  # load from the disk cache
-        assert status == 200, status
-        unpacked.append(ms)
-    return {"not downloaded": statistics.median(downloaded), "already unpacked": statistics.median(unpacked)}
+        for label, conn in conns.items():
+            for kind in ("not downloaded", "already unpacked"):  # the second loads from the disk cache
+                status, ms = _invoke(conn, "bench-mme-nocache", f"m{i}.tar.gz")
+                assert status == 200, status
+                times.setdefault(f"{label}: {kind}", []).append(ms)
+        if mlserver is not None:
+            load = _post(f"{mlserver}/v2/repository/models/m{i}/load")
+            infer = _post(f"{mlserver}/v2/models/m{i}/infer", peers.infer_body())
+            times.setdefault(f"{peers.specs()[0].label}: load", []).append(load)
+            times.setdefault(f"{peers.specs()[0].label}: load + first infer", []).append(load + infer)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
-def _stats(stack: DockyardStack, endpoint: str) -> dict:
-    conn = http.client.HTTPConnection("127.0.0.1", stack.port)
-    conn.request("GET", f"/_dockyard/endpoints/{endpoint}/stats")
-    return json.loads(conn.getresponse().read())
+def _mlserver(cache: Path, tmp: Path, small: Path, count: int, opened: contextlib.ExitStack) -> str | None:
+    """MLServer on a repository of the cold models' files (unpacked), none loaded; its URL."""
+    spec = peers.specs()[0]
+    try:
+        python = peers.ensure_venv(cache, spec)
+        models = {}
+        for i in range(1, count + 1):
+            models[f"m{i}"] = tmp / "mlserver-models" / f"m{i}"
+            models[f"m{i}"].mkdir(parents=True)
+            joblib.dump(joblib.load(small.parent / f"{small.name}-src" / "model.joblib"), models[f"m{i}"] / "model.joblib")
+        peer, base = peers.start_mlserver_repository(spec, python, models, tmp)
+    except peers.PeerError as exc:
+        print(f"MLServer left out: {exc}", file=sys.stderr)
+        return None
+    opened.callback(peer.stop)
+    return base
 
 
-def zipf(stack: DockyardStack, requests: int) -> dict[str, float]:
-    weights = [1 / (k + 1) ** ZIPF_S for k in range(MODELS)]
-    rng = random.Random(7)
-    targets = [f"m{i}.tar.gz" for i in rng.choices(range(MODELS), weights, k=requests)]
-    counts = {"failed": 0, "retried 429": 0}
-    failures: list[str] = []
-    lock = threading.Lock()
-    before = {row["instance"] for row in _stats(stack, "bench-zipf")["containers"]}
-    peak = 0
+def _stack(opened: contextlib.ExitStack, root: Path, runtime: str, source: Path | None = None) -> DockyardStack:
+    return opened.enter_context(DockyardStack(root, source=source, settings={"DOCKYARD_RUNTIME": runtime}))
 
-    def client(mine: list[str]) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=120)
-        for target in mine:
-            for _ in range(10):
-                status, _ = _invoke(conn, "bench-zipf", target, failures)
-                if status != 429:  # ModelNotReadyException: retried, as boto3 does
-                    break
-                with lock:
-                    counts["retried 429"] += 1
-                time.sleep(0.2)
-            if status != 200:
-                with lock:
-                    counts["failed"] += 1
 
-    threads = [threading.Thread(target=client, args=(targets[k::CLIENTS],)) for k in range(CLIENTS)]
-    for t in threads:
-        t.start()
-    while any(t.is_alive() for t in threads):
-        peak = max(peak, max((r["memory_bytes"] or 0 for r in _stats(stack, "bench-zipf")["containers"]), default=0))
-        time.sleep(0.5)
-    for failure in failures:
-        if not failure.startswith("429"):
-            print("failed:", failure, file=sys.stderr)
-    stats = _stats(stack, "bench-zipf")
-    hits = sum(m["hits"] for m in stats["models"])
-    misses = sum(m["misses"] for m in stats["models"])
-    return {**counts, "hit rate %": 100 * hits / max(hits + misses, 1),
-            "loaded at the end": sum(m["loaded"] for m in stats["models"]),
-            "peak container MiB": peak / 2**20,
-            "instance replaced": float({r["instance"] for r in stats["containers"]} != before)}
+def _print_tables(args: argparse.Namespace, w: dict[str, float], c: dict[str, float],
+                  z: dict[str, dict[str, float | str]]) -> None:
+    print(table(["warm hit", "p50 ms"], [
+        ["single-model endpoint", f"{w['single']:.3f}"], ["multi-model, TargetModel loaded", f"{w['multi']:.3f}"],
+        ["difference", f"{w['multi'] - w['single']:+.3f}"]]))
+    print()
+    print(table(["cold load (invoke → answer)", "p50 ms"], [[k, f"{v:.1f}"] for k, v in c.items()]))
+    print()
+    rows = list(next(iter(z.values())))
+    for figures in z.values():
+        rows += [k for k in figures if k not in rows]
+
+    def fmt(v: float | str | None) -> str:
+        return "—" if v is None else f"{v:.1f}" if isinstance(v, float) else str(v)
+
+    print(table([f"{args.requests} Zipf(s={multimodel_zipf.ZIPF_S}) requests, {multimodel_zipf.MODELS} models, "
+                 "~20 fit", *z], [[k, *(fmt(f.get(k)) for f in z.values())] for k in rows]))
 
 
 def main(argv: list[str]) -> int:
@@ -174,31 +169,40 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=300, help="warm-hit rounds per endpoint (default 300)")
     parser.add_argument("--cold", type=int, default=20, help="models loaded cold (default 20)")
     parser.add_argument("--requests", type=int, default=1000, help="Zipf requests (default 1000)")
+    parser.add_argument("--runtimes", default="process,docker", help="runtimes, process first (default process,docker)")
+    parser.add_argument("--baseline", type=Path, help="src/ of another checkout: cold loads and Zipf on it too")
+    parser.add_argument("--no-mlserver", action="store_true", help="leave MLServer out")
+    parser.add_argument("--quick", action="store_true", help="a few rounds of each, process runtime only (CI)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.cold, args.requests, args.runtimes, args.no_mlserver = 20, 2, 60, "process", True
     cache = Path(platformdirs.user_cache_dir("dockyard")) / "benchmarks"
     cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="multimodel-", dir=cache) as tmp, \
-            DockyardStack(Path(tmp) / "stack") as stack:
-        small = _prefix(Path(tmp) / "small", args.cold + 1, None)
-        heavy = _prefix(Path(tmp) / "heavy", MODELS, BALLAST_CODE)
+    with tempfile.TemporaryDirectory(prefix="multimodel-", dir=cache) as name, contextlib.ExitStack() as opened:
+        tmp = Path(name)
+        small = _prefix(tmp / "small", args.cold + 1, None)
+        heavy = _prefix(tmp / "heavy", multimodel_zipf.MODELS, multimodel_zipf.BALLAST_CODE)
+        # Labelled "<code> (<runtime>)"; the first is this checkout on the process runtime.
+        stacks = {f"dockyard ({runtime})": _stack(opened, tmp / runtime, runtime) for runtime in args.runtimes.split(",")}
+        if args.baseline is not None:
+            stacks["baseline (process)"] = _stack(opened, tmp / "baseline", "process", args.baseline)
+        stack = stacks["dockyard (process)"]
         stack.deploy("bench-single", [small / "m0.tar.gz"])
         _mme(stack, "bench-mme", small)
-        _mme(stack, "bench-mme-nocache", small, cache="Disabled")
-        _mme(stack, "bench-zipf", heavy, instance_type="ml.c8g.medium")
+        for s in stacks.values():
+            _mme(s, "bench-mme-nocache", small, cache="Disabled")
+        mlserver = None if args.no_mlserver else _mlserver(cache, tmp, small, args.cold, opened)
         print("warm hits …", file=sys.stderr)
         w = warm(stack, args.rounds)
         print("cold loads …", file=sys.stderr)
-        c = cold(stack, args.cold)
-        print("Zipf over 200 models …", file=sys.stderr)
-        z = zipf(stack, args.requests)
-    print(table(["warm hit", "p50 ms"], [
-        ["single-model endpoint", f"{w['single']:.3f}"], ["multi-model, TargetModel loaded", f"{w['multi']:.3f}"],
-        ["difference", f"{w['multi'] - w['single']:+.3f}"]]))
-    print()
-    print(table(["cold load (invoke → answer)", "p50 ms"], [[k, f"{v:.1f}"] for k, v in c.items()]))
-    print()
-    print(table([f"{args.requests} Zipf(s={ZIPF_S}) requests, {MODELS} models, ~20 fit", "value"],
-                [[k, f"{v:.1f}" if isinstance(v, float) else str(v)] for k, v in z.items()]))
+        c = cold(stacks, args.cold, mlserver)
+        z: dict[str, dict[str, float | str]] = {}
+        for label, s in stacks.items():
+            print(f"Zipf over {multimodel_zipf.MODELS} models: {label} …", file=sys.stderr)
+            _mme(s, "bench-zipf", heavy, instance_type=multimodel_zipf.INSTANCE_TYPE)
+            z[label] = multimodel_zipf.run(s, "bench-zipf", args.requests, _invoke, docker=label.endswith("(docker)"))
+            s.delete("bench-zipf")
+    _print_tables(args, w, c, z)
     return 0
 
 

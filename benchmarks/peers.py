@@ -133,23 +133,47 @@ def _launch(spec: PeerSpec, command: list[str], log_path: Path, cwd: Path, ready
     return RunningPeer(spec, proc, target, ready, log_path)
 
 
+def _mlserver_repository(repo: Path, models: dict[str, Path], **settings: object) -> str:
+    """An MLServer model repository at ``repo`` serving ``models`` (name → a directory holding
+    its ``model.joblib``) on a free port; its base URL."""
+    port = free_port()
+    repo.mkdir(parents=True, exist_ok=True)
+    (repo / "settings.json").write_text(json.dumps({
+        "debug": False, "host": "127.0.0.1", "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(),
+        **settings,
+    }))
+    for name, model_dir in models.items():
+        (repo / name).mkdir(exist_ok=True)
+        (repo / name / "model-settings.json").write_text(json.dumps({
+            "name": name, "implementation": "mlserver_sklearn.SKLearnModel",
+            "parameters": {"uri": str(model_dir / "model.joblib")},
+        }))
+    return f"http://127.0.0.1:{port}"
+
+
 def start_mlserver(spec: PeerSpec, python: Path, model_dir: Path, root: Path) -> RunningPeer:
     """``mlserver start`` on a model repository holding the iris model (V2 protocol)."""
     repo = root / "mlserver"
-    (repo / "iris").mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    (repo / "settings.json").write_text(json.dumps({
-        "debug": False, "host": "127.0.0.1", "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(),
-    }))
-    (repo / "iris" / "model-settings.json").write_text(json.dumps({
-        "name": "iris", "implementation": "mlserver_sklearn.SKLearnModel",
-        "parameters": {"uri": str(model_dir / "model.joblib")},
-    }))
-    body = json.dumps({"inputs": [{"name": "input-0", "shape": [1, len(ROW)], "datatype": "FP64", "data": ROW}]})
-    base = f"http://127.0.0.1:{port}"
-    target = Target(spec.label, f"{base}/v2/models/iris/infer", body.encode(), (("Content-Type", "application/json"),))
+    base = _mlserver_repository(repo, {"iris": model_dir})
+    target = Target(spec.label, f"{base}/v2/models/iris/infer", infer_body(), (("Content-Type", "application/json"),))
     command = [str(python.parent / "mlserver"), "start", str(repo)]
     return _launch(spec, command, root / "mlserver.log", repo, f"{base}/v2/models/iris/ready", target)
+
+
+def start_mlserver_repository(spec: PeerSpec, python: Path, models: dict[str, Path], root: Path) -> tuple[RunningPeer, str]:
+    """``mlserver start`` on a model repository of ``models``, none loaded at start: each is
+    loaded by the repository API (``POST /v2/repository/models/{name}/load``). Also its base URL."""
+    repo = root / "mlserver-repository"
+    base = _mlserver_repository(repo, models, load_models_at_startup=False)
+    target = Target(spec.label, f"{base}/v2/models/{next(iter(models))}/infer", infer_body(),
+                    (("Content-Type", "application/json"),))
+    command = [str(python.parent / "mlserver"), "start", str(repo)]
+    return _launch(spec, command, root / "mlserver-repository.log", repo, f"{base}/v2/health/ready", target), base
+
+
+def infer_body() -> bytes:
+    """One iris row in the V2 protocol."""
+    return json.dumps({"inputs": [{"name": "input-0", "shape": [1, len(ROW)], "datatype": "FP64", "data": ROW}]}).encode()
 
 
 def start_kserve(spec: PeerSpec, python: Path, model_dir: Path, root: Path) -> RunningPeer:

@@ -1,7 +1,7 @@
 """What a test needs beyond ``.[test]``: an optional framework, a container engine, a base image,
 the package index. Without it a test skips with a one-line reason — unless CI asked for it
 (``DOCKYARD_REQUIRE_FRAMEWORKS=1`` for frameworks and the index, ``DOCKYARD_REQUIRE_DOCKER=1``
-for the engine and a base image, both set by ``.ci/run``), where the missing piece fails the test.
+for the engine and a base image, ``DOCKYARD_REQUIRE_RAY=1`` for Ray, all set by ``.ci/run``), where the missing piece fails the test.
 
 ``require("torch")`` imports a framework (at module level it skips the whole module); the
 conditions behind the ``docker``, ``base_image`` and ``index`` markers are session fixtures in
@@ -11,6 +11,7 @@ tests/conftest.py, so each is checked once.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 from types import ModuleType
 from typing import NoReturn
@@ -19,6 +20,7 @@ import pytest
 
 REQUIRE_FRAMEWORKS = "DOCKYARD_REQUIRE_FRAMEWORKS"
 REQUIRE_DOCKER = "DOCKYARD_REQUIRE_DOCKER"
+REQUIRE_RAY = "DOCKYARD_REQUIRE_RAY"
 
 # The pip requirement that provides each optional module the tests use.
 INSTALL = {
@@ -46,3 +48,9 @@ def require(module: str) -> ModuleType:
             missing = str(exc)
         unavailable(f"{module} is not importable ({missing})", REQUIRE_FRAMEWORKS)
     return pytest.importorskip(module, reason=f"needs {module}: {INSTALL.get(module, f'pip install {module}')}")
+
+
+def require_ray() -> None:
+    """Skip a Ray test (tests/ray) when Ray is not installed, or fail under DOCKYARD_REQUIRE_RAY=1."""
+    if importlib.util.find_spec("ray") is None:
+        unavailable("needs Ray: pip install 'dockyard[ray]'", REQUIRE_RAY)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import ssl
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -73,3 +76,24 @@ class Server:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def with_s3(root: Path, extra_env: dict[str, str] | None = None) -> Iterator[tuple[Server, Any]]:
+    """A server whose S3 is moto's on a loopback port (AWS_ENDPOINT_URL_S3), and an S3 client for
+    it with the bucket ``models``."""
+    from moto.server import ThreadedMotoServer
+
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    moto.start()
+    url = f"http://127.0.0.1:{port}"
+    srv = Server(root / "state", root / "server.log", {**(extra_env or {}), "AWS_ENDPOINT_URL_S3": url}).start()
+    try:
+        s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1")
+        s3.create_bucket(Bucket="models")
+        yield srv, s3
+    finally:
+        srv.stop()
+        moto.stop()

@@ -79,7 +79,7 @@ def test_fields_added_later_are_read_without_code_for_them():
     ("DOCKYARD_STOP_GRACE", "soon", "DOCKYARD_STOP_GRACE='soon' is not a number"),
     ("DOCKYARD_HEALTH_INTERVAL", "0", "DOCKYARD_HEALTH_INTERVAL=0.0 is below the minimum 0.01"),
     ("DOCKYARD_MAX_PAYLOAD_BYTES", "-1", "DOCKYARD_MAX_PAYLOAD_BYTES=-1 is below the minimum 1"),
-    ("DOCKYARD_RUNTIME", "k8s", "DOCKYARD_RUNTIME='k8s' is not one of process, docker"),
+    ("DOCKYARD_RUNTIME", "k8s", "DOCKYARD_RUNTIME='k8s' is not one of process, docker, ray"),
 ])
 def test_a_bad_value_is_an_error_naming_the_variable(variable, value, message):
     with pytest.raises(SettingsError) as info:

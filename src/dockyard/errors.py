@@ -43,6 +43,11 @@ def already_exists(kind: str, arn: str) -> AwsError:
     return AwsError("ValidationException", f'Cannot create already existing {kind} "{arn}".')
 
 
+def object_not_found(message: str) -> AwsError:
+    """Application Auto Scaling's "no such scalable target / scaling policy"."""
+    return AwsError("ObjectNotFoundException", message)
+
+
 def limit_exceeded(message: str) -> AwsError:
     return AwsError("ResourceLimitExceeded", message)
 

@@ -5,11 +5,13 @@ port — the control plane (``POST /`` with ``X-Amz-Target``), the runtime API
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import ipaddress
 import logging
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -25,7 +27,7 @@ from dockyard.api import (
     runtime_api,
 )
 from dockyard.api.errors import control_plane_errors, runtime_errors
-from dockyard.api.validation import sagemaker_validator
+from dockyard.api.validation import autoscaling_validator, sagemaker_validator
 from dockyard.artifacts.policy import AccessPolicy, allowed_roots
 from dockyard.artifacts.store import ArtifactStore
 from dockyard.asyncinference import metrics as async_metrics
@@ -33,8 +35,9 @@ from dockyard.asyncinference.notify import Notifier
 from dockyard.asyncinference.queue import AsyncInference
 from dockyard.asyncinference.storage import Storage
 from dockyard.capture.capture import DataCapture, observer
+from dockyard.control.autoscaling import Autoscaler
 from dockyard.control.context import ControlContext
-from dockyard.control.plane import operations
+from dockyard.control.plane import autoscaling_operations, endpoint_ops, operations
 from dockyard.control.provision import Provisioner
 from dockyard.control.reconciler import Reconciler
 from dockyard.control.scaling import IdleScaler
@@ -83,7 +86,29 @@ def make_runtime(settings: Settings, user: ContainerUser | None = None, scratch:
 
         return DockerRuntime(client, owner=str(settings.state_dir.resolve()), stop_grace=settings.stop_grace,
                              registry=settings.registry, base_image=settings.base_image)
-    raise ValueError(f"unknown runtime {settings.runtime!r}; choose 'process' or 'docker'")
+    if settings.runtime == "ray":
+        return _ray_runtime(settings, scratch or settings.state_dir)
+    raise ValueError(f"unknown runtime {settings.runtime!r}; choose 'process', 'docker' or 'ray'")
+
+
+def _ray_runtime(settings: Settings, scratch: Path) -> Runtime:
+    """Join the Ray cluster (docs/scale-out.md); SystemExit with one line when that cannot be done."""
+    if importlib.util.find_spec("ray") is None:
+        raise SystemExit("dockyard serve --runtime ray: Ray is not installed here: pip install 'dockyard[ray]'")
+    from dockyard.runtime.ray import RayRuntime, connect
+    from dockyard.runtime.ray_actor import NodeConfig
+
+    try:
+        connect(settings.ray_address)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise SystemExit(f"dockyard serve --runtime ray: cannot join the Ray cluster at {settings.ray_address}: {exc}") from None
+    config = NodeConfig(
+        owner=str(settings.state_dir.resolve()), stop_grace=settings.stop_grace, containers=settings.ray_containers,
+        region=settings.region, policy=AccessPolicy.from_settings(settings), cache_dir=scratch / "node-cache",
+        layers_dir=scratch / "layers", container_user=settings.container_user, registry=settings.registry,
+        base_image=settings.base_image,
+    )
+    return RayRuntime(config, settings.ray_capacity_timeout)
 
 
 def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Application:
@@ -95,7 +120,8 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     metrics = GatewayMetrics(registry)
     artifacts = ArtifactStore(settings.state_dir / "cache", settings.region, AccessPolicy.from_settings(settings))
     models = MultiModels(artifacts, settings.model_load_wait, ModelMetrics(registry))
-    gateway = Gateway(settings.account_id, settings.region, settings.invocation_timeout, RequestMetrics(registry),
+    requests = RequestMetrics(registry)
+    gateway = Gateway(settings.account_id, settings.region, settings.invocation_timeout, requests,
                       ServerlessMetrics(registry), models)
     user = container_user(settings) if runtime is None else None
     try:
@@ -110,6 +136,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
         artifacts,
         settings.startup_timeout,
         instances_dir=scratch / "instances",
+        fetch_on_node=runtime.name == "ray",
     )
     routes = RouteBuilder(metrics, gateway.publish)
     reconciler = Reconciler(store, runtime, provisioner, routes, settings.health_interval,
@@ -123,6 +150,8 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     gateway.serverless.wake = reconciler.wake  # a serverless variant's cold start
     if isinstance(runtime, ProcessRuntime):
         runtime.memory.on_exceeded = gateway.stopped.__setitem__  # the watchdog's reason, for the ModelError
+    if runtime.name == "ray":
+        runtime.on_lost = reconciler.poke  # type: ignore[attr-defined]  # an instance's actor or node is gone: heal now
 
     def changed() -> None:
         # Which endpoints are asynchronous and which capture, before the operation answers.
@@ -132,7 +161,13 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
         reconciler.call_soon(live.wake)
         reconciler.poke()
 
-    ops = operations(ControlContext(store, settings, changed))
+    ctx = ControlContext(store, settings, changed)
+
+    def backlog(endpoint: str) -> float | None:
+        values = queue.backlog_of(endpoint)
+        return values["ApproximateBacklogSize"] if values is not None else None
+
+    autoscaler = Autoscaler(ctx, endpoint_ops(ctx), requests.count, backlog, settings.autoscaling_period)
 
     def log_files(endpoint: str) -> list[tuple[str, str, Path, bool]]:
         """(instance, container, log file, whether the instance is running) of every container ever started."""
@@ -152,10 +187,26 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
         """A multi-model instance's container memory (RSS), which its models must fit beside."""
         for instance in reconciler.running(endpoint):
             if instance.spec.instance_id == instance_id:
-                return sum(s.memory_bytes or 0 for s in await runtime.stats(instance))
+                return await runtime.resident_memory(instance)
         return None
 
     models.memory_of = memory_of
+
+    def nodes(endpoint: str) -> dict[str, str]:
+        """Instance id → the node it runs on (a host name; a Ray node's address and id)."""
+        return {i.spec.instance_id: i.node for i in reconciler.running(endpoint)}
+
+    def readiness() -> dict[str, dict[str, dict[str, Any]]]:
+        """Per endpoint and variant: ready and desired instances, and the nodes they run on."""
+        table: dict[str, dict[str, dict[str, Any]]] = {name: {v: dict(counts) for v, counts in variants.items()}
+                                                       for name, variants in routes.readiness().items()}
+        for name, variants in table.items():
+            for counts in variants.values():
+                counts["nodes"] = []
+            for instance in reconciler.running(name):
+                if instance.spec.variant in variants:
+                    variants[instance.spec.variant]["nodes"].append(instance.node)
+        return table
 
     live = console.LiveChannel(console.Sources(
         endpoints=store.list_endpoints, endpoint=store.get_endpoint, routing=lambda: gateway.table,
@@ -165,18 +216,23 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     app = web.Application(middlewares=[control_plane_errors, runtime_errors])  # type: ignore[list-item]  # aiohttp's own alias is narrower
     console.install(app, live)
     app.add_routes(admin.routes(registry, metrics.summary, log_files, stats, lambda name: name.lower() in gateway.table,
-                                gateway.serverless.metrics.summary, models.describe, queue.backlog_of))
-    app.add_routes([admin.readiness_route(routes.readiness)])
+                                gateway.serverless.metrics.summary, models.describe, queue.backlog_of, nodes))
+    app.add_routes([admin.readiness_route(readiness)])
     app[runtime_api.INVOKE] = invoke = runtime_api.handler(
         gateway, settings.max_payload_bytes, async_invocations.realtime_guard(queue), observer(capture))
     app.add_routes(runtime_api.routes(invoke))
     app.add_routes(async_invocations.routes(queue))
     app.add_routes(response_stream.routes(gateway, settings.max_payload_bytes, async_invocations.realtime_guard(queue)))
-    app.router.add_post("/", control_plane.handler(ops, sagemaker_validator()))
+    app.router.add_post("/", control_plane.handler({
+        control_plane.SAGEMAKER: control_plane.Service("SageMaker", operations(ctx), sagemaker_validator()),
+        control_plane.AUTOSCALING: control_plane.Service("Application Auto Scaling", autoscaling_operations(ctx),
+                                                         autoscaling_validator()),
+    }))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         # Runs before the port accepts requests: the gateway knows every stored endpoint.
         reconciler.start()
+        autoscaler.start()
         await queue.start()
         await store.run(capture.refresh)
         capture.start()
@@ -185,6 +241,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
         # asynchronous requests stay stored for the next start.
         await queue.shutdown()
         await capture.close()  # what is buffered is written
+        await autoscaler.close()
         await reconciler.shutdown()
         await provisioner.close()
         await runtime.close()

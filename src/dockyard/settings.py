@@ -56,7 +56,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = field(default=DEFAULT_PORT, metadata=_bounds(0, 65535))
     state_dir: Path = field(default_factory=default_state_dir)
-    runtime: str = field(default="process", metadata=_bounds(choices=("process", "docker")))
+    runtime: str = field(default="process", metadata=_bounds(choices=("process", "docker", "ray")))
     region: str = field(default="us-east-1", metadata=_bounds(fallback="AWS_DEFAULT_REGION"))
     account_id: str = "123456789012"
     # SageMaker: a container must answer /invocations within 60 s.
@@ -80,6 +80,9 @@ class Settings:
     # seconds with no request in flight; the next request starts one (a cold start). SageMaker
     # scales serverless endpoints to zero after a few idle minutes.
     serverless_idle_seconds: float = field(default=300.0, metadata=_bounds(0.01))
+    # Autoscaling (control/autoscaling.py): the length of one metric datapoint. SageMaker's
+    # metrics are per minute; a shorter period is normalised to per minute (tests use ~1 s).
+    autoscaling_period: float = field(default=60.0, metadata=_bounds(0.05))
     # Most containers all endpoints may run together (ResourceLimitExceeded beyond).
     max_containers: int = field(default=200, metadata=_bounds(0))
     # Docker runtime: the registry that ECR-style image URIs are pulled from (host[:port][/prefix]):
@@ -103,6 +106,13 @@ class Settings:
     # Process runtime: fork managed containers of fork-safe frameworks from a pre-warmed parent per
     # framework (fast start, shared memory); false spawns every container as a new interpreter.
     fork_server: bool = True
+    # Ray runtime (docs/scale-out.md): the cluster to join ("auto": the one this machine's `ray start`
+    # joined; else the head's GCS address host:port), and how instances run their containers on a node.
+    ray_address: str = "auto"
+    ray_containers: str = field(default="process", metadata=_bounds(choices=("process", "docker")))
+    # Ray runtime: how long an instance waits for the cluster to place it before its start fails
+    # with SageMaker's insufficient-capacity FailureReason.
+    ray_capacity_timeout: float = field(default=120.0, metadata=_bounds(0))
     # Security (README "Security"). An INI file of access key id → secret (like ~/.aws/credentials):
     # when given, every request must carry a SigV4 signature made with one of its keys.
     credentials: Path | None = None

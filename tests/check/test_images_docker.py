@@ -140,3 +140,12 @@ def test_the_scaffold_image_deploys_on_the_docker_runtime(which, request, docker
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"species": ["setosa", "versicolor", "virginica"]}
+
+
+def test_the_byoc_multi_model_example_honours_the_contract(engine, sklearn_image, tmp_path):
+    image = byoc_image(engine, Path(__file__).resolve().parents[2] / "examples" / "byoc-multi-model",
+                       "dockyard-tests/byoc-mme:latest")
+    (tmp_path / "name.txt").write_text("checked")
+    code, report = run_check(*FAST, image, "--model-dir", str(tmp_path))
+    assert code == 0, report
+    assert statuses(report)["multi-model"] == "pass"

@@ -69,11 +69,18 @@ class Dockyard:
 
     async def call(self, operation: str, **params: Any) -> dict[str, Any]:
         """One control-plane operation; an AWS error raises ``AwsError``."""
+        return await self._post(f"SageMaker.{operation}", params)
+
+    async def scaling(self, operation: str, **params: Any) -> dict[str, Any]:
+        """One Application Auto Scaling operation; an AWS error raises ``AwsError``."""
+        return await self._post(f"AnyScaleFrontendService.{operation}", params)
+
+    async def _post(self, target: str, params: dict[str, Any]) -> dict[str, Any]:
         assert self.client is not None
         resp = await self.client.post(
             "/",
             data=json.dumps(params),
-            headers={"X-Amz-Target": f"SageMaker.{operation}", "Content-Type": "application/x-amz-json-1.1"},
+            headers={"X-Amz-Target": target, "Content-Type": "application/x-amz-json-1.1"},
         )
         body = await resp.json(content_type=None)
         if resp.status >= 300:

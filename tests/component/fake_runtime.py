@@ -48,7 +48,8 @@ class Behaviour:
     # (FAKE_MAX_MODELS); and how long a load takes (FAKE_LOAD_DELAY).
     max_models: int | None = None
     load_delay: float = 0.0
-    # Resident memory each loaded model adds to the container's stats (FAKE_MODEL_MEMORY).
+    # Resident memory each model adds to the container's stats from the start of its load, as a
+    # real load allocates while it runs (FAKE_MODEL_MEMORY).
     model_memory: int = 0
 
     def with_environment(self, env: Mapping[str, str]) -> Behaviour:
@@ -91,6 +92,9 @@ class FakeContainer:
     # DELETE /models/{name} in order, as ("load" | "unload", name).
     models: dict[str, str] = field(default_factory=dict)
     model_calls: list[tuple[str, str]] = field(default_factory=list)
+    # Models being loaded now, and the most ever in memory at once (loaded or loading).
+    loading: set[str] = field(default_factory=set)
+    peak_models: int = 0
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -106,11 +110,16 @@ class FakeContainer:
         spec = await request.json()
         name = spec["model_name"]
         self.model_calls.append(("load", name))
-        await asyncio.sleep(self.behaviour.load_delay)
-        if name in self.models:
+        if name in self.models or name in self.loading:
             return web.json_response({"message": "already loaded"}, status=409)
         if self.behaviour.max_models is not None and len(self.models) >= self.behaviour.max_models:
             return web.json_response({"message": "out of memory"}, status=507)
+        self.loading.add(name)
+        self.peak_models = max(self.peak_models, len(self.models) + len(self.loading))
+        try:
+            await asyncio.sleep(self.behaviour.load_delay)
+        finally:
+            self.loading.discard(name)
         self.models[name] = (Path(spec["url"]) / "name.txt").read_text()
         return web.json_response({"status": "loaded"})
 
@@ -240,8 +249,12 @@ class FakeRuntime:
         return [c.hostname for c in instance.containers if c.handle.exited]
 
     async def stats(self, instance: base.RunningInstance) -> list[base.ContainerStats]:
-        return [base.ContainerStats(c.hostname, 0.0, len(c.handle.models) * c.handle.behaviour.model_memory)
+        return [base.ContainerStats(c.hostname, 0.0,
+                                    (len(c.handle.models) + len(c.handle.loading)) * c.handle.behaviour.model_memory)
                 for c in instance.containers]
+
+    async def resident_memory(self, instance: base.RunningInstance) -> int | None:
+        return sum(s.memory_bytes or 0 for s in await self.stats(instance))
 
     async def adopt(self) -> list[base.RunningInstance]:
         # What a killed server "left running": instances a test started on another FakeRuntime.

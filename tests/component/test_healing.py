@@ -53,7 +53,7 @@ async def test_a_failing_replacement_is_retried_until_it_works(dockyard: Dockyar
     assert gauge(text, "dockyard_variant_desired_instances", "ep") == 1
     assert dockyard.client is not None
     readiness = await (await dockyard.client.get("/_dockyard/endpoints")).json()
-    assert readiness == {"endpoints": {"ep": {"AllTraffic": {"ready": 0, "desired": 1}}}}
+    assert readiness == {"endpoints": {"ep": {"AllTraffic": {"ready": 0, "desired": 1, "nodes": []}}}}
     assert _status("InService", readiness["endpoints"]["ep"]) == "[yellow]InService (0/1 ready)[/]"
     status, code, message = await error_of(await dockyard.invoke("ep"))
     assert (status, code) == (503, "ServiceUnavailable")

@@ -82,7 +82,8 @@ async def test_cache_disabled_unloads_after_each_invocation(dockyard: Dockyard, 
     assert (await invoke(dockyard, "m3.tar.gz"))["model"] == "m3"
     assert (await invoke(dockyard, "m3.tar.gz"))["model"] == "m3"
     (container,) = dockyard.fake.containers("mme")
-    assert container.models == {}
+    # Unloaded after the answer (the client does not wait for it), and before the next load.
+    await dockyard.until(lambda: container.models == {})
     assert [kind for kind, _ in calls(dockyard)] == ["load", "unload", "load", "unload"]
 
 
@@ -136,6 +137,24 @@ async def test_models_are_unloaded_before_the_instance_memory_runs_out(dockyard:
     # Least recently used first, and never through a 507.
     assert [name for kind, name in container.model_calls if kind == "unload"] == [
         model_name(f"m{i}.tar.gz") for i in range(3)]
+
+
+async def test_concurrent_first_loads_reserve_memory_before_any_model_is_measured(
+        dockyard: Dockyard, tmp_path: Path) -> None:
+    # Twelve first requests at once, for 1 GiB models on an 8 GiB instance: no model's memory is
+    # known when they arrive, yet no more than 7 (90 %) may ever be in memory, loaded or loading.
+    gib = 1024**3
+    await deploy_mme(dockyard, tmp_path, env={"FAKE_MODEL_MEMORY": str(gib), "FAKE_LOAD_DELAY": "0.05"}, models=12)
+    answers = await asyncio.gather(*(invoke(dockyard, f"m{i}.tar.gz") for i in range(12)))
+    assert [a["model"] for a in answers] == [f"m{i}" for i in range(12)]
+    (container,) = dockyard.fake.containers("mme")
+    assert container.peak_models <= 7
+    # The first load was measured alone: its growth is what ``dockyard stats --models`` shows.
+    assert dockyard.client is not None
+    stats = await (await dockyard.client.get("/_dockyard/endpoints/mme/stats")).json()
+    measured = [m["memory_bytes"] for m in stats["models"] if m["memory_bytes"] is not None]
+    assert measured and set(measured) == {gib}
+    assert sum(m["loaded"] for m in stats["models"]) == len(container.models) <= 7
 
 
 async def test_model_metrics_are_prometheus_series(dockyard: Dockyard, tmp_path: Path) -> None:

@@ -5,12 +5,14 @@ without the label is refused with a FailureReason."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import pytest
 from e2e.deploy import create_endpoint, delete_all, wait_settled
 from e2e.models import SKLEARN_URI
-from e2e.test_multi_model import invoke, named_model
+from e2e.test_multi_model import invoke, named_model, update_without_a_failed_invocation
+from servers import with_s3
 
 from dockyard.artifacts.package import make_model_tarball
 
@@ -86,3 +88,38 @@ def test_an_image_without_the_multi_models_label_is_refused(sm, byoc_image: str,
         assert "com.amazonaws.sagemaker.capabilities.multi-models=true" in desc["FailureReason"]
     finally:
         delete_all(sm, "mme-unlabelled")
+
+
+@pytest.mark.index  # pip inside the container
+def test_a_model_with_requirements_gets_its_own_layer(sm, rt, tmp_path: Path) -> None:
+    from frameworks.test_layers import INFERENCE, REQUIREMENT
+
+    prefix = tmp_path / "models"
+    prefix.mkdir()
+    source = tmp_path / "uni-src"
+    (source / "code").mkdir(parents=True)
+    (source / "code" / "inference.py").write_text(textwrap.dedent(INFERENCE))
+    (source / "code" / "requirements.txt").write_text(REQUIREMENT + "\n")
+    make_model_tarball(source, prefix / "uni.tar.gz")
+    named_model(prefix, "a.tar.gz", "a")
+    create_endpoint(sm, "mme-docker-layer", {"PrimaryContainer": {
+        "Image": SKLEARN_URI, "Mode": "MultiModel", "ModelDataUrl": prefix.as_uri() + "/"}})
+    try:
+        reply = rt.invoke_endpoint(EndpointName="mme-docker-layer", TargetModel="uni.tar.gz", ContentType="text/csv",
+                                   Body="Ünïcödé straße".encode())
+        assert reply["Body"].read().decode() == "Unicode strasse"
+        assert invoke(rt, "mme-docker-layer", "a.tar.gz") == {"model": "a", "rows": 2}
+    finally:
+        delete_all(sm, "mme-docker-layer")
+
+
+def test_a_prefix_in_s3(sklearn_image: str, tmp_path: Path) -> None:
+    """The server fetches each model from S3 on the host; the container finds it mounted."""
+    from e2e.test_s3_and_sdk_code import multi_model_prefix_in_s3
+
+    with with_s3(tmp_path / "server", {"DOCKYARD_RUNTIME": "docker"}) as (srv, s3):
+        multi_model_prefix_in_s3(srv, s3, tmp_path)
+
+
+def test_update_endpoint_without_a_failed_invocation(sm, rt, tmp_path: Path) -> None:
+    update_without_a_failed_invocation(sm, rt, tmp_path)

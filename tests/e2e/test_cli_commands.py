@@ -6,6 +6,7 @@ answers; ``demo --keep`` leaves an endpoint that survives a restart and says wha
 from __future__ import annotations
 
 import os
+import platform
 import shlex
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 from botocore.exceptions import ClientError
 from servers import Server
 
+from dockyard.cli.client import get_json
 from dockyard.cli.main import main
 from e2e.deploy import FAST_WAIT, create_endpoint
 from e2e.models import SKLEARN_URI, iris_classifier, package
@@ -133,6 +135,9 @@ def test_tables_fit_80_columns_without_cutting_cells(server, sm, tmp_path):
         assert max(map(len, lines)) <= 80, out.stdout
         assert "…" not in out.stdout, out.stdout
         assert name[:12] in out.stdout  # the start of a wrapped name
+    # The process runtime's instances run on this host: the node both tables show.
+    assert get_json(server.url, f"/_dockyard/endpoints/{name}/stats")["containers"][0]["node"] == platform.node()
+    assert get_json(server.url, "/_dockyard/endpoints")["endpoints"][name]["AllTraffic"]["nodes"] == [platform.node()]
     sm.delete_endpoint(EndpointName=name)
 
 

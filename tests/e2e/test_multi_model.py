@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from dockyard.artifacts.package import make_model_tarball
-from e2e.deploy import create_endpoint, delete_all
+from e2e.deploy import FAST_WAIT, create_endpoint, delete_all
 from e2e.models import SKLEARN_URI, iris_classifier, package
 
 ROLE = "arn:aws:iam::123456789012:role/test"
@@ -58,14 +58,18 @@ def invoke(rt, endpoint: str, target: str | None, body: str = "5.1,3.5,1.4,0.2\n
     return json.loads(reply["Body"].read())
 
 
-@pytest.fixture(scope="module")
-def mme(sm, prefix: Path):
-    name = "mme-e2e"
+def create_mme(sm, name: str, prefix: Path) -> str:
+    """A multi-model endpoint ``name`` of the managed sklearn server on the local ``prefix``."""
     create_endpoint(sm, name, {"PrimaryContainer": {
         "Image": SKLEARN_URI, "Mode": "MultiModel", "ModelDataUrl": f"file://{prefix}/",
     }})
-    yield name
-    delete_all(sm, name)
+    return name
+
+
+@pytest.fixture(scope="module")
+def mme(sm, prefix: Path):
+    yield create_mme(sm, "mme-e2e", prefix)
+    delete_all(sm, "mme-e2e")
 
 
 def test_target_models_are_loaded_on_demand_and_answer_as_themselves(rt, mme: str) -> None:
@@ -101,6 +105,19 @@ def test_invocation_errors_name_the_problem(rt, mme: str) -> None:
     code, message, status = error_of(lambda: invoke(rt, mme, "missing.tar.gz"))
     assert (code, status) == ("ValidationError", 400)
     assert message.startswith("Failed to download model data(bucket: local, key: ") and "missing.tar.gz" in message
+
+
+def test_a_model_that_cannot_load_answers_model_error_with_the_containers_message(rt, mme: str, prefix: Path) -> None:
+    work = prefix.parent / "build-broken"
+    package(work, iris_classifier(), "raise RuntimeError('this model is broken')\n")
+    make_model_tarball(work / "model-src", prefix / "broken.tar.gz")
+    with pytest.raises(rt.exceptions.ModelError) as info:
+        invoke(rt, mme, "broken.tar.gz")
+    err = info.value.response
+    assert err["OriginalStatusCode"] == 500
+    # The contract's error body unwrapped: its message, not the JSON around it.
+    assert err["OriginalMessage"].startswith("Failed to load model broken.tar.gz: Failed to load model ")
+    assert "this model is broken" in err["OriginalMessage"] and '"code"' not in err["OriginalMessage"]
 
 
 def test_target_model_on_a_single_model_endpoint_is_refused(sm, rt, tmp_path: Path) -> None:
@@ -141,3 +158,95 @@ def test_stats_models_shows_each_model_and_its_hit_rate(server, rt, mme: str) ->
     cells = [c.strip() for c in row.split("│") if c.strip()]
     assert cells[1:3] == ["model-a.tar.gz", "yes"]
     assert int(cells[3]) >= 1 and cells[4] == "1"  # loaded once: one miss, every other call a hit
+
+
+def test_update_endpoint_moves_a_multi_model_endpoint_without_a_failed_invocation(sm, rt, tmp_path: Path) -> None:
+    update_without_a_failed_invocation(sm, rt, tmp_path)
+
+
+def update_without_a_failed_invocation(sm, rt, tmp_path: Path) -> None:
+    """UpdateEndpoint from one prefix to another under load: no invocation fails, and answers
+    switch once from the old models to the new."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    for prefix, version in ((old, "old"), (new, "new")):
+        prefix.mkdir()
+        named_model(prefix, "a.tar.gz", f"{version}-a")
+        named_model(prefix, "team/b.tar.gz", f"{version}-b")
+    create_endpoint(sm, "mme-update", {"PrimaryContainer": {
+        "Image": SKLEARN_URI, "Mode": "MultiModel", "ModelDataUrl": f"file://{old}/"}})
+    letters = {"a.tar.gz": "a", "team/b.tar.gz": "b"}
+    targets = list(letters)
+    try:
+        assert [invoke(rt, "mme-update", t)["model"] for t in targets] == ["old-a", "old-b"]
+        sm.create_model(ModelName="mme-update-2", ExecutionRoleArn=ROLE, PrimaryContainer={
+            "Image": SKLEARN_URI, "Mode": "MultiModel", "ModelDataUrl": f"file://{new}/"})
+        sm.create_endpoint_config(EndpointConfigName="mme-update-2", ProductionVariants=[{
+            "VariantName": "AllTraffic", "ModelName": "mme-update-2", "InitialInstanceCount": 1,
+            "InstanceType": "ml.m5.large"}])
+        # Three clients invoke concurrently all through the update, until it is over.
+        done, failures, calls = threading.Event(), [], [0]
+
+        def background(target: str) -> None:
+            while not done.is_set():
+                try:
+                    invoke(rt, "mme-update", target)
+                    calls[0] += 1
+                except ClientError as exc:
+                    failures.append(exc.response["Error"])
+
+        clients = [threading.Thread(target=background, args=(t,)) for t in (*targets, targets[0])]
+        for client in clients:
+            client.start()
+        sm.update_endpoint(EndpointName="mme-update", EndpointConfigName="mme-update-2")
+        # And one in a loop: every call answered, old models until the switch, then new ones
+        # (loaded on demand by the new instance) and never an old one again.
+        served: list[tuple[str, str]] = []  # (TargetModel, the model that answered), in order
+        try:
+            while sm.describe_endpoint(EndpointName="mme-update")["EndpointStatus"] == "Updating":
+                served += [(t, invoke(rt, "mme-update", t)["model"]) for t in targets]
+            served += [(t, invoke(rt, "mme-update", t)["model"]) for t in targets * 3]
+        finally:
+            done.set()
+            for client in clients:
+                client.join()
+        assert sm.describe_endpoint(EndpointName="mme-update")["EndpointStatus"] == "InService"
+        assert failures == [] and calls[0] > 0
+        versions = [model.split("-")[0] for _, model in served]
+        switch = versions.index("new")
+        assert versions == ["old"] * switch + ["new"] * (len(versions) - switch)
+        # Each answer came from the model its TargetModel names.
+        assert all(model.split("-")[1] == letters[target] for target, model in served)
+    finally:
+        delete_all(sm, "mme-update")
+        sm.delete_endpoint_config(EndpointConfigName="mme-update-2")
+        sm.delete_model(ModelName="mme-update-2")
+
+
+def test_production_variants_each_serve_their_own_prefix(sm, rt, tmp_path: Path) -> None:
+    for version in ("blue", "green"):
+        (tmp_path / version).mkdir()
+        named_model(tmp_path / version, "a.tar.gz", f"{version}-a")
+        sm.create_model(ModelName=f"mme-{version}", ExecutionRoleArn=ROLE, PrimaryContainer={
+            "Image": SKLEARN_URI, "Mode": "MultiModel", "ModelDataUrl": f"file://{tmp_path / version}/"})
+    sm.create_endpoint_config(EndpointConfigName="mme-variants", ProductionVariants=[
+        {"VariantName": v.capitalize(), "ModelName": f"mme-{v}", "InitialInstanceCount": 1,
+         "InstanceType": "ml.m5.large", "InitialVariantWeight": 1.0} for v in ("blue", "green")])
+    sm.create_endpoint(EndpointName="mme-variants", EndpointConfigName="mme-variants")
+    try:
+        sm.get_waiter("endpoint_in_service").wait(EndpointName="mme-variants", WaiterConfig=FAST_WAIT)
+        for variant in ("Blue", "Green"):
+            reply = rt.invoke_endpoint(EndpointName="mme-variants", TargetVariant=variant, TargetModel="a.tar.gz",
+                                       ContentType="text/csv", Body="1,2,3,4")
+            assert reply["InvokedProductionVariant"] == variant
+            assert json.loads(reply["Body"].read()) == {"model": f"{variant.lower()}-a", "rows": 1}
+        # Weighted: every answer from the variant that says it served it.
+        for _ in range(6):
+            reply = rt.invoke_endpoint(EndpointName="mme-variants", TargetModel="a.tar.gz", ContentType="text/csv",
+                                       Body="1,2,3,4")
+            assert json.loads(reply["Body"].read())["model"] == reply["InvokedProductionVariant"].lower() + "-a"
+    finally:
+        sm.delete_endpoint(EndpointName="mme-variants")
+        sm.get_waiter("endpoint_deleted").wait(EndpointName="mme-variants", WaiterConfig=FAST_WAIT)
+        sm.delete_endpoint_config(EndpointConfigName="mme-variants")
+        for version in ("blue", "green"):
+            sm.delete_model(ModelName=f"mme-{version}")

@@ -10,6 +10,7 @@ installs than these tests made."""
 from __future__ import annotations
 
 import importlib.util
+import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -92,3 +93,32 @@ def test_requirement_pip_cannot_install_fails_the_endpoint_with_pips_error(own, 
     assert "Invalid requirement" in reason
     assert len(reason) <= 1024
     delete_all(sm, "layer-bad")
+
+
+
+PLAIN = """
+    def model_fn(model_dir):
+        return "plain"
+
+    def transform_fn(model, input_data, content_type, accept):
+        return model, "text/plain"
+"""
+
+
+@pytest.mark.index
+def test_each_model_of_a_multi_model_endpoint_gets_its_requirements(own, tmp_path):
+    _, sm, rt = own
+    prefix = tmp_path / "models"
+    prefix.mkdir()
+    for name, code in (("uni", {"inference.py": INFERENCE, "requirements.txt": REQUIREMENT + "\n"}),
+                       ("plain", {"inference.py": PLAIN})):
+        shutil.move(package(tmp_path, name, lambda d: None, code)[len("file://"):], prefix / f"{name}.tar.gz")
+    create_endpoint(sm, "layer-mme", {"PrimaryContainer": {
+        "Image": SKLEARN_URI, "Mode": "MultiModel", "ModelDataUrl": prefix.as_uri() + "/"}})
+    try:
+        _, body = invoke(rt, "layer-mme", "Ünïcödé straße", ContentType="text/csv", TargetModel="uni.tar.gz")
+        assert body.decode() == "Unicode strasse"
+        _, body = invoke(rt, "layer-mme", "x", ContentType="text/csv", TargetModel="plain.tar.gz")
+        assert body.decode() == "plain"
+    finally:
+        delete_all(sm, "layer-mme")

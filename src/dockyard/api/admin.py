@@ -1,5 +1,5 @@
 """dockyard's own HTTP routes beside the AWS APIs: health, Prometheus metrics, and the
-per-endpoint logs and stats the CLI shows (``dockyard logs``, ``dockyard stats``)."""
+per-endpoint logs, stats and nodes the CLI shows (``dockyard logs``, ``stats``, ``endpoints``)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ def routes(
     serverless: Callable[[str], dict[str, dict[str, float]]] = lambda name: {},
     models: Callable[[str], list[dict[str, Any]]] = lambda name: [],
     backlog: Callable[[str], dict[str, float] | None] = lambda name: None,
+    nodes: Callable[[str], dict[str, str]] = lambda name: {},
 ) -> list[web.RouteDef]:
     async def health(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -52,8 +53,9 @@ def routes(
     async def endpoint_stats(request: web.Request) -> web.Response:
         name = _endpoint(request)
         traffic = latency(name)
+        where = nodes(name)
         rows = [
-            {"variant": variant, "instance": instance, "container": s.hostname,
+            {"variant": variant, "instance": instance, "node": where.get(instance), "container": s.hostname,
              "cpu_percent": s.cpu_percent, "memory_bytes": s.memory_bytes,
              **_finite(traffic.get((variant, s.hostname), {}))}
             for variant, instance, s in await stats(name)
@@ -72,9 +74,10 @@ def routes(
     ]
 
 
-def readiness_route(readiness: Callable[[], dict[str, dict[str, dict[str, int]]]]) -> web.RouteDef:
+def readiness_route(readiness: Callable[[], dict[str, dict[str, dict[str, Any]]]]) -> web.RouteDef:
     """``GET /_dockyard/endpoints``: per endpoint and variant, ready and desired instances (what
-    ``dockyard endpoints`` shows as ``InService (0/1 ready)`` while an endpoint heals)."""
+    ``dockyard endpoints`` shows as ``InService (0/1 ready)`` while an endpoint heals) and the
+    nodes its instances run on."""
 
     async def endpoints(_: web.Request) -> web.Response:
         return web.json_response({"endpoints": readiness()})

@@ -38,6 +38,8 @@ from dockyard.api.errors import Handler, is_control_plane
 log = logging.getLogger(__name__)
 
 SERVICE = "sagemaker"  # boto3 signs both the control plane and the runtime API as "sagemaker"
+# ...and Application Auto Scaling's requests (X-Amz-Target prefix → signing name) with its own.
+SIGNING_NAMES = {"AnyScaleFrontendService": "application-autoscaling"}
 MAX_SKEW = dt.timedelta(minutes=5)  # AWS refuses a signature dated more than 5 minutes off
 OPEN_PATHS = frozenset({"/_dockyard/health"})
 """Answered unsigned: a liveness probe says only "ok" (load balancers and `dockyard` itself probe it)."""
@@ -79,8 +81,8 @@ class _Verifier(SigV4Auth):
     """botocore's signer, fed the request as the client signed it: exactly its signed headers,
     and the hash of the body we received."""
 
-    def __init__(self, credentials: Credentials, region: str, body_sha256: str) -> None:
-        super().__init__(credentials, SERVICE, region)
+    def __init__(self, credentials: Credentials, service: str, region: str, body_sha256: str) -> None:
+        super().__init__(credentials, service, region)
         self._body_sha256 = body_sha256
 
     def headers_to_sign(self, request: AWSRequest) -> HTTPHeaders:
@@ -151,8 +153,9 @@ def verify(
     if signed_at > now + MAX_SKEW:
         raise _error("InvalidSignatureException", f"Signature not yet current: {stamp} is still later than "
                      f"{(now + MAX_SKEW).strftime(_DATE_FORMAT)} ({now.strftime(_DATE_FORMAT)} + 5 min.)")
-    if service != SERVICE or terminator != "aws4_request":
-        raise _error("InvalidSignatureException", f"Credential should be scoped to correct service: '{SERVICE}'.")
+    signing_name = SIGNING_NAMES.get(headers.get("X-Amz-Target", "").partition(".")[0], SERVICE)
+    if service != signing_name or terminator != "aws4_request":
+        raise _error("InvalidSignatureException", f"Credential should be scoped to correct service: '{signing_name}'.")
     if day != stamp[:8]:
         raise _error("InvalidSignatureException", "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP.")
     if body_sha256 is None:
@@ -167,7 +170,7 @@ def verify(
             signed[name] = value
     request = AWSRequest(method=method, url=f"http://{headers.get('Host', '')}{raw_path}", headers=signed)
     request.context["timestamp"] = stamp
-    signer = _Verifier(Credentials(akid, secret), region, body_sha256)
+    signer = _Verifier(Credentials(akid, secret), service, region, body_sha256)
     canonical = signer.canonical_request(request)
     expected = signer.signature(signer.string_to_sign(request, canonical), request)
     if not hmac.compare_digest(expected, fields["Signature"]):

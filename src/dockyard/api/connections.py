@@ -21,9 +21,11 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import StreamReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 
-from dockyard.api.errors import Handler
+from dockyard import errors
+from dockyard.api.errors import Handler, runtime_response
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,21 @@ class Connection(web.RequestHandler):
         if not self.busy and self.deadline is None:  # the first byte of the next request
             self.deadline = self._loop.time() + self.guard.header_timeout
         super().data_received(data)
+
+    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        """A request aiohttp cannot parse (a NUL or control character in a header value, a bad
+        request line) answers as an AWS error boto3 reads, not as aiohttp's plain text, which
+        botocore would show with the error code "400"."""
+        if not isinstance(exc, HttpProcessingError) or request.writer.output_size > 0:
+            return super().handle_error(request, status, exc, message)
+        # aiohttp's message quotes the offending line, then points at the character with "^".
+        lines = [line.strip() for line in (exc.message or str(exc)).splitlines()]
+        problem = " ".join(line for line in lines if line and line != "^")
+        log.info("malformed request from %s: %s", request.remote, problem)
+        resp = runtime_response(errors.runtime_validation(f"Malformed HTTP request: {problem}", status=exc.code))
+        resp.force_close()
+        return resp
 
 
 class ConnectionGuard:

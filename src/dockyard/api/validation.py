@@ -33,6 +33,7 @@ __all__ = [
     "LOCAL_MODEL_DATA_OVERRIDES",
     "InputValidationError",
     "RequestValidator",
+    "autoscaling_validator",
     "runtime_validator",
     "sagemaker_validator",
 ]
@@ -309,3 +310,9 @@ def sagemaker_validator() -> RequestValidator:
 def runtime_validator() -> RequestValidator:
     """The runtime validator (InvokeEndpoint and friends): the model as it is."""
     return RequestValidator("sagemaker-runtime")
+
+
+@functools.cache
+def autoscaling_validator() -> RequestValidator:
+    """The Application Auto Scaling validator (its model as it is)."""
+    return RequestValidator("application-autoscaling")

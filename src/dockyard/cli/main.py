@@ -45,8 +45,13 @@ def main() -> None:
               help=f"Port for both APIs.  [env var: {env_name('port')}; default: {DEFAULT_PORT}]")
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None,
               help=f"Where state, logs and caches live.  [env var: {env_name('state_dir')}]")
-@click.option("--runtime", type=click.Choice(["process", "docker"]), default=None,
+@click.option("--runtime", type=click.Choice(["process", "docker", "ray"]), default=None,
               help=f"Where containers run.  [env var: {env_name('runtime')}; default: process]")
+@click.option("--ray-address", default=None,
+              help=f"--runtime ray: the cluster's head (host:port), or auto.  [env var: {env_name('ray_address')}; default: auto]")
+@click.option("--ray-containers", type=click.Choice(["process", "docker"]), default=None,
+              help=f"--runtime ray: how a node runs an instance's containers.  [env var: {env_name('ray_containers')}; "
+                   "default: process]")
 @click.option("--credentials", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="INI file of [sections] with aws_access_key_id and aws_secret_access_key (like ~/.aws/credentials): "
                    f"every request must be SigV4-signed with one of them.  [env var: {env_name('credentials')}]")
@@ -103,13 +108,14 @@ def demo(url: str, keep: bool) -> None:
 def endpoints(url: str) -> None:
     """List endpoints with their status."""
     sm, _ = sagemaker_clients(url, retries=False)
-    table = _table("Name", "Status", "Created", "Last modified")
+    table = _table("Name", "Status", "Nodes", "Created", "Last modified")
     with talking_to(url):
         readiness = get_json(url, "/_dockyard/endpoints")["endpoints"]
         for page in sm.get_paginator("list_endpoints").paginate():
             for ep in page["Endpoints"]:
+                variants = readiness.get(ep["EndpointName"], {})
                 table.add_row(
-                    ep["EndpointName"], _status(ep["EndpointStatus"], readiness.get(ep["EndpointName"], {})),
+                    ep["EndpointName"], _status(ep["EndpointStatus"], variants), _nodes(variants),
                     _time(ep["CreationTime"]), _time(ep["LastModifiedTime"]),
                 )
     console.print(table)
@@ -149,11 +155,11 @@ def stats(url: str, endpoint: str, show_models: bool) -> None:
     data = get_json(url, f"/_dockyard/endpoints/{endpoint}/stats")
     # One variant (the usual case) needs no column for it: the instance ID starts with its name.
     variants = len({row["variant"] for row in data["containers"]}) > 1
-    table = _table(*(["Variant"] if variants else []), "Instance", "Container", "Requests", "Errors", "p50 ms",
+    table = _table(*(["Variant"] if variants else []), "Instance", "Node", "Container", "Requests", "Errors", "p50 ms",
                    "p99 ms", "CPU %", "Memory MiB", title=f"Endpoint {endpoint}")
     for row in data["containers"]:
         table.add_row(
-            *([row["variant"]] if variants else []), row["instance"], row["container"],
+            *([row["variant"]] if variants else []), row["instance"], row.get("node") or "-", row["container"],
             f"{row.get('count', 0):.0f}", f"{row.get('errors', 0):.0f}",
             _ms(row.get("p50")), _ms(row.get("p99")),
             "-" if row["cpu_percent"] is None else f"{row['cpu_percent']:.1f}",
@@ -211,6 +217,15 @@ def _status(status: str, variants: dict[str, dict[str, int]]) -> str:
         return f"[yellow]InService ({ready}/{desired} ready)[/]"
     colour = {"InService": "green", "Failed": "red"}.get(status, "yellow")
     return f"[{colour}]{status}[/]"
+
+
+def _nodes(variants: dict[str, dict[str, Any]]) -> str:
+    """Where the endpoint's instances run: each node, with how many instances when more than one."""
+    counts: dict[str, int] = {}
+    for variant in variants.values():
+        for node in variant.get("nodes", []):
+            counts[node] = counts.get(node, 0) + 1
+    return ", ".join(node if n == 1 else f"{node} ×{n}" for node, n in sorted(counts.items())) or "-"
 
 
 def _time(value: dt.datetime) -> str:

@@ -18,6 +18,7 @@ from dockyard.control.config_rules import (
 from dockyard.control.context import ControlContext
 from dockyard.control.plans import Deployment, VariantPlan, VariantState
 from dockyard.control.resources import ResourceOps
+from dockyard.control.scaling_store import ScalingStore
 from dockyard.control.status import EndpointStatus, can_update
 from dockyard.control.store import AlreadyExists, Endpoint
 
@@ -106,6 +107,9 @@ class EndpointOps:
 
     def _variant_summaries(self, ep: Endpoint) -> list[Params]:
         summaries = []
+        # An UpdateEndpointWeightsAndCapacities (or the autoscaler's) in progress: the variants'
+        # Desired* are already the new ones, Current* the ones still serving.
+        desired = {p.name: p for p in ep.pending.plans} if ep.pending and ep.pending.config_name == ep.config_name else {}
         for plan in ep.deployment.plans:
             summary: Params = {
                 "VariantName": plan.name,
@@ -113,8 +117,8 @@ class EndpointOps:
                     {"SpecifiedImage": c.image, "ResolvedImage": c.image, "ResolutionTime": ep.creation_time}
                     for c in plan.containers
                 ],
-                "DesiredWeight": plan.weight,
-                **_desired_capacity(plan),
+                "DesiredWeight": desired.get(plan.name, plan).weight,
+                **_desired_capacity(desired.get(plan.name, plan)),
             }
             if ep.status.serving:
                 summary["CurrentWeight"] = plan.weight
@@ -194,7 +198,25 @@ class EndpointOps:
                         state.serverless,  # the new config's ServerlessConfig is what it asks for
                     )
             pending = pending.with_variants(retained)
+        self._check_scaled_variants(ep, pending)
         return self._begin_update(ep, pending)
+
+    def _check_scaled_variants(self, ep: Endpoint, pending: Deployment) -> None:
+        """SageMaker refuses an UpdateEndpoint that removes a variant registered for autoscaling or
+        changes its instance type (a new model is allowed): deregister it first."""
+        new = {p.name: p for p in pending.plans}
+        for target in ScalingStore(self.ctx.store).targets():
+            if target.endpoint.lower() != ep.name.lower():
+                continue
+            old = next((p for p in ep.deployment.plans if p.name == target.variant), None)
+            plan = new.get(target.variant)
+            if old is not None and (plan is None or plan.instance_type != old.instance_type):
+                change = "remove it" if plan is None else f"change its instance type to {plan.instance_type}"
+                raise errors.validation(
+                    f'Cannot update endpoint "{ep.arn}": variant {target.variant} is registered for autoscaling, and '
+                    f"the update would {change}. Deregister the scalable target "
+                    f"{target.resource_id} (DeregisterScalableTarget) first."
+                )
 
     def update_weights_and_capacities(self, params: Params) -> Params:
         ep = self.get(params["EndpointName"])
@@ -215,7 +237,9 @@ class EndpointOps:
                     f'ServerlessUpdateConfig is only allowed for serverless variants; variant {desired["VariantName"]} '
                     "is instance-based."
                 )
-            if desired.get("DesiredInstanceCount", 1) < 1:
+            # An asynchronous endpoint may have no instance (autoscaling's MinCapacity 0): its
+            # requests wait in the backlog until one starts.
+            if desired.get("DesiredInstanceCount", 1) < (0 if "AsyncInferenceConfig" in ep.deployment.config else 1):
                 raise errors.validation("DesiredInstanceCount must be at least 1 for an instance-based variant.")
             changed[desired["VariantName"]] = VariantState(
                 float(desired.get("DesiredWeight", state.weight)),

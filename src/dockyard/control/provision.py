@@ -17,23 +17,25 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from dockyard.artifacts.errors import ArtifactError
 from dockyard.artifacts.policy import Budget
 from dockyard.artifacts.store import ArtifactStore
 from dockyard.control.plans import ContainerPlan, VariantPlan
-from dockyard.runtime.base import ContainerSpec, InstanceSpec, InstanceStartError
-from dockyard.runtime.contract import MODEL_DIR
+from dockyard.runtime.base import ContainerSpec, InstanceSpec
+from dockyard.runtime.model_data import prepare_container
 
 
 class Provisioner:
     def __init__(
-        self, state_dir: Path, artifacts: ArtifactStore, default_startup_timeout: float, instances_dir: Path | None = None
+        self, state_dir: Path, artifacts: ArtifactStore, default_startup_timeout: float, instances_dir: Path | None = None,
+        fetch_on_node: bool = False,
     ) -> None:
         # Instance directories: <state-dir>/instances unless the runtime's containers need them elsewhere.
         self._instances = instances_dir or state_dir / "instances"
         self._logs = state_dir / "logs"
         self._artifacts = artifacts
         self._startup_timeout = default_startup_timeout
+        # The runtime fetches model data on the node that runs the instance (ray): specs only name it.
+        self._fetch_on_node = fetch_on_node
         # Removals of abandoned instance directories, waiting for their fetch threads to return.
         self._removals: set[asyncio.Task[None]] = set()
 
@@ -52,6 +54,10 @@ class Provisioner:
         cancellation) the siblings stop after their current fetch and ``instances/<id>/`` is removed."""
         instance_id = f"{endpoint}-{plan.name}-{uuid.uuid4().hex[:8]}".lower()
         workdir = self._instances / instance_id
+        if self._fetch_on_node:
+            containers = [ContainerSpec(c.hostname, c.image, {}, workdir / c.hostname / "model", multi_model=c.multi_model,
+                                        model_source=c.definition) for c in plan.containers]
+            return self._spec(endpoint, plan, instance_id, workdir, containers)
         abandoned = threading.Event()
         # The instance's model data limit (its ML storage volume), shared by its containers.
         budget = self._artifacts.budget(plan.volume_bytes)
@@ -66,6 +72,10 @@ class Provisioner:
             self._removals.add(removal)
             removal.add_done_callback(self._removals.discard)
             raise
+        return self._spec(endpoint, plan, instance_id, workdir, containers)
+
+    def _spec(self, endpoint: str, plan: VariantPlan, instance_id: str, workdir: Path,
+              containers: Sequence[ContainerSpec]) -> InstanceSpec:
         return InstanceSpec(
             instance_id=instance_id,
             endpoint=endpoint,
@@ -76,6 +86,7 @@ class Provisioner:
             workdir=workdir,
             log_dir=self.log_dir(endpoint) / instance_id,
             plan_digest=plan_digest(plan),
+            volume_bytes=plan.volume_bytes,
         )
 
     async def close(self) -> None:
@@ -84,34 +95,8 @@ class Provisioner:
 
     def _container(self, workdir: Path, plan: ContainerPlan, abandoned: threading.Event, budget: Budget) -> ContainerSpec:
         """One container's directories, model data and code (blocking: runs in a thread)."""
-        model_dir = workdir / plan.hostname / "model"
-        model_dir.mkdir(parents=True)
-        environment = dict(plan.definition.get("Environment", {}))
-        submit_directory = environment.pop("SAGEMAKER_SUBMIT_DIRECTORY", None)
-        try:
-            self._artifacts.materialize_model_data(plan.definition, model_dir, budget)
-            if abandoned.is_set():
-                raise InstanceStartError(f"Container {plan.hostname} was not prepared: a sibling failed first.")
-            code_dir = self._code(submit_directory, model_dir, workdir / plan.hostname / "code", budget)
-        except ArtifactError as exc:
-            raise InstanceStartError(f"Failed to prepare model data for container {plan.hostname}: {exc}") from None
-        return ContainerSpec(
-            hostname=plan.hostname,
-            image=plan.image,
-            environment=environment,
-            model_dir=model_dir,
-            code_dir=code_dir,
-            multi_model=plan.multi_model,
-        )
-
-    def _code(self, submit_directory: str | None, model_dir: Path, dest: Path, budget: Budget) -> Path | None:
-        if not submit_directory:
-            return None
-        if submit_directory.rstrip("/").startswith(MODEL_DIR):
-            # A repacked model (network isolation): code/ inside the model data.
-            return model_dir / submit_directory.rstrip("/")[len(MODEL_DIR):].lstrip("/")
-        dest.mkdir(parents=True, exist_ok=True)
-        return self._artifacts.materialize_code(submit_directory, dest, budget)
+        return prepare_container(self._artifacts, workdir, plan.hostname, plan.image, plan.definition,
+                                 plan.multi_model, budget, abandoned)
 
 
 def plan_digest(plan: VariantPlan) -> str:

@@ -67,6 +67,45 @@ MIGRATIONS: list[str] = [
         request TEXT NOT NULL
     );
     """,
+    # Application Auto Scaling (control/scaling_store.py): scalable targets (one per variant),
+    # their scaling policies (the configuration as sent) and the scaling activities.
+    """
+    CREATE TABLE IF NOT EXISTS scalable_targets (
+        endpoint TEXT NOT NULL COLLATE NOCASE,
+        variant TEXT NOT NULL,
+        resource_id TEXT NOT NULL,
+        arn TEXT NOT NULL,
+        min_capacity INTEGER NOT NULL,
+        max_capacity INTEGER NOT NULL,
+        suspended TEXT NOT NULL,
+        creation_time REAL NOT NULL,
+        PRIMARY KEY (endpoint, variant)
+    );
+    CREATE TABLE IF NOT EXISTS scaling_policies (
+        endpoint TEXT NOT NULL COLLATE NOCASE,
+        variant TEXT NOT NULL,
+        name TEXT NOT NULL,
+        arn TEXT NOT NULL,
+        policy_type TEXT NOT NULL,
+        configuration TEXT NOT NULL,
+        alarms TEXT NOT NULL,
+        creation_time REAL NOT NULL,
+        PRIMARY KEY (endpoint, variant, name)
+    );
+    CREATE TABLE IF NOT EXISTS scaling_activities (
+        id TEXT PRIMARY KEY,
+        endpoint TEXT NOT NULL COLLATE NOCASE,
+        variant TEXT NOT NULL,
+        resource_id TEXT NOT NULL,
+        description TEXT NOT NULL,
+        cause TEXT NOT NULL,
+        start_time REAL NOT NULL,
+        end_time REAL,
+        status_code TEXT NOT NULL,
+        status_message TEXT NOT NULL,
+        desired INTEGER NOT NULL
+    );
+    """,
 ]
 
 MODEL = "model"
@@ -135,7 +174,7 @@ class Store:
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
-            with self._transaction():
+            with self.transaction():
                 for statement in step.split(";"):
                     if statement.strip():
                         self._db.execute(statement)
@@ -150,6 +189,12 @@ class Store:
         """``call(*args)`` on the store's thread, awaited from the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._thread, call, *args)
 
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The connection, for the record modules beside this one (``scaling_store.py``); on the
+        store's thread only."""
+        return self._db
+
     def close(self) -> None:
         self._thread.shutdown(wait=True)
         self._db.close()
@@ -158,7 +203,7 @@ class Store:
 
     def insert_resource(self, res: Resource, tags: list[dict[str, str]]) -> None:
         try:
-            with self._transaction():
+            with self.transaction():
                 self._db.execute(
                     "INSERT INTO resources (kind, name, arn, creation_time, spec) VALUES (?, ?, ?, ?, ?)",
                     (res.kind, res.name, res.arn, res.creation_time, json.dumps(res.spec)),
@@ -180,7 +225,7 @@ class Store:
     def delete_resource(self, kind: str, name: str) -> Resource | None:
         res = self.get_resource(kind, name)
         if res is not None:
-            with self._transaction():
+            with self.transaction():
                 self._db.execute("DELETE FROM resources WHERE kind = ? AND name = ?", (kind, name))
                 self._db.execute("DELETE FROM tags WHERE arn = ?", (res.arn,))
         return res
@@ -189,7 +234,7 @@ class Store:
 
     def insert_endpoint(self, ep: Endpoint, tags: list[dict[str, str]]) -> None:
         try:
-            with self._transaction():
+            with self.transaction():
                 self._db.execute(
                     "INSERT INTO endpoints (name, arn, config_name, status, failure_reason, creation_time,"
                     " last_modified, deployment, pending) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -243,9 +288,13 @@ class Store:
     def delete_endpoint(self, name: str) -> None:
         row = self._db.execute("SELECT arn FROM endpoints WHERE name = ?", (name,)).fetchone()
         if row is not None:
-            with self._transaction():
+            with self.transaction():
                 self._db.execute("DELETE FROM endpoints WHERE name = ?", (name,))
                 self._db.execute("DELETE FROM tags WHERE arn = ?", (row["arn"],))
+                # As Application Auto Scaling does: the endpoint's variants are deregistered
+                # (their policies go with them; the activities stay as history).
+                self._db.execute("DELETE FROM scalable_targets WHERE endpoint = ?", (name,))
+                self._db.execute("DELETE FROM scaling_policies WHERE endpoint = ?", (name,))
 
     # --- asynchronous inference requests ----------------------------------------------------
 
@@ -266,7 +315,7 @@ class Store:
     # --- tags --------------------------------------------------------------------------------
 
     def add_tags(self, arn: str, tags: list[dict[str, str]]) -> None:
-        with self._transaction():
+        with self.transaction():
             self._put_tags(arn, tags)
 
     def list_tags(self, arn: str) -> list[dict[str, str]]:
@@ -289,7 +338,8 @@ class Store:
             [(arn, t["Key"], t.get("Value", "")) for t in tags],
         )
 
-    def _transaction(self) -> _Transaction:
+    def transaction(self) -> _Transaction:
+        """``with store.transaction():`` — BEGIN IMMEDIATE … COMMIT, or ROLLBACK on an exception."""
         return _Transaction(self._db)
 
 

@@ -127,13 +127,23 @@ class RequestMetrics:
             ("endpoint", "variant", "status"), registry=registry,
         )
         self._seen: dict[str, set[tuple[str, str, str]]] = {}
+        # (endpoint lower-cased, variant) → requests: what the autoscaler reads (SageMaker's
+        # Invocations), a plain dict so that reading it costs nothing on either side.
+        self._counts: dict[tuple[str, str], int] = {}
 
     def observe(self, endpoint: str, variant: str, status: int) -> None:
         labels = (endpoint, variant, str(status))
         self._requests.labels(*labels).inc()
         self._seen.setdefault(endpoint.lower(), set()).add(labels)
+        key = (endpoint.lower(), variant)
+        self._counts[key] = self._counts.get(key, 0) + 1
+
+    def count(self, endpoint: str, variant: str) -> int:
+        """InvokeEndpoint requests routed to ``variant`` of ``endpoint`` so far."""
+        return self._counts.get((endpoint.lower(), variant), 0)
 
     def forget(self, endpoint: str) -> None:
         """Drop the series of an endpoint that is gone."""
         for labels in self._seen.pop(endpoint.lower(), ()):
             self._requests.remove(*labels)
+            self._counts.pop((endpoint.lower(), labels[1]), None)

@@ -5,7 +5,8 @@ download each, least recently used removed beyond the disk budget) and the set o
 container has loaded, in least-recently-used order. A request for a loaded model costs one dict
 lookup; a cold one downloads (``artifacts/``) and loads the model through the multi-model
 container contract (``POST /models``), where a 507 (out of memory) unloads the least recently used
-model and tries again.
+model and tries again; before that, ``model_memory`` unloads models so that the load fits in the
+instance's memory (``MemoryBudget``).
 
 Concurrent first requests for one cold model share one download and one load (single flight);
 different models load in parallel, at most ``PARALLEL_LOADS`` at once per server. A request waits
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import posixpath
 import shutil
@@ -33,23 +35,23 @@ from prometheus_client import Gauge
 from dockyard import errors
 from dockyard.artifacts.errors import ArtifactError
 from dockyard.artifacts.store import ArtifactStore
+from dockyard.gateway.model_memory import Lease, MemoryBudget
 from dockyard.gateway.model_metrics import ModelMetrics
 
 log = logging.getLogger(__name__)
 
 PARALLEL_LOADS = 4
-# Loading stops short of the instance's memory by this fraction: room for requests in flight.
-MEMORY_HEADROOM = 0.9
 # Management calls (load, unload) to a container: a load may take as long as an invocation.
 _MANAGEMENT_TIMEOUT = 120.0
 
 
 class LoadFailed(Exception):
-    """The container did not load a model: its status (0: unreachable) and message."""
+    """The container did not load a model: its status (0: no answer) and message; ``gone``: the
+    connection was refused or dropped, as when the container died loading it."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, gone: bool = False) -> None:
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.gone = status, message, gone
 
 
 @dataclass(frozen=True)
@@ -95,14 +97,13 @@ class ModelStats:
 
     hits: int = 0
     misses: int = 0
-    # The container's resident memory grew by this much when the model loaded (None: unknown).
-    memory_bytes: int | None = None
 
 
 class InstanceModels:
     """One instance's unpacked and loaded models."""
 
-    def __init__(self, endpoint: str, instance_id: str, host_dir: Path, container_dir: str) -> None:
+    def __init__(self, endpoint: str, instance_id: str, host_dir: Path, container_dir: str,
+                 memory_bytes: int | None) -> None:
         self.endpoint, self.instance_id = endpoint, instance_id
         self.host_dir, self.container_dir = host_dir, container_dir
         self.stats: dict[str, ModelStats] = {}
@@ -112,9 +113,12 @@ class InstanceModels:
         self.unpacked: OrderedDict[str, int] = OrderedDict()
         # TargetModel → its load in progress (single flight).
         self.loading: dict[str, asyncio.Future[str]] = {}
-        # Loads on this instance: running now, and started so far (to tell overlapping ones).
-        self.loads_in_flight = 0
-        self.load_starts = 0
+        # TargetModel → invocations using it now (waiting for its load, or sent to it).
+        self.in_use: dict[str, int] = {}
+        # TargetModel → its unload in progress: a load of it waits, or the container would answer
+        # 409 (still loaded) and then drop it.
+        self.unloading: dict[str, asyncio.Task[None]] = {}
+        self.memory = MemoryBudget(memory_bytes)
 
 
 # The container's resident memory of an instance (endpoint, instance id); None: unknown.
@@ -134,12 +138,15 @@ class MultiModels:
         self._instances: dict[str, InstanceModels] = {}
         self._parallel = asyncio.Semaphore(PARALLEL_LOADS)
         self._session: aiohttp.ClientSession | None = None
+        # Work that goes on after a request is answered (unloads, memory readings after a load).
+        self._background: set[asyncio.Task[None]] = set()
 
     def instance(self, route: MultiModelRoute, endpoint: str, instance_id: str) -> InstanceModels:
         models = self._instances.get(instance_id)
         if models is None:
             host_dir, container_dir = route.model_dirs[instance_id]
-            models = self._instances[instance_id] = InstanceModels(endpoint, instance_id, host_dir, container_dir)
+            models = self._instances[instance_id] = InstanceModels(endpoint, instance_id, host_dir, container_dir,
+                                                                   route.memory_bytes)
         return models
 
     def retain(self, instance_ids: Iterable[str]) -> None:
@@ -153,22 +160,42 @@ class MultiModels:
         """Per instance and model of ``endpoint``: loaded or not, hits, misses, memory."""
         return [
             {"instance": m.instance_id, "model": target, "loaded": target in m.loaded, "hits": st.hits,
-             "misses": st.misses, "memory_bytes": st.memory_bytes}
+             "misses": st.misses, "memory_bytes": m.memory.measured.get(target)}
             for m in self._instances.values() if m.endpoint.lower() == endpoint.lower()
             for target, st in sorted(m.stats.items())
         ]
 
     async def model_for(self, route: MultiModelRoute, endpoint: str, instance_id: str, url: str, target: str) -> str:
         """The name under which ``target`` is loaded in the container at ``url``; loads it first
-        if need be, waiting at most ``load_wait`` (then ModelNotReadyException)."""
+        if need be, waiting at most ``load_wait`` (then ModelNotReadyException). The model is in
+        use (never unloaded to make room) until ``done``."""
         models = self.instance(route, endpoint, instance_id)
         stats = models.stats.get(target) or models.stats.setdefault(target, ModelStats())
+        models.in_use[target] = models.in_use.get(target, 0) + 1
         name = models.loaded.get(target)
         if name is not None:
             models.loaded.move_to_end(target)
             stats.hits += 1
             self.metrics.cache.labels(endpoint, "hit").inc()
             return name
+        try:
+            return await self._cold(route, models, url, target, stats)
+        except BaseException:
+            _release(models.in_use, target)
+            raise
+
+    def done(self, instance_id: str, url: str, target: str, unload: bool) -> None:
+        """The invocation of ``target`` that ``model_for`` gave is answered; ``unload``
+        (ModelCacheSetting Disabled): unload it unless another invocation uses it."""
+        models = self._instances.get(instance_id)
+        if models is None:
+            return
+        if not _release(models.in_use, target) and unload and target in models.loaded:
+            self._later(self._unload(models, url, target))
+
+    async def _cold(self, route: MultiModelRoute, models: InstanceModels, url: str, target: str,
+                    stats: ModelStats) -> str:
+        endpoint = models.endpoint
         stats.misses += 1
         self.metrics.cache.labels(endpoint, "miss").inc()
         load = models.loading.get(target)
@@ -193,13 +220,14 @@ class MultiModels:
             self.metrics.errors.labels(endpoint, target).inc()
         self.metrics.latency.labels(endpoint, target).observe(seconds)
 
-    async def unload(self, instance_id: str, url: str, target: str) -> None:
-        """Unload ``target`` (ModelCacheSetting Disabled: after each invocation)."""
-        models = self._instances.get(instance_id)
-        if models is not None and target in models.loaded:
-            await self._unload(models, url, target)
+    def _later(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def close(self) -> None:
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
 
@@ -216,60 +244,64 @@ class MultiModels:
                 self.metrics.downloading.labels(models.endpoint).observe(time.perf_counter() - start)
                 models.unpacked[target] = size
                 self._trim_disk(models, route, keep=target)
-            # A model's memory is the container's growth over its load, measured only when no
-            # other load on the instance overlapped it (that would count both).
-            alone, models.load_starts = models.loads_in_flight == 0, models.load_starts + 1
-            started_as = models.load_starts
-            models.loads_in_flight += 1
+            if (unloading := models.unloading.get(target)) is not None:
+                await unloading
+            lease = await self._admit(models, url, target)
             try:
-                before = await self._make_room(route, models, url)
                 start = time.perf_counter()
                 await self._post_model(models, url, name, f"{models.container_dir}/{name}")
                 self.metrics.loading.labels(models.endpoint).observe(time.perf_counter() - start)
-                after = await self.memory_of(models.endpoint, models.instance_id) if self.memory_of else None
-            finally:
-                models.loads_in_flight -= 1
-            if before is not None and after is not None and alone and models.load_starts == started_as:
-                models.stats.setdefault(target, ModelStats()).memory_bytes = max(0, after - before)
+            except BaseException:
+                await models.memory.settle(lease, self._reader(models), loaded=False)
+                raise
         models.loaded[target] = name
         self.metrics.loaded.labels(models.endpoint, models.instance_id).set(len(models.loaded))
+        # The reading after the load (its growth) need not keep the request waiting.
+        self._later(models.memory.settle(lease, self._reader(models), loaded=True))
         return name
 
-    async def _make_room(self, route: MultiModelRoute, models: InstanceModels, url: str) -> int | None:
-        """Unload least recently used models until one more (as large as those measured so far)
-        fits in the instance's memory with headroom; the container's memory before the load."""
-        if route.memory_bytes is None or self.memory_of is None:
-            return None
-        resident = await self.memory_of(models.endpoint, models.instance_id)
-        if resident is None:
-            return None
-        sizes = [s.memory_bytes for t in models.loaded if (s := models.stats.get(t)) and s.memory_bytes]
-        expected = max(sizes, default=0)
-        limit = route.memory_bytes * MEMORY_HEADROOM
-        # Room for this load and for the others in flight on the instance, not yet in its memory.
-        while models.loaded and resident + expected * models.loads_in_flight > limit:
-            victim = next(iter(models.loaded))
-            log.info("instance %s near its memory (%d of %d bytes): unloading %s", models.instance_id,
-                     resident, route.memory_bytes, victim)
-            resident -= models.stats[victim].memory_bytes or 0
-            await self._unload(models, url, victim)
-        return resident
+    def _reader(self, models: InstanceModels) -> Callable[[], Awaitable[int | None]]:
+        async def read() -> int | None:
+            return None if self.memory_of is None else await self.memory_of(models.endpoint, models.instance_id)
 
-    async def _unload(self, models: InstanceModels, url: str, target: str) -> None:
+        return read
+
+    async def _admit(self, models: InstanceModels, url: str, target: str) -> Lease:
+        """Room for one more model in the instance's memory, least recently used ones unloaded."""
+
+        async def evict() -> bool:
+            victim = _victim(models)
+            if victim is None:
+                return False
+            await self._unload(models, url, victim)
+            return True
+
+        return await models.memory.admit(target, self._reader(models), evict)
+
+    def _unload(self, models: InstanceModels, url: str, target: str) -> asyncio.Task[None]:
+        """Unload ``target``: out of ``loaded`` at once, the container told by the task returned."""
         name = models.loaded.pop(target)
-        start = time.perf_counter()
-        await self._delete(url, name)
-        self.metrics.unloading.labels(models.endpoint).observe(time.perf_counter() - start)
         self.metrics.loaded.labels(models.endpoint, models.instance_id).set(len(models.loaded))
+        models.memory.unloading()
+
+        async def unload() -> None:
+            start = time.perf_counter()
+            try:
+                await self._delete(url, name)
+            finally:
+                models.memory.unloaded()
+                models.unloading.pop(target, None)
+            self.metrics.unloading.labels(models.endpoint).observe(time.perf_counter() - start)
+
+        task = models.unloading[target] = asyncio.ensure_future(unload())
+        return task
 
     def _fetch(self, route: MultiModelRoute, dest: Path, target: str) -> int:
         """Download and unpack one model (blocking: runs in a thread); its size on disk."""
         shutil.rmtree(dest, ignore_errors=True)  # a partial unpack from an earlier failure
         url = route.prefix + target
         try:
-            self._artifacts.materialize_model_data(
-                {"ModelDataUrl": url}, dest, self._artifacts.budget(route.volume_bytes)
-            )
+            self._artifacts.materialize_target_model(route.prefix, target, dest, self._artifacts.budget(route.volume_bytes))
         except ArtifactError as exc:
             bucket, key = _bucket_and_key(url)
             raise errors.runtime_validation(
@@ -293,29 +325,45 @@ class MultiModels:
     async def _post_model(self, models: InstanceModels, url: str, name: str, path: str) -> None:
         """POST /models; on 507 unload the least recently used model and try again."""
         while True:
-            status, text = await self._call("POST", url + "/models", {"model_name": name, "url": path})
+            status, text, gone = await self._call("POST", url + "/models", {"model_name": name, "url": path})
             if status in (200, 201, 409):  # 409: the container has it already
                 return
-            if status == 507 and models.loaded:
-                victim = next(iter(models.loaded))
+            if status == 507 and (victim := _victim(models)) is not None:
                 log.info("container out of memory loading %s: unloading %s", name, victim)
                 await self._unload(models, url, victim)
                 continue
-            raise LoadFailed(status, text)
+            raise LoadFailed(status, _container_message(text), gone)
 
     async def _delete(self, url: str, name: str) -> None:
-        status, text = await self._call("DELETE", f"{url}/models/{name}")
+        status, text, _ = await self._call("DELETE", f"{url}/models/{name}")
         if status not in (200, 404):
             log.warning("unloading model %s from %s answered %d: %s", name, url, status, text)
 
-    async def _call(self, method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, str]:
+    async def _call(self, method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, str, bool]:
+        """The container's status (0: no answer) and body, and whether the connection was refused
+        or dropped (the container is gone, or going)."""
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=_MANAGEMENT_TIMEOUT))
         try:
             async with self._session.request(method, url, json=body) as resp:
-                return resp.status, await resp.text()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            return 0, f"the container could not be reached: {exc}"
+                return resp.status, await resp.text(), False
+        except asyncio.TimeoutError:
+            return 0, f"the container did not answer {method} {url} within {_MANAGEMENT_TIMEOUT:g} s", False
+        except aiohttp.ClientError as exc:
+            return 0, f"the container could not be reached: {exc}", True
+
+
+def _victim(models: InstanceModels) -> str | None:
+    """The least recently used loaded model that no invocation is using."""
+    return next((t for t in models.loaded if t not in models.in_use), None)
+
+
+def _release(in_use: dict[str, int], target: str) -> int:
+    """One use of ``target`` fewer; the uses left."""
+    left = in_use.pop(target, 1) - 1
+    if left:
+        in_use[target] = left
+    return left
 
 
 def _settled(loading: dict[str, asyncio.Future[str]], target: str, future: asyncio.Future[str]) -> None:
@@ -329,6 +377,17 @@ def _forget(gauge: Gauge, *labels: str) -> None:
         gauge.remove(*labels)
     except KeyError:
         pass
+
+
+def _container_message(text: str) -> str:
+    """The message of a container's error body: the contract's ``{"code": …, "message": …}``, or
+    the body as it is."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return text
+    message = body.get("message") if isinstance(body, dict) else None
+    return message if isinstance(message, str) else text
 
 
 def _bucket_and_key(url: str) -> tuple[str, str]:

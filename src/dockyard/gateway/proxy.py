@@ -309,7 +309,7 @@ class Gateway:
         container = instance.containers[0]
         target = multimodel.target_model(inv.endpoint, inv.target_model)
         start = time.perf_counter()
-        failed = True
+        failed, name = True, None
         try:
             name = await self.models.model_for(mm, route.name, instance.instance_id, container.url, target)
             call = _ContainerCall(self, route.name, container, f"/models/{name}/invoke")
@@ -317,14 +317,20 @@ class Gateway:
             failed = False
             return result
         except multimodel.LoadFailed as exc:
+            if exc.gone:
+                # The container died loading the model (its code ended the process): the instance
+                # is out of rotation and the reconciler looks at it now, not at its next round.
+                self._take_out(inv.endpoint, instance)
+            # A container the memory watchdog stopped mid-load: its reason, not "could not be reached".
+            message = self.stopped.get(container.url) if exc.status == 0 else None
             raise self.model_error(
-                route.name, container.hostname, exc.status, f"Failed to load model {target}: {exc.message}"
+                route.name, container.hostname, exc.status, message or f"Failed to load model {target}: {exc.message}"
             ) from None
         finally:
             self.models.observe(route.name, target, time.perf_counter() - start, failed)
-            if not mm.cache_enabled:
+            if name is not None:
                 # ModelCacheSetting Disabled: each model serves one invocation, then goes.
-                await self.models.unload(instance.instance_id, container.url, target)
+                self.models.done(instance.instance_id, container.url, target, unload=not mm.cache_enabled)
 
     async def _last(
         self, call: _ContainerCall, variant: VariantRoute, instance: InstanceRoute, inv: Invocation,

@@ -9,6 +9,7 @@ reports logs and resource use.
 from __future__ import annotations
 
 import asyncio
+import platform
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,10 @@ class ContainerSpec:
     # Host directory holding SAGEMAKER_SUBMIT_DIRECTORY's code, when the model names one.
     code_dir: Path | None = None
     multi_model: bool = False
+    # The ContainerDefinition whose model data and code are still to be fetched, into model_dir, on
+    # the node that runs the instance (the ray runtime, ``model_data.prepare_container``); None when
+    # model_dir and code_dir hold them already.
+    model_source: dict[str, Any] | None = field(default=None, hash=False)
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,8 @@ class InstanceSpec:
     # What the instance runs (the variant's containers, mode and instance type), as a digest: a
     # restarted server adopts a still-running instance only for a plan with the same digest.
     plan_digest: str = ""
+    # The variant's VolumeSizeInGB in bytes: the model data budget of containers with a model_source.
+    volume_bytes: int | None = None
 
 
 @dataclass
@@ -64,6 +71,9 @@ class RunningInstance:
     spec: InstanceSpec
     containers: tuple[RunningContainer, ...]
     extra: dict[str, Any] = field(default_factory=dict)
+    # Where the instance runs, as `dockyard endpoints` and `stats` show it: this host's name, or
+    # the Ray node's address.
+    node: str = field(default_factory=platform.node)
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,10 @@ class Runtime(Protocol):
 
     async def stats(self, instance: RunningInstance) -> list[ContainerStats]:
         """CPU and resident memory per container."""
+
+    async def resident_memory(self, instance: RunningInstance) -> int | None:
+        """The resident memory of all the instance's containers together, read at once (no CPU
+        sampling window: a multi-model load waits for it); None when it cannot be read."""
 
     async def adopt(self) -> list[RunningInstance]:
         """Take over the healthy instances an earlier, killed server left running (called once,

@@ -53,11 +53,12 @@ from dockyard.runtime.contract import (
     MULTI_MODEL_LABEL,
     container_environment,
 )
-from dockyard.runtime.docker_engine import has_cpu_baseline, usage
+from dockyard.runtime.docker_engine import cgroup_memory, has_cpu_baseline, usage
 from dockyard.runtime.docker_images import ImageResolver, LocalImage
 from dockyard.runtime.docker_watch import ExitWatcher, LogFollower
 from dockyard.runtime.health import NotHealthy, ping, wait_healthy
 from dockyard.runtime.instance_types import resources_for
+from dockyard.runtime.ports import url_host
 
 if TYPE_CHECKING:
     import docker
@@ -99,8 +100,12 @@ class DockerRuntime:
         stop_grace: float,
         registry: str | None = None,
         base_image: str | None = None,
+        bind_host: str = "127.0.0.1",
     ) -> None:
         self._client = client
+        # Where the sandbox publishes the containers' ports: loopback, or (under Ray) the node's
+        # cluster address, which the dockyard server on another machine can reach.
+        self._bind_host = bind_host
         self._owner = owner
         self._stop_grace = stop_grace
         self._base_image = base_image
@@ -137,7 +142,7 @@ class DockerRuntime:
         instance = RunningInstance(spec, (), extra={"sandbox": None})
         try:
             sandbox = instance.extra["sandbox"] = await self._call(self._start_sandbox, spec)
-            host_ports = [_published_port(sandbox, DEFAULT_PORT + i) for i in range(len(spec.containers))]
+            host_ports = [_published_port(sandbox, DEFAULT_PORT + i, self._bind_host) for i in range(len(spec.containers))]
         except BaseException:
             # Also on cancellation: shielded, the removal finishes regardless.
             await asyncio.shield(self._discard(instance))
@@ -177,7 +182,7 @@ class DockerRuntime:
         """The container owning the instance's network namespace and its published ports."""
         import docker
 
-        ports = {f"{DEFAULT_PORT + i}/tcp": ("127.0.0.1",) for i in range(len(spec.containers))}
+        ports = {f"{DEFAULT_PORT + i}/tcp": (self._bind_host,) for i in range(len(spec.containers))}
         try:
             sandbox = self._client.containers.run(
                 self._sandbox_image_name(),
@@ -240,7 +245,7 @@ class DockerRuntime:
             unstarted = RunningContainer(c.hostname, "", log_path)
             what = f"could not start image {c.image}: {exc.explanation or exc}"
             raise InstanceStartError(failure_reason(spec, unstarted, what)) from None
-        return RunningContainer(c.hostname, f"http://127.0.0.1:{host_port}", log_path,
+        return RunningContainer(c.hostname, f"http://{url_host(self._bind_host)}:{host_port}", log_path,
                                 DockerContainer(container, LogFollower(container, log_path)), model_dir)
 
     @staticmethod
@@ -349,6 +354,18 @@ class DockerRuntime:
     async def stats(self, instance: RunningInstance) -> list[ContainerStats]:
         return list(await asyncio.gather(*(self._container_stats(c) for c in instance.containers)))
 
+    async def resident_memory(self, instance: RunningInstance) -> int | None:
+        readings = await asyncio.gather(*(self._container_memory(c) for c in instance.containers))
+        return None if None in readings else sum(r for r in readings if r is not None)
+
+    async def _container_memory(self, running: RunningContainer) -> int | None:
+        # The engine's stats call takes a second or more (it waits for a CPU sample); the cgroup's
+        # own files answer at once when the engine runs on this machine.
+        reading = await asyncio.to_thread(cgroup_memory, running.handle.id)
+        if reading is None:
+            reading = (await self._container_stats(running)).memory_bytes
+        return reading
+
     async def _container_stats(self, running: RunningContainer) -> ContainerStats:
         import docker
 
@@ -386,7 +403,8 @@ class DockerRuntime:
         for c in (sandbox, *models):
             self._watcher.watch(c.id)  # first: an exit from now on is seen
         try:
-            urls = [f"http://127.0.0.1:{_published_port(sandbox, int(c.labels[docker_labels.PORT]))}" for c in models]
+            host = url_host(self._bind_host)
+            urls = [f"http://{host}:{_published_port(sandbox, int(c.labels[docker_labels.PORT]), self._bind_host)}" for c in models]
         except InstanceStartError:
             return None
         if any(status != 200 for status in await asyncio.gather(*(ping(self._http(), url) for url in urls))):
@@ -445,9 +463,9 @@ def _check_multi_model(spec: InstanceSpec, images: list[LocalImage]) -> None:
             )
 
 
-def _published_port(sandbox: Any, port: int) -> str:
+def _published_port(sandbox: Any, port: int, bind_host: str) -> str:
     bindings = (sandbox.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(f"{port}/tcp") or []
     for binding in bindings:
-        if binding.get("HostIp") in ("127.0.0.1", "", "0.0.0.0"):
+        if binding.get("HostIp") in (bind_host, "", "0.0.0.0"):
             return binding["HostPort"]
     raise InstanceStartError(f"The engine did not publish port {port} of the instance's sandbox {sandbox.name}.")

@@ -9,6 +9,7 @@ the tests.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -73,3 +74,24 @@ def usage(stats: dict[str, Any], earlier: dict[str, Any] | None = None) -> tuple
         extra = memory.get("stats") or {}
         in_use -= extra.get("cache", extra.get("inactive_file", 0))
     return cpu_percent, in_use
+
+
+# Where a container's memory cgroup is, for cgroup v1 and v2 and the cgroupfs and systemd drivers.
+_CGROUP_DIRS = ("/sys/fs/cgroup/memory/docker/{id}", "/sys/fs/cgroup/memory/system.slice/docker-{id}.scope",
+                "/sys/fs/cgroup/docker/{id}", "/sys/fs/cgroup/system.slice/docker-{id}.scope")
+
+
+def cgroup_memory(container_id: str) -> int | None:
+    """A container's memory in use read from its cgroup on this machine, as ``usage`` counts it
+    (without the inactive page cache); None when the cgroup is not found here (a remote engine,
+    Podman's own layout)."""
+    for pattern in _CGROUP_DIRS:
+        root = Path(pattern.format(id=container_id))
+        v1 = (root / "memory.usage_in_bytes").exists()
+        try:
+            in_use = int((root / ("memory.usage_in_bytes" if v1 else "memory.current")).read_text())
+            stat = dict(line.split() for line in (root / "memory.stat").read_text().splitlines())
+        except (OSError, ValueError):
+            continue
+        return in_use - int(stat.get("total_inactive_file" if v1 else "inactive_file", 0))
+    return None

@@ -1,4 +1,4 @@
-"""Free loopback ports for containers of the process runtime."""
+"""Free loopback ports for containers of the process runtime, and hosts as URLs write them."""
 
 from __future__ import annotations
 
@@ -29,3 +29,8 @@ def free_range(size: int, rng: random.Random | None = None) -> tuple[int, int]:
         if all(_bindable(p) for p in range(start, start + size)):
             return start, start + size - 1
     raise OSError(f"no run of {size} free loopback ports found")
+
+
+def url_host(host: str) -> str:
+    """``host`` as a URL writes it (an IPv6 address in brackets)."""
+    return f"[{host}]" if ":" in host else host

@@ -43,7 +43,7 @@ from dockyard.runtime.forkserver import ForkedProcess, ForkServer
 from dockyard.runtime.health import NotHealthy, wait_healthy
 from dockyard.runtime.layers import LayerError, Layers, requirement_files
 from dockyard.runtime.memory_watch import MemoryWatch
-from dockyard.runtime.ports import free_port, free_range
+from dockyard.runtime.ports import free_port, free_range, url_host
 from dockyard.runtime.privileges import ContainerUser, hand_over, unreachable
 
 SAFE_PORT_RANGE_SIZE = 10
@@ -114,17 +114,20 @@ def process_environment(
     model_dir: Path,
     code_dir: Path | None = None,
     multi_model: bool = False,
+    bind_host: str = "127.0.0.1",
 ) -> dict[str, str]:
     """A container process's environment: the contract's (``model_dir`` stands for /opt/ml/model,
-    named by ``DOCKYARD_MODEL_DIR``, which the managed server honours), on loopback, and of the
-    server's own environment only ``INHERITED``."""
+    named by ``DOCKYARD_MODEL_DIR``, which the managed server honours), listening on ``bind_host``
+    (loopback; a Ray node's cluster address), and of the server's own environment only ``INHERITED``."""
     return {
         **{name: os.environ[name] for name in INHERITED if name in os.environ},
         **contract.container_environment(environment, port, safe_ports, str(code_dir) if code_dir else None, multi_model),
         **extra_env,
-        "DOCKYARD_BIND_HOST": "127.0.0.1",
+        "DOCKYARD_BIND_HOST": bind_host,
         "DOCKYARD_MODEL_DIR": str(model_dir),
         "PYTHONUNBUFFERED": "1",
+        # A multi-model container installs each model's requirements.txt beside its models.
+        **({"DOCKYARD_LAYERS_DIR": str(model_dir.parent / "layers")} if multi_model else {}),
     }
 
 
@@ -141,9 +144,12 @@ class ProcessRuntime:
 
     def __init__(
         self, owner: str, stop_grace: float, layers_dir: Path | None = None, user: ContainerUser | None = None,
-        zygotes_dir: Path | None = None,
+        zygotes_dir: Path | None = None, bind_host: str = "127.0.0.1",
     ) -> None:
         self._owner = owner
+        # Where containers listen and the gateway reaches them: loopback, or (under Ray) the
+        # node's cluster address, which the dockyard server on another machine can reach.
+        self._bind_host = bind_host
         self._stop_grace = stop_grace
         # Who containers run as (privileges.py); None: as the server.
         self._user = user
@@ -197,7 +203,7 @@ class ProcessRuntime:
         port = free_port()
         low, high = free_range(SAFE_PORT_RANGE_SIZE)
         env = process_environment(container.environment, extra_env, port, (low, high), container.model_dir,
-                                  container.code_dir, container.multi_model)
+                                  container.code_dir, container.multi_model, self._bind_host)
         env[processes.OWNER_VARIABLE] = self._owner
         if self._user is not None:
             env["HOME"] = str(spec.workdir / container.hostname)  # the server's home is not the container's
@@ -208,7 +214,7 @@ class ProcessRuntime:
                                           spec.workdir, log_path, spec.startup_timeout)
         if proc is None:
             proc = await processes.spawn(command, cwd or spec.workdir, env, log_path, self._user)
-        return RunningContainer(container.hostname, f"http://127.0.0.1:{port}", log_path, proc)
+        return RunningContainer(container.hostname, f"http://{url_host(self._bind_host)}:{port}", log_path, proc)
 
     def _zygote_environment(self, extra_env: dict[str, str]) -> dict[str, str]:
         """A fork server's own environment: what every container of its image shares, and the
@@ -257,6 +263,10 @@ class ProcessRuntime:
     async def stats(self, instance: RunningInstance) -> list[ContainerStats]:
         usage = await asyncio.gather(*(processes.group_usage(c.handle.pid) for c in instance.containers))
         return [ContainerStats(c.hostname, cpu, rss) for c, (cpu, rss) in zip(instance.containers, usage)]
+
+    async def resident_memory(self, instance: RunningInstance) -> int | None:
+        pids = [c.handle.pid for c in instance.containers]
+        return await asyncio.to_thread(lambda: sum(map(processes.group_rss, pids)))
 
     async def adopt(self) -> list[RunningInstance]:
         # Nothing to adopt: a container process dies with its server (parent-death signal).

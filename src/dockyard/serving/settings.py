@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -49,6 +50,8 @@ class Settings:
     max_payload_mb: int = 6
     # SAGEMAKER_MULTI_MODEL: no model at start; the platform loads them through /models.
     multi_model: bool = False
+    # Multi-model: where each model's code/requirements.txt is installed (see ``layers``).
+    layers_dir: str = os.path.join(tempfile.gettempdir(), "dockyard-layers")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -73,6 +76,7 @@ class Settings:
             restricted_unpickle=_flag(env, "DOCKYARD_RESTRICTED_UNPICKLE"),
             max_payload_mb=_number(env, "SAGEMAKER_MAX_PAYLOAD_IN_MB", 6, int, minimum=1),
             multi_model=_flag(env, "SAGEMAKER_MULTI_MODEL"),
+            layers_dir=env.get("DOCKYARD_LAYERS_DIR") or cls.layers_dir,
         )
 
 

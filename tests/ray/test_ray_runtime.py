@@ -1,0 +1,194 @@
+"""``dockyard serve --runtime ray`` against a real local Ray cluster (a head and two workers, see
+ray_cluster.py), driven with boto3: instances placed across nodes answer real scikit-learn
+predictions; a family pinned to a node by its custom resource lands there; a worker SIGKILLed
+under load has its instances replaced on the nodes left; a deployment no node can hold fails with
+SageMaker's capacity wording; a delete gives the placement groups back.
+
+Nodes (logical sizes; ml.c5.large takes 2 CPUs and 4 GiB): head 1 slot, w1 and w2 2 slots each,
+so three instances always span at least two nodes, and the survivors of any worker's loss still
+have room for all three.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError, ReadTimeoutError
+from e2e.deploy import FAST_WAIT, create_endpoint, delete_all, wait_settled
+from e2e.models import SKLEARN_URI, iris, iris_classifier, package
+from needs import require_ray
+from servers import Server
+
+from dockyard.cli.client import get_json
+
+pytestmark = pytest.mark.ray
+require_ray()
+
+from ray_cluster import Cluster, start_cluster  # noqa: E402  (after the skip: it needs nothing, but reads as Ray's)
+
+ROWS = "5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = start_cluster(tmp_path_factory.mktemp("ray"))
+    try:
+        c.start_node("head", cpus=2, memory_gib=4)
+        c.start_node("w1", cpus=4, memory_gib=8)
+        c.start_node("w2", cpus=4, memory_gib=8, resources={"ml.c6i": 2})
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def server(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("ray-server")
+    s = Server(tmp / "state", tmp / "server.log", {"DOCKYARD_RAY_CAPACITY_TIMEOUT": "3", "DOCKYARD_HEALTH_INTERVAL": "0.5",
+                                                   "DOCKYARD_RESTART_BACKOFF_MAX": "2"},
+               args=("--runtime", "ray", "--ray-address", cluster.address))
+    s.start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def model_data(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"file://{package(tmp_path_factory.mktemp('model'), iris_classifier())}"
+
+
+def nodes_of(server: Server, name: str) -> dict[str, str]:
+    """Instance id → the node `dockyard stats` reports it on."""
+    rows = get_json(server.url, f"/_dockyard/endpoints/{name}/stats")["containers"]
+    return {row["instance"]: row["node"] for row in rows}
+
+
+def node_id(node: str) -> str:
+    """The node id prefix in a reported node, "<address> (<id prefix>)"."""
+    return node.rsplit("(", 1)[1].rstrip(")")
+
+
+def live_groups(name: str) -> list[dict[str, Any]]:
+    """Ray's placement groups of endpoint ``name`` that are not removed."""
+    import ray
+
+    return [g for g in ray.util.placement_group_table().values()
+            if g["name"].startswith(f"{name}-") and g["state"] != "REMOVED"]
+
+
+def expected() -> list[int]:
+    """The classifier's own predictions for ROWS (the managed server answers a JSON list)."""
+    x, _ = iris()
+    return [int(p) for p in iris_classifier().predict(x[[0, 100]])]
+
+
+def predict(rt: Any, name: str) -> list[int]:
+    return json.loads(rt.invoke_endpoint(EndpointName=name, ContentType="text/csv", Body=ROWS)["Body"].read())
+
+
+def test_a_family_pinned_by_a_custom_resource_runs_on_its_node(cluster: Cluster, server: Server, model_data: str) -> None:
+    sm, rt = server.client("sagemaker"), server.client("sagemaker-runtime")
+    create_endpoint(sm, "pinned", {"PrimaryContainer": {"Image": SKLEARN_URI, "ModelDataUrl": model_data}},
+                    InstanceType="ml.c6i.large")
+    [node] = nodes_of(server, "pinned").values()
+    assert cluster.node_id("w2").startswith(node_id(node))
+    assert predict(rt, "pinned") == expected() == [0, 2]
+    assert len(live_groups("pinned")) == 1
+    delete_all(sm, "pinned")
+    assert live_groups("pinned") == []
+
+
+def test_a_lost_worker_s_instances_serve_again_elsewhere(cluster: Cluster, server: Server, model_data: str) -> None:
+    sm = server.client("sagemaker")
+    rt = server.client("sagemaker-runtime", retries={"max_attempts": 0}, read_timeout=30)
+    create_endpoint(sm, "spread", {"PrimaryContainer": {"Image": SKLEARN_URI, "ModelDataUrl": model_data}},
+                    InstanceType="ml.c5.large", InitialInstanceCount=3)
+    placed = nodes_of(server, "spread")
+    assert len(placed) == 3
+    workers = {name: cluster.node_id(name) for name in ("head", "w1", "w2")}
+    by_node = Counter(next(n for n, i in workers.items() if i.startswith(node_id(node))) for node in placed.values())
+    assert len(by_node) >= 2 and max(by_node.values()) <= 2, by_node
+    for _ in range(6):
+        assert predict(rt, "spread") == expected()
+
+    victim = max((n for n in by_node if n != "head"), key=lambda n: by_node[n])
+    outcomes: Counter[str] = Counter()
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            try:
+                outcomes["ok" if predict(rt, "spread") == expected() else "wrong"] += 1
+            except ClientError as exc:
+                outcomes[exc.response["Error"]["Code"]] += 1
+                time.sleep(0.05)
+            except ReadTimeoutError:
+                outcomes["hung"] += 1
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    try:
+        time.sleep(1)
+        cluster.nodes[[n.name for n in cluster.nodes].index(victim)].kill()
+        lost = workers[victim]
+        deadline = time.monotonic() + 90
+        while True:
+            now = nodes_of(server, "spread")
+            if len(now) == 3 and not any(lost.startswith(node_id(n)) for n in now.values()):
+                break
+            assert time.monotonic() < deadline, f"not replaced: {now}; log:\n{server.log()[-3000:]}"
+            time.sleep(0.2)
+        time.sleep(1)
+    finally:
+        stop.set()
+        loader.join()
+    print(f"invocations while {victim} was lost: {dict(outcomes)}")
+    assert outcomes["ok"] > 0 and outcomes["wrong"] == 0 and outcomes["hung"] == 0
+    # Meanwhile a request went to another instance, or was answered 503 (or 424 when its container died mid-request).
+    assert set(outcomes) <= {"ok", "ServiceUnavailable", "ModelError"}, outcomes
+    assert sm.describe_endpoint(EndpointName="spread")["EndpointStatus"] == "InService"
+    assert len(live_groups("spread")) == 3
+    readiness = get_json(server.url, "/_dockyard/endpoints")["endpoints"]["spread"]["AllTraffic"]
+    assert sorted(readiness["nodes"]) == sorted(nodes_of(server, "spread").values())
+
+    # Scaling in gives the placement groups of the instances it stops back.
+    sm.update_endpoint_weights_and_capacities(EndpointName="spread", DesiredWeightsAndCapacities=[
+        {"VariantName": "AllTraffic", "DesiredInstanceCount": 1}])
+    sm.get_waiter("endpoint_in_service").wait(EndpointName="spread", WaiterConfig=FAST_WAIT)
+    assert len(nodes_of(server, "spread")) == 1
+    assert len(live_groups("spread")) == 1
+    assert predict(rt, "spread") == expected()
+    delete_all(sm, "spread")
+    assert live_groups("spread") == []
+
+
+def test_a_deployment_no_node_can_hold_fails_for_capacity(server: Server, model_data: str) -> None:
+    sm = server.client("sagemaker")
+    create_endpoint(sm, "too-big", {"PrimaryContainer": {"Image": SKLEARN_URI, "ModelDataUrl": model_data}},
+                    wait=False, InstanceType="ml.c5.9xlarge")
+    desc = wait_settled(sm, "too-big")
+    assert desc["EndpointStatus"] == "Failed"
+    assert desc["FailureReason"].startswith("Unable to provision requested ML compute capacity due to "
+                                            "InsufficientInstanceCapacity error."), desc["FailureReason"]
+    assert "36 CPUs" in desc["FailureReason"]
+    assert live_groups("too-big") == []
+    sm.delete_endpoint(EndpointName="too-big")
+    sm.get_waiter("endpoint_deleted").wait(EndpointName="too-big", WaiterConfig=FAST_WAIT)
+
+
+def test_model_data_missing_on_the_node_says_where_it_was_looked_for(server: Server, tmp_path: Path) -> None:
+    sm = server.client("sagemaker")
+    missing = tmp_path / "nowhere" / "model.tar.gz"
+    create_endpoint(sm, "no-data", {"PrimaryContainer": {"Image": SKLEARN_URI, "ModelDataUrl": f"file://{missing}"}},
+                    wait=False, InstanceType="ml.c5.large")
+    desc = wait_settled(sm, "no-data")
+    assert desc["EndpointStatus"] == "Failed"
+    assert "fetched on Ray node" in desc["FailureReason"] and "must exist on that node" in desc["FailureReason"]
+    assert live_groups("no-data") == []
