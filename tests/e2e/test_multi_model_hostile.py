@@ -9,6 +9,7 @@ import io
 import json
 import os
 import tarfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -19,8 +20,8 @@ from botocore.exceptions import ClientError
 from servers import Server
 
 from dockyard.artifacts.package import make_model_tarball
-from e2e.deploy import delete_all
-from e2e.models import iris_classifier, package
+from e2e.deploy import create_endpoint, delete_all
+from e2e.models import SKLEARN_URI, iris_classifier, package
 from e2e.test_multi_model import create_mme, error_of, invoke, named_model
 
 
@@ -180,3 +181,81 @@ def test_a_model_that_kills_its_container_gets_the_instance_replaced_at_once(tmp
         delete_all(sm, name)
     finally:
         server.stop()
+
+
+# Loads only once the test opens the gate.
+GATED = """
+import os, time, joblib
+
+def model_fn(model_dir):
+    open(os.environ["GATE"] + "." + os.path.basename(model_dir), "w").close()
+    deadline = time.monotonic() + 120
+    while not os.path.exists(os.environ["GATE"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return joblib.load(os.path.join(model_dir, "model.joblib"))
+"""
+
+
+def test_a_load_queued_when_its_endpoint_is_deleted_never_starts(server: Server, sm, rt, tmp_path: Path) -> None:
+    """Another endpoint's loads take every parallel load; this one's first request waits its turn;
+    DeleteEndpoint removes its instance. The queued load must not unpack into the removed
+    directory afterwards (a leak) nor call the stopped container: the request answers 503, which
+    boto3 retries (the retry learns the endpoint is gone; after an instance's replacement it would
+    be served)."""
+    from dockyard.gateway.multimodel import PARALLEL_LOADS
+
+    gate = tmp_path / "gate"
+    hog_prefix, victim_prefix = tmp_path / "hog", tmp_path / "victim"
+    hog_prefix.mkdir()
+    for i in range(PARALLEL_LOADS):
+        package(tmp_path / f"gated-{i}", iris_classifier(), GATED)
+        make_model_tarball(tmp_path / f"gated-{i}" / "model-src", hog_prefix / f"gated-{i}.tar.gz")
+    victim_prefix.mkdir()
+    named_model(victim_prefix, "a.tar.gz", "a")
+    hog = "mme-hog"
+    create_endpoint(sm, hog, {"PrimaryContainer": {
+        "Image": SKLEARN_URI, "Mode": "MultiModel", "ModelDataUrl": f"file://{hog_prefix}/",
+        "Environment": {"GATE": str(gate)},
+    }})
+    victim = create_mme(sm, "mme-victim", victim_prefix)
+    (victim_instance,) = _instances(server, victim)
+    answers: dict[str, Any] = {}
+
+    def call(endpoint: str, target: str) -> None:
+        try:
+            answers[target] = invoke(rt, endpoint, target)
+        except ClientError as exc:
+            answers[target] = exc.response
+
+    hogs = [threading.Thread(target=call, args=(hog, f"gated-{i}.tar.gz")) for i in range(PARALLEL_LOADS)]
+    try:
+        for t in hogs:
+            t.start()
+        # Every one asked for (each load holds its turn from then on: loads whose memory is not
+        # measured yet wait inside it), and the first in model_fn.
+        _wait_for(lambda: len(_stats(server, hog)["models"]) == PARALLEL_LOADS and any(tmp_path.glob("gate.*")))
+        queued = threading.Thread(target=call, args=(victim, "a.tar.gz"))
+        queued.start()
+        _wait_for(lambda: [m["misses"] for m in _stats(server, victim)["models"]] == [1])
+        delete_all(sm, victim)
+        assert not (server.state_dir / "instances" / victim_instance).exists()
+    finally:
+        gate.touch()
+        for t in hogs:
+            t.join()
+    queued.join()
+    assert not (server.state_dir / "instances" / victim_instance).exists(), "the queued load recreated it"
+    err = answers["a.tar.gz"]
+    # It answered 503 ServiceUnavailable, which boto3 retried, to learn that the endpoint is gone.
+    assert err["ResponseMetadata"]["RetryAttempts"] == 1
+    assert err["Error"] == {"Code": "ValidationError", "Message": f"Endpoint {victim} of account 123456789012 not found."}
+    # The other endpoint's loads went on: each model answers its predictions.
+    assert [type(answers[f"gated-{i}.tar.gz"]) for i in range(PARALLEL_LOADS)] == [list] * PARALLEL_LOADS
+    delete_all(sm, hog)
+
+
+def _wait_for(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)

@@ -119,6 +119,8 @@ class InstanceModels:
         # 409 (still loaded) and then drop it.
         self.unloading: dict[str, asyncio.Task[None]] = {}
         self.memory = MemoryBudget(memory_bytes)
+        # No longer routed (stopped, its directory removed): loads still queued must not start.
+        self.retired = False
 
 
 # The container's resident memory of an instance (endpoint, instance id); None: unknown.
@@ -154,6 +156,7 @@ class MultiModels:
         keep = set(instance_ids)
         for gone in [i for i in self._instances if i not in keep]:
             models = self._instances.pop(gone)
+            models.retired = True
             _forget(self.metrics.loaded, models.endpoint, gone)
 
     def describe(self, endpoint: str) -> list[dict[str, Any]]:
@@ -236,12 +239,16 @@ class MultiModels:
     async def _load(self, route: MultiModelRoute, models: InstanceModels, url: str, target: str) -> str:
         name = model_name(target)
         async with self._parallel:
+            _check_routed(models, target)
             if target in models.unpacked:
                 models.unpacked.move_to_end(target)
             else:
                 start = time.perf_counter()
                 size = await asyncio.to_thread(self._fetch, route, models.host_dir / name, target)
                 self.metrics.downloading.labels(models.endpoint).observe(time.perf_counter() - start)
+                if models.retired:  # stopped while the model was unpacked into its directory
+                    shutil.rmtree(models.host_dir / name, ignore_errors=True)
+                    _check_routed(models, target)
                 models.unpacked[target] = size
                 self._trim_disk(models, route, keep=target)
             if (unloading := models.unloading.get(target)) is not None:
@@ -351,6 +358,17 @@ class MultiModels:
             return 0, f"the container did not answer {method} {url} within {_MANAGEMENT_TIMEOUT:g} s", False
         except aiohttp.ClientError as exc:
             return 0, f"the container could not be reached: {exc}", True
+
+
+def _check_routed(models: InstanceModels, target: str) -> None:
+    """A load waiting for its turn on an instance that has since been stopped (endpoint deleted,
+    instance replaced) does not start: unpacking would recreate the removed directory. The client
+    retries the 503 (on the replacement, or learns the endpoint is gone)."""
+    if models.retired:
+        raise errors.service_unavailable(
+            f"The instance of endpoint {models.endpoint} that model {target} was to load on has stopped; "
+            "retry the request."
+        )
 
 
 def _victim(models: InstanceModels) -> str | None:
