@@ -7,18 +7,24 @@ container, relay the body with its Content-Type and the variant and request-id h
 a different server, each on uvloop in one process:
 
 - ``aiohttp``: ``web.Application`` with one route, as ``dockyard serve`` runs;
+- ``aiohttp low-level``: aiohttp's ``web.Server`` with one handler (no application, router or
+  middlewares);
 - ``uvicorn``: uvicorn's httptools protocol, a plain ASGI app;
 - ``granian``: granian (Rust, hyper) through its RSGI interface, one worker.
 
 ``python -m benchmarks.frontends [--quick]`` deploys the noop model on a dockyard server, starts
 each frontend (those installed) on a free port pointed at that container, and loads them side by
-side with the suite's plan; it prints a Markdown table. Routing, metrics and validation are left
-out on every side alike, so the differences are the servers'.
+side with the suite's plan — wrk at concurrency 1 and 8, then ``benchmarks.pyclient`` (as boto3
+sends) at 1 — next to the container direct and dockyard's whole gateway on the same container;
+it prints a Markdown table. Routing, metrics and validation are left out on every frontend alike,
+so the differences between them are the servers'; the gateway's row shows what dockyard's own
+work adds.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import random
 import subprocess
@@ -26,18 +32,19 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from benchmarks import fixtures, load, procs
 from benchmarks.markdown import table
 from benchmarks.measure import Plan, side_by_side
-from benchmarks.spread import ratios, summary
+from benchmarks.spread import paired, ratios, summary
 from benchmarks.stack import DockyardStack
 from dockyard.gateway.upstream import Upstream
 from dockyard.runtime.ports import free_port
 
-FRONTENDS = ("aiohttp", "uvicorn", "granian")
+FRONTENDS = ("aiohttp", "aiohttp low-level", "uvicorn", "granian")
 _UPSTREAM = ("127.0.0.1", int(os.environ.get("FRONTEND_CONTAINER_PORT", "0")))
 _upstream = Upstream(60.0)
 
@@ -81,18 +88,27 @@ async def rsgi_app(scope: Any, protocol: Any) -> None:
 
 def serve(frontend: str, port: int) -> None:
     """Run one frontend in this process (the container's port comes from the environment)."""
-    if frontend == "aiohttp":
+    if frontend.startswith("aiohttp"):
         from aiohttp import web
 
         from dockyard.server import event_loop
 
-        async def handler(request: web.Request) -> web.Response:
+        async def handler(request: web.BaseRequest) -> web.Response:
             out, headers = await _invoke(await request.read(), request.headers.get("Content-Type", "application/json"))
             return web.Response(body=out, headers=headers)
 
-        app = web.Application()
-        app.router.add_post("/endpoints/{name}/invocations", handler)
-        web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, loop=event_loop())
+        if frontend == "aiohttp":
+            app = web.Application()
+            app.router.add_post("/endpoints/{name}/invocations", handler)
+            web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, loop=event_loop())
+        else:
+            async def low_level() -> None:
+                runner = web.ServerRunner(web.Server(handler, access_log=None))
+                await runner.setup()
+                await web.TCPSite(runner, "127.0.0.1", port).start()
+                await asyncio.Event().wait()
+
+            event_loop().run_until_complete(low_level())
     elif frontend == "uvicorn":
         import uvicorn
 
@@ -107,7 +123,7 @@ def serve(frontend: str, port: int) -> None:
 
 def _installed(frontend: str) -> bool:
     try:
-        __import__(frontend)
+        __import__(frontend.split()[0])
     except ImportError:
         return False
     return True
@@ -144,23 +160,28 @@ def measure(plan: Plan) -> str:
         try:
             for frontend in filter(_installed, FRONTENDS):
                 running.append(_start(frontend, container.port))
-            targets = [stack.direct_target("container direct", "bench-noop")] + [t for _, t in running]
-            samples = side_by_side(plan, targets, lambda line: print(line, file=sys.stderr, flush=True))
+            targets = ([stack.direct_target("container direct", "bench-noop"), stack.invoke_target("dockyard", "bench-noop")]
+                       + [t for _, t in running])
+            progress = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+            samples = {(plan.tool, c): runs for c, runs in side_by_side(plan, targets, progress).items()}
+            python = replace(plan, tool=load.HTTP_CLIENT, concurrencies=(1,))
+            samples.update({(python.tool, c): runs for c, runs in side_by_side(python, targets, progress).items()})
         finally:
             for proc, _ in running:
                 proc.terminate()
                 proc.wait(30)
     rows = []
-    for concurrency, runs in samples.items():
-        base = runs["aiohttp"]
+    for (tool, concurrency), runs in samples.items():
+        base, direct = runs["aiohttp"], runs["container direct"]
         for name, s in runs.items():
             figures = summary(s)
             cpu = figures.get("cpu_us_per_request")
-            versus = ratios([x.cpu_us or 0.0 for x in base], [x.cpu_us or 0.0 for x in s]) if name in FRONTENDS else None
-            rows.append([str(concurrency), name, figures["p50_ms"].text(3), figures["rps"].text(0),
-                         cpu.text(0) if cpu else "—", versus.text(2) if versus else "—"])
-    return table(["conc.", "server", "p50 ms", "req/s", "CPU µs/req (frontend, or container)",
-                  "aiohttp CPU / this CPU"], rows)
+            versus = ratios([x.cpu_us or 0.0 for x in base], [x.cpu_us or 0.0 for x in s]) if name != "container direct" else None
+            added = paired([x.p50_ms for x in s], [x.p50_ms for x in direct]) if name != "container direct" else None
+            rows.append([tool.split()[0], str(concurrency), name, figures["p50_ms"].text(3), added.text(3) if added else "—",
+                         figures["rps"].text(0), cpu.text(0) if cpu else "—", versus.text(2) if versus else "—"])
+    return table(["client", "conc.", "server", "p50 ms", "added p50 ms (paired)", "req/s",
+                  "CPU µs/req (server, or container)", "aiohttp CPU / this CPU"], rows)
 
 
 def main(argv: list[str]) -> int:

@@ -218,8 +218,9 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     app.add_routes(admin.routes(registry, metrics.summary, log_files, stats, lambda name: name.lower() in gateway.table,
                                 gateway.serverless.metrics.summary, models.describe, queue.backlog_of, nodes))
     app.add_routes([admin.readiness_route(readiness)])
-    app.add_routes(runtime_api.routes(gateway, settings.max_payload_bytes, async_invocations.realtime_guard(queue),
-                                      observer(capture)))
+    app[runtime_api.INVOKE] = invoke = runtime_api.handler(
+        gateway, settings.max_payload_bytes, async_invocations.realtime_guard(queue), observer(capture))
+    app.add_routes(runtime_api.routes(invoke))
     app.add_routes(async_invocations.routes(queue))
     app.add_routes(response_stream.routes(gateway, settings.max_payload_bytes, async_invocations.realtime_guard(queue)))
     app.router.add_post("/", control_plane.handler({
@@ -313,6 +314,8 @@ async def _serve(app: web.Application, settings: Settings, guard: connections.Co
     # In-flight invocations may finish on shutdown, as long as the invocation timeout lets them.
     runner = web.AppRunner(app, handle_signals=True, access_log=None, shutdown_timeout=settings.invocation_timeout)
     await runner.setup()
+    assert runner.server is not None
+    runtime_api.shortcut(runner.server, app)
     try:
         site = _GuardedSite(runner, settings.host, settings.port, guard, settings, ssl_context)
         await site.start()

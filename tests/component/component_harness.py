@@ -16,6 +16,7 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 from fake_runtime import FakeRuntime
 
+from dockyard.api import runtime_api
 from dockyard.server import build_app
 from dockyard.settings import Settings
 
@@ -48,7 +49,10 @@ class Dockyard:
     async def start(self, fake: FakeRuntime | None = None) -> Dockyard:
         if fake is not None:
             self.fake = fake
-        self.client = await self._make_client(build_app(self.settings(), runtime=self.fake))
+        app = build_app(self.settings(), runtime=self.fake)
+        self.client = await self._make_client(app)
+        # As ``dockyard serve`` does: InvokeEndpoint past the router.
+        runtime_api.shortcut(self.client.server.runner.server, app)
         return self
 
     async def stop(self) -> None:

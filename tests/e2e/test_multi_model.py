@@ -58,14 +58,18 @@ def invoke(rt, endpoint: str, target: str | None, body: str = "5.1,3.5,1.4,0.2\n
     return json.loads(reply["Body"].read())
 
 
-@pytest.fixture(scope="module")
-def mme(sm, prefix: Path):
-    name = "mme-e2e"
+def create_mme(sm, name: str, prefix: Path) -> str:
+    """A multi-model endpoint ``name`` of the managed sklearn server on the local ``prefix``."""
     create_endpoint(sm, name, {"PrimaryContainer": {
         "Image": SKLEARN_URI, "Mode": "MultiModel", "ModelDataUrl": f"file://{prefix}/",
     }})
-    yield name
-    delete_all(sm, name)
+    return name
+
+
+@pytest.fixture(scope="module")
+def mme(sm, prefix: Path):
+    yield create_mme(sm, "mme-e2e", prefix)
+    delete_all(sm, "mme-e2e")
 
 
 def test_target_models_are_loaded_on_demand_and_answer_as_themselves(rt, mme: str) -> None:

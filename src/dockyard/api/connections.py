@@ -21,9 +21,11 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import StreamReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 
-from dockyard.api.errors import Handler
+from dockyard import errors
+from dockyard.api.errors import Handler, runtime_response
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +49,19 @@ class _Throttled:
 class Connection(web.RequestHandler):
     """aiohttp's per-connection protocol, with the deadline the guard enforces."""
 
-    def __init__(self, manager: web.Server, guard: ConnectionGuard, **kwargs: Any) -> None:
-        super().__init__(manager, **kwargs)
+    def __init__(self, manager: web.Server, guard: ConnectionGuard, *, loop: asyncio.AbstractEventLoop,
+                 **kwargs: Any) -> None:
+        super().__init__(manager, loop=loop, **kwargs)
         self.guard = guard
+        # Kept: asyncio.get_running_loop() costs a getpid() system call per request on CPython 3.11.
+        self.loop = loop
         self.deadline: float | None = None  # when the client must have sent what we wait for
         self.busy = False  # a request's headers have arrived and its response is not finished
         self.body: StreamReader | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self.deadline = self._loop.time() + self.guard.header_timeout
+        self.deadline = self.loop.time() + self.guard.header_timeout
         self.guard.opened(self)
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -65,8 +70,23 @@ class Connection(web.RequestHandler):
 
     def data_received(self, data: bytes) -> None:
         if not self.busy and self.deadline is None:  # the first byte of the next request
-            self.deadline = self._loop.time() + self.guard.header_timeout
+            self.deadline = self.loop.time() + self.guard.header_timeout
         super().data_received(data)
+
+    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        """A request aiohttp cannot parse (a NUL or control character in a header value, a bad
+        request line) answers as an AWS error boto3 reads, not as aiohttp's plain text, which
+        botocore would show with the error code "400"."""
+        if not isinstance(exc, HttpProcessingError) or request.writer.output_size > 0:
+            return super().handle_error(request, status, exc, message)
+        # aiohttp's message quotes the offending line, then points at the character with "^".
+        lines = [line.strip() for line in (exc.message or str(exc)).splitlines()]
+        problem = " ".join(line for line in lines if line and line != "^")
+        log.info("malformed request from %s: %s", request.remote, problem)
+        resp = runtime_response(errors.runtime_validation(f"Malformed HTTP request: {problem}", status=exc.code))
+        resp.force_close()
+        return resp
 
 
 class ConnectionGuard:
@@ -127,8 +147,7 @@ class ConnectionGuard:
             conn = request.protocol
             if isinstance(conn, Connection):
                 conn.busy, conn.body = True, request.content
-                now = asyncio.get_running_loop().time()
-                conn.deadline = None if request.content.is_eof() else now + self.body_timeout
+                conn.deadline = None if request.content.is_eof() else conn.loop.time() + self.body_timeout
             try:
                 return await handler(request)
             except ConnectionError as exc:

@@ -86,7 +86,7 @@ def routes(gateway: Gateway, max_payload: int, check: Callable[[str], None] = la
     """``check(endpoint)`` raises when the endpoint takes no real-time invocation (asynchronous)."""
 
     async def invoke_with_response_stream(request: web.Request) -> web.StreamResponse:
-        inv = parse_invocation(request)
+        inv = parse_invocation(request, request.match_info["name"])
         check(inv.endpoint)
         # The container's Accept is the client's X-Amzn-SageMaker-Accept (Accept itself is the
         # event stream's, which the client asked of dockyard).

@@ -95,6 +95,24 @@ class Sources:
             raise ArtifactError(f"{what.capitalize()} prefix {url} is not a directory.")
         return path
 
+    def under_prefix(self, prefix: str, relative: str, what: str) -> Location:
+        """The object ``relative`` (a multi-model endpoint's TargetModel, already normalised)
+        names under ``prefix``, its name taken literally (``%2e%2e`` is not ``..``). A local one
+        must be a file whose real path, symlinks followed, is inside the prefix's."""
+        root = _local_path(prefix)
+        if root is None:
+            # An HTTP server would decode %xx in the path: quote so that the name stays literal.
+            name = urllib.parse.quote(relative) if _scheme(prefix) in ("http", "https") else relative
+            return self.locate(prefix + name, what)
+        check_local_path(root, self._policy.allow_paths, what)
+        real_root = os.path.realpath(root)
+        real = os.path.realpath(os.path.join(real_root, relative))
+        if os.path.commonpath([real, real_root]) != real_root:
+            raise ArtifactError(f"{relative} leads outside the {what} prefix {prefix} (through a symlink).")
+        if os.path.isdir(real):
+            raise ArtifactError(f"{relative} under {prefix} is a directory, not a model archive (.tar.gz).")
+        return self._existing_local_path(real, what)
+
     def _existing_local_path(self, url: str, what: str) -> Path:
         path = _local_path(url)
         if path is None:

@@ -52,8 +52,7 @@ class ArtifactStore:
 
         A container with neither ``ModelDataUrl`` nor ``ModelDataSource`` leaves ``dest`` empty,
         and so does a multi-model container (``Mode: MultiModel``): its ``ModelDataUrl`` is the
-        prefix that models are loaded from one at a time, on demand. To fetch one of those, pass
-        ``{"ModelDataUrl": prefix + target_model}``.
+        prefix that models are loaded from one at a time, on demand (``materialize_target_model``).
         On failure ``dest`` is emptied again and ``ArtifactError`` says what went wrong.
         ``budget`` defaults to a fresh one.
         """
@@ -69,6 +68,13 @@ class ArtifactStore:
                 self._unpack_or_copy(url, Path(dest), budget)
             elif source:
                 self._materialize_source(source, Path(dest), budget)
+
+    def materialize_target_model(self, prefix: str, relative: str, dest: Path, budget: Budget) -> None:
+        """Unpack the model archive ``relative`` names under a multi-model ``prefix`` (see
+        ``Sources.under_prefix``) into the empty directory ``dest``, as ``materialize_model_data``."""
+        with _filling(Path(dest), _MODEL_DATA):
+            with self._open(self._sources.under_prefix(prefix, relative, _MODEL_DATA)) as archive:
+                extract_tar_gz(archive, Path(dest), prefix + relative, budget)
 
     def materialize_code(
         self, submit_directory: str, dest: Path, budget: Budget | None = None

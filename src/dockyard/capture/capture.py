@@ -189,7 +189,7 @@ def _captured(config: CaptureConfig, mode: str, content_type: str | None, body: 
 
 
 def observer(capture: DataCapture) -> Callable[[Invocation, Any, InvocationResult], None]:
-    """``runtime_api.routes``' observe hook: an answered InvokeEndpoint handed to ``capture``."""
+    """``runtime_api.handler``'s observe hook: an answered InvokeEndpoint handed to ``capture``."""
 
     def observe(inv: Invocation, body: Any, result: InvocationResult) -> None:
         headers = result.headers

@@ -46,11 +46,12 @@ _MANAGEMENT_TIMEOUT = 120.0
 
 
 class LoadFailed(Exception):
-    """The container did not load a model: its status (0: unreachable) and message."""
+    """The container did not load a model: its status (0: no answer) and message; ``gone``: the
+    connection was refused or dropped, as when the container died loading it."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, gone: bool = False) -> None:
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.gone = status, message, gone
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,8 @@ class InstanceModels:
         # 409 (still loaded) and then drop it.
         self.unloading: dict[str, asyncio.Task[None]] = {}
         self.memory = MemoryBudget(memory_bytes)
+        # No longer routed (stopped, its directory removed): loads still queued must not start.
+        self.retired = False
 
 
 # The container's resident memory of an instance (endpoint, instance id); None: unknown.
@@ -153,6 +156,7 @@ class MultiModels:
         keep = set(instance_ids)
         for gone in [i for i in self._instances if i not in keep]:
             models = self._instances.pop(gone)
+            models.retired = True
             _forget(self.metrics.loaded, models.endpoint, gone)
 
     def describe(self, endpoint: str) -> list[dict[str, Any]]:
@@ -235,12 +239,16 @@ class MultiModels:
     async def _load(self, route: MultiModelRoute, models: InstanceModels, url: str, target: str) -> str:
         name = model_name(target)
         async with self._parallel:
+            _check_routed(models, target)
             if target in models.unpacked:
                 models.unpacked.move_to_end(target)
             else:
                 start = time.perf_counter()
                 size = await asyncio.to_thread(self._fetch, route, models.host_dir / name, target)
                 self.metrics.downloading.labels(models.endpoint).observe(time.perf_counter() - start)
+                if models.retired:  # stopped while the model was unpacked into its directory
+                    shutil.rmtree(models.host_dir / name, ignore_errors=True)
+                    _check_routed(models, target)
                 models.unpacked[target] = size
                 self._trim_disk(models, route, keep=target)
             if (unloading := models.unloading.get(target)) is not None:
@@ -300,9 +308,7 @@ class MultiModels:
         shutil.rmtree(dest, ignore_errors=True)  # a partial unpack from an earlier failure
         url = route.prefix + target
         try:
-            self._artifacts.materialize_model_data(
-                {"ModelDataUrl": url}, dest, self._artifacts.budget(route.volume_bytes)
-            )
+            self._artifacts.materialize_target_model(route.prefix, target, dest, self._artifacts.budget(route.volume_bytes))
         except ArtifactError as exc:
             bucket, key = _bucket_and_key(url)
             raise errors.runtime_validation(
@@ -326,28 +332,43 @@ class MultiModels:
     async def _post_model(self, models: InstanceModels, url: str, name: str, path: str) -> None:
         """POST /models; on 507 unload the least recently used model and try again."""
         while True:
-            status, text = await self._call("POST", url + "/models", {"model_name": name, "url": path})
+            status, text, gone = await self._call("POST", url + "/models", {"model_name": name, "url": path})
             if status in (200, 201, 409):  # 409: the container has it already
                 return
             if status == 507 and (victim := _victim(models)) is not None:
                 log.info("container out of memory loading %s: unloading %s", name, victim)
                 await self._unload(models, url, victim)
                 continue
-            raise LoadFailed(status, _container_message(text))
+            raise LoadFailed(status, _container_message(text), gone)
 
     async def _delete(self, url: str, name: str) -> None:
-        status, text = await self._call("DELETE", f"{url}/models/{name}")
+        status, text, _ = await self._call("DELETE", f"{url}/models/{name}")
         if status not in (200, 404):
             log.warning("unloading model %s from %s answered %d: %s", name, url, status, text)
 
-    async def _call(self, method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, str]:
+    async def _call(self, method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, str, bool]:
+        """The container's status (0: no answer) and body, and whether the connection was refused
+        or dropped (the container is gone, or going)."""
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=_MANAGEMENT_TIMEOUT))
         try:
             async with self._session.request(method, url, json=body) as resp:
-                return resp.status, await resp.text()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            return 0, f"the container could not be reached: {exc}"
+                return resp.status, await resp.text(), False
+        except asyncio.TimeoutError:
+            return 0, f"the container did not answer {method} {url} within {_MANAGEMENT_TIMEOUT:g} s", False
+        except aiohttp.ClientError as exc:
+            return 0, f"the container could not be reached: {exc}", True
+
+
+def _check_routed(models: InstanceModels, target: str) -> None:
+    """A load waiting for its turn on an instance that has since been stopped (endpoint deleted,
+    instance replaced) does not start: unpacking would recreate the removed directory. The client
+    retries the 503 (on the replacement, or learns the endpoint is gone)."""
+    if models.retired:
+        raise errors.service_unavailable(
+            f"The instance of endpoint {models.endpoint} that model {target} was to load on has stopped; "
+            "retry the request."
+        )
 
 
 def _victim(models: InstanceModels) -> str | None:

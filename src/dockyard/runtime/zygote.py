@@ -20,7 +20,6 @@ The zygote exits when the server closes the socket. It imports only the standard
 from __future__ import annotations
 
 import ctypes
-import importlib
 import json
 import os
 import select
@@ -61,11 +60,7 @@ def _preload(framework_name: str) -> dict[str, Any]:
         return {"error": str(exc)}
     if not framework.fork_safe:
         return {"unsafe": f"{framework.name} is not fork-safe"}
-    for name in (*framework.preload, "uvloop"):
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            pass  # an optional module: the container imports what it needs itself
+    framework.import_preload("uvloop")
     return {"ready": True}
 
 

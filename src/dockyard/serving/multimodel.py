@@ -123,9 +123,11 @@ class ModelRegistry:
         return {"modelName": name, "modelUrl": self.models[name].url}
 
     async def start(self) -> None:
-        """Each model's thread starts when it loads. What the server has imported by now lives as
-        long as it does: frozen out of the collector, the ``gc.collect()`` of each unload scans
-        only what models made (a full collection over the framework's objects takes ~0.1 s)."""
+        """Each model's thread starts when it loads. The framework's usual modules are imported
+        now, not by the first model's load; what is imported lives as long as the server: frozen
+        out of the collector, the ``gc.collect()`` of each unload scans only what models made (a
+        full collection over the framework's objects takes ~0.1 s)."""
+        self._framework.import_preload()
         gc.freeze()
 
     async def close(self) -> None:

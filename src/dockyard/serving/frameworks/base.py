@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -49,6 +50,15 @@ class Framework:
     # (runtime/zygote.py): what loading a typical model imports. Missing ones are skipped.
     preload: tuple[str, ...] = ()
     request_handler: Callable[[Any, UserModule, Settings], RequestHandler] | None = None
+
+    def import_preload(self, *extra: str) -> None:
+        """Import ``preload`` (and ``extra``) now, skipping those not installed: a container
+        imports what it needs itself."""
+        for name in (*self.preload, *extra):
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                pass
 
 
 def threads_per_worker(settings: Settings) -> int:
