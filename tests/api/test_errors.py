@@ -4,6 +4,7 @@ parses, and turns a bug of ours into a logged 400 ``InternalFailure`` — never 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -11,7 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from dockyard import errors
-from dockyard.api.errors import control_plane_errors, runtime_errors
+from dockyard.api.errors import control_plane_errors, request_id, runtime_errors
 
 
 def app() -> web.Application:
@@ -78,3 +79,12 @@ async def test_a_bug_is_a_logged_400_internal_failure(client: TestClient, caplog
 async def test_aiohttp_answers_for_unknown_paths_stay_as_they_are(client: TestClient) -> None:
     resp = await client.get("/nowhere")
     assert resp.status == 404
+
+
+def test_request_ids_are_random_version_4_uuids() -> None:
+    ids = [request_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    for rid in ids:
+        parsed = uuid.UUID(rid)
+        assert str(parsed) == rid  # lower-case hex, dashes where uuid puts them
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122

@@ -192,9 +192,9 @@ def middleware(keys: Mapping[str, str], max_payload: int, open_paths: frozenset[
         if request.path in open_paths:
             return await handler(request)
         if is_control_plane(request):
-            limit, too_large = MAX_REQUEST_BYTES, errors.request_too_large(MAX_REQUEST_BYTES)
+            limit, too_large = MAX_REQUEST_BYTES, errors.request_too_large
         else:
-            limit, too_large = max_payload, errors.payload_too_large(max_payload)
+            limit, too_large = max_payload, errors.payload_too_large
         length = request.content_length
         oversized = length is not None and length > limit
         body = b"" if oversized else await read_capped(request, limit, too_large)

@@ -7,6 +7,8 @@ lesser evil.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from dockyard.errors import AwsError
@@ -17,27 +19,30 @@ VERIFIED_BODY = "dockyard.verified_body"
 """The request key of a body already read whole, by ``api/auth.py`` to check its signature."""
 
 
-async def read_capped(request: web.Request, limit: int, too_large: AwsError) -> bytes:
-    """The whole body, or ``too_large`` raised once more than ``limit`` bytes are sent."""
+async def read_capped(request: web.Request, limit: int, too_large: Callable[[int], AwsError]) -> bytes:
+    """The whole body, or ``too_large(limit)`` raised once more than ``limit`` bytes are sent."""
     verified = request.get(VERIFIED_BODY)
     if verified is not None:
         return verified
     length = request.content_length
     if length is not None and length > limit:
         await drain(request)
-        raise too_large
+        raise too_large(limit)
     # One read() returns only what has arrived so far: read until the end of the body (for a
-    # chunked upload, its terminating chunk).
+    # chunked upload, its terminating chunk). Usually the first read has it all.
+    content = request.content
     parts: list[bytes] = []
     size = 0
     while size <= limit:
-        part = await request.content.read(limit + 1 - size)
+        part = await content.read(limit + 1 - size)
         if not part:
             return b"".join(parts)
+        if not parts and content.at_eof() and len(part) <= limit:
+            return part
         parts.append(part)
         size += len(part)
     await drain(request)
-    raise too_large
+    raise too_large(limit)
 
 
 async def drain(request: web.Request) -> None:

@@ -49,16 +49,19 @@ class _Throttled:
 class Connection(web.RequestHandler):
     """aiohttp's per-connection protocol, with the deadline the guard enforces."""
 
-    def __init__(self, manager: web.Server, guard: ConnectionGuard, **kwargs: Any) -> None:
-        super().__init__(manager, **kwargs)
+    def __init__(self, manager: web.Server, guard: ConnectionGuard, *, loop: asyncio.AbstractEventLoop,
+                 **kwargs: Any) -> None:
+        super().__init__(manager, loop=loop, **kwargs)
         self.guard = guard
+        # Kept: asyncio.get_running_loop() costs a getpid() system call per request on CPython 3.11.
+        self.loop = loop
         self.deadline: float | None = None  # when the client must have sent what we wait for
         self.busy = False  # a request's headers have arrived and its response is not finished
         self.body: StreamReader | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self.deadline = self._loop.time() + self.guard.header_timeout
+        self.deadline = self.loop.time() + self.guard.header_timeout
         self.guard.opened(self)
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -67,7 +70,7 @@ class Connection(web.RequestHandler):
 
     def data_received(self, data: bytes) -> None:
         if not self.busy and self.deadline is None:  # the first byte of the next request
-            self.deadline = self._loop.time() + self.guard.header_timeout
+            self.deadline = self.loop.time() + self.guard.header_timeout
         super().data_received(data)
 
     def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
@@ -144,8 +147,7 @@ class ConnectionGuard:
             conn = request.protocol
             if isinstance(conn, Connection):
                 conn.busy, conn.body = True, request.content
-                now = asyncio.get_running_loop().time()
-                conn.deadline = None if request.content.is_eof() else now + self.body_timeout
+                conn.deadline = None if request.content.is_eof() else conn.loop.time() + self.body_timeout
             try:
                 return await handler(request)
             except ConnectionError as exc:

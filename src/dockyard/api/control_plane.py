@@ -61,7 +61,7 @@ def handler(services: dict[str, Service]) -> Callable[[web.Request], Any]:
             if service.validator.has_operation(name):
                 raise errors.unknown_operation(f"Operation {name} is not supported by dockyard.")
             raise errors.unknown_operation(f"{service.title} has no operation {name}.")
-        params = parse(await read_capped(request, MAX_REQUEST_BYTES, errors.request_too_large(MAX_REQUEST_BYTES)))
+        params = parse(await read_capped(request, MAX_REQUEST_BYTES, errors.request_too_large))
         try:
             service.validator.validate(name, params)
         except InputValidationError as exc:

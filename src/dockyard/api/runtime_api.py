@@ -50,14 +50,13 @@ async def read_body(request: web.Request, max_payload: int) -> bytes | aiohttp.S
     """The body whole, or — when its Content-Length says it is large — its stream, which the
     gateway passes on to the container as it arrives."""
     length = request.content_length
-    too_large = errors.payload_too_large(max_payload)
     if length is not None and length > max_payload:
         await drain(request)
-        raise too_large
+        raise errors.payload_too_large(max_payload)
     if length is not None and length > WHOLE_BODY and VERIFIED_BODY not in request:
         return request.content
     # Small, or chunked (size unknown up front): read it all, up to the cap.
-    return await read_capped(request, max_payload, too_large)
+    return await read_capped(request, max_payload, errors.payload_too_large)
 
 
 def parse_invocation(request: web.Request, endpoint: str) -> Invocation:

@@ -126,16 +126,23 @@ class RequestMetrics:
             "dockyard_invocations", "InvokeEndpoint requests by the HTTP status answered.",
             ("endpoint", "variant", "status"), registry=registry,
         )
-        self._seen: dict[str, set[tuple[str, str, str]]] = {}
+        # Per endpoint (lower case), its series by (endpoint, variant, status): looked up here
+        # rather than through ``labels()`` on every invocation.
+        self._seen: dict[str, dict[tuple[str, str, int], Counter]] = {}
         # (endpoint lower-cased, variant) → requests: what the autoscaler reads (SageMaker's
         # Invocations), a plain dict so that reading it costs nothing on either side.
         self._counts: dict[tuple[str, str], int] = {}
 
     def observe(self, endpoint: str, variant: str, status: int) -> None:
-        labels = (endpoint, variant, str(status))
-        self._requests.labels(*labels).inc()
-        self._seen.setdefault(endpoint.lower(), set()).add(labels)
-        key = (endpoint.lower(), variant)
+        lower = endpoint.lower()
+        series = self._seen.get(lower)
+        if series is None:
+            series = self._seen[lower] = {}
+        counter = series.get((endpoint, variant, status))
+        if counter is None:
+            counter = series[(endpoint, variant, status)] = self._requests.labels(endpoint, variant, str(status))
+        counter.inc()
+        key = (lower, variant)
         self._counts[key] = self._counts.get(key, 0) + 1
 
     def count(self, endpoint: str, variant: str) -> int:
@@ -144,6 +151,6 @@ class RequestMetrics:
 
     def forget(self, endpoint: str) -> None:
         """Drop the series of an endpoint that is gone."""
-        for labels in self._seen.pop(endpoint.lower(), ()):
-            self._requests.remove(*labels)
-            self._counts.pop((endpoint.lower(), labels[1]), None)
+        for name, variant, status in self._seen.pop(endpoint.lower(), {}):
+            self._requests.remove(name, variant, str(status))
+            self._counts.pop((endpoint.lower(), variant), None)

@@ -137,8 +137,6 @@ class Upstream:
         """
         if self._closed:
             raise UpstreamNotSent("the gateway is shutting down")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._timeout
         key = (host, port)
         head = [f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"]
         head += [f"{name}: {value}\r\n" for name, value in headers]
@@ -150,6 +148,9 @@ class Upstream:
             head.append("Transfer-Encoding: chunked\r\n\r\n")
             request, stream = "".join(head).encode("utf-8", "surrogateescape"), body
         conn = self._reusable(key)
+        # A pooled connection knows its loop: asyncio.get_running_loop() costs a getpid().
+        loop = conn.loop if conn is not None else asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
         if conn is None:
             conn = await self._connect(loop, key, deadline)
             return await conn.exchange(request, stream, deadline)
