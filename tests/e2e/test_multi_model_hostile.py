@@ -22,7 +22,7 @@ from servers import Server
 from dockyard.artifacts.package import make_model_tarball
 from e2e.deploy import create_endpoint, delete_all, invoke_until_answered
 from e2e.models import SKLEARN_URI, iris_classifier, package
-from e2e.test_multi_model import create_mme, error_of, invoke, named_model
+from e2e.test_multi_model import create_mme, error_of, invoke, invoke_at_once, named_model
 
 
 def _tar_gz(path: Path, *members: tuple[tarfile.TarInfo, bytes | None]) -> None:
@@ -270,14 +270,8 @@ def test_fifty_concurrent_first_requests_make_one_download_and_one_load(server: 
     prefix.mkdir()
     named_model(prefix, "cold.tar.gz", "cold")
     name = create_mme(sm, "mme-fifty", prefix)
-    answers: list[Any] = []
     try:
-        threads = [threading.Thread(target=lambda: answers.append(invoke(rt, name, "cold.tar.gz"))) for _ in range(50)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert answers == [{"model": "cold", "rows": 2}] * 50
+        assert invoke_at_once(rt, name, "cold.tar.gz", 50) == [{"model": "cold", "rows": 2}] * 50
         assert _series(server, "dockyard_model_downloading_seconds_count", name) == 1
         assert _series(server, "dockyard_model_loading_seconds_count", name) == 1
         (row,) = _stats(server, name)["models"]
