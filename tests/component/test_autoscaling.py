@@ -264,3 +264,23 @@ async def test_listing_errors_are_the_services_own(dockyard: Dockyard) -> None:
     with pytest.raises(AwsError) as err:
         await dockyard.scaling("Nope")
     assert err.value.message == "Application Auto Scaling has no operation Nope."
+
+
+async def test_a_count_set_by_hand_outside_the_bounds_is_moved_back_inside(dockyard: Dockyard) -> None:
+    await dockyard.deploy("ep")
+    await register(dockyard, low=1, high=2)
+    await dockyard.call("UpdateEndpointWeightsAndCapacities", EndpointName="ep", DesiredWeightsAndCapacities=[
+        {"VariantName": "AllTraffic", "DesiredInstanceCount": 3}])
+
+    async def back_to_two() -> bool:
+        activities = (await dockyard.scaling("DescribeScalingActivities", ServiceNamespace="sagemaker"))[
+            "ScalingActivities"]
+        ep = await dockyard.describe("ep")
+        return (bool(activities) and activities[0]["StatusCode"] == "Successful"
+                and ep["ProductionVariants"][0]["CurrentInstanceCount"] == 2)
+
+    await asyncio.wait_for(_until(back_to_two), 10)
+    activity = (await dockyard.scaling("DescribeScalingActivities", ServiceNamespace="sagemaker"))["ScalingActivities"][0]
+    assert (activity["Description"], activity["Cause"]) == ("Setting desired instance count to 2.",
+                                                            "maximum capacity was set to 2")
+    await dockyard.until(lambda: len(dockyard.fake.containers("ep")) == 2)

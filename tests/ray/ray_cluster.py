@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -55,7 +57,11 @@ class Node:
 @dataclass
 class Cluster:
     root: Path
+    # The head's Ray system config for node health checks; None: Ray's defaults.
+    health_check: dict[str, int] | None = field(default_factory=lambda: dict(HEALTH_CHECK))
     address: str = ""
+    # Ray's session directory holds UNIX sockets, whose paths may not exceed 107 bytes: a short one.
+    temp_dir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="dyray-"))
     nodes: list[Node] = field(default_factory=list)
     _taken: list[int] = field(default_factory=list)
 
@@ -79,7 +85,9 @@ class Cluster:
             self.address = f"127.0.0.1:{ports['--port']}"
             args += ["--head", f"--port={ports['--port']}", f"--ray-client-server-port={ports['--ray-client-server-port']}",
                      "--include-dashboard=false",
-                     f"--temp-dir={self.root / 'ray'}", f"--system-config={json.dumps(HEALTH_CHECK)}"]
+                     f"--temp-dir={self.temp_dir}"]
+            if self.health_check is not None:
+                args.append(f"--system-config={json.dumps(self.health_check)}")
         else:
             args += [f"--address={self.address}"]
         log = self.root / f"{name}.log"
@@ -114,6 +122,13 @@ class Cluster:
         import ray
 
         if not ray.is_initialized():
+            # Ray would retry an address that does not answer for minutes: until the head's GCS
+            # accepts connections, the cluster is empty.
+            host, _, port = self.address.rpartition(":")
+            try:
+                socket.create_connection((host, int(port)), timeout=1).close()
+            except OSError:
+                return {}
             ray.init(address=self.address, log_to_driver=False, configure_logging=False)
         return dict(ray.cluster_resources())
 
@@ -129,6 +144,7 @@ class Cluster:
         ray.shutdown()
         for node in reversed(self.nodes):
             node.kill()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 def _descendants(root: int) -> list[int]:
@@ -149,5 +165,7 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
-def start_cluster(root: Path | None = None) -> Cluster:
-    return Cluster(Path(root or tempfile.mkdtemp(prefix="dockyard-ray-")))
+def start_cluster(root: Path | None = None, health_check: dict[str, int] | None = HEALTH_CHECK) -> Cluster:
+    root = Path(root or tempfile.mkdtemp(prefix="dockyard-ray-"))
+    root.mkdir(parents=True, exist_ok=True)
+    return Cluster(root, None if health_check is None else dict(health_check))

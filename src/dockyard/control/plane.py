@@ -1,4 +1,5 @@
-"""The control plane: SageMaker hosting operations by name, over one store.
+"""The control plane: SageMaker hosting operations and the Application Auto Scaling operations
+for its variants, by name, over one store.
 
 Each operation runs whole on the store's thread: its SQLite calls never block the event loop
 that carries invocations, and operations never interleave with each other.

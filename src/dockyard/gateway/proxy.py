@@ -320,8 +320,8 @@ class Gateway:
             return result
         except multimodel.LoadFailed as exc:
             if exc.gone:
-                # The container died loading the model (its code ended the process): the instance
-                # is out of rotation and the reconciler looks at it now, not at its next round.
+                # The container died loading the model (its code ended the process): out of
+                # rotation, and the reconciler is asked to look, as for a refused connection.
                 self._take_out(inv.endpoint, instance)
             # A container the memory watchdog stopped mid-load: its reason, not "could not be reached".
             message = self.stopped.get(container.url) if exc.status == 0 else None

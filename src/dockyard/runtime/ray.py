@@ -102,10 +102,9 @@ class RayRuntime:
     async def start_instance(self, spec: InstanceSpec) -> RunningInstance:
         spec.log_dir.mkdir(parents=True, exist_ok=True)
         bundle = bundle_for(spec.instance_type, await asyncio.to_thread(ray.cluster_resources))
-        group = placement_group([bundle], strategy="STRICT_PACK", name=spec.instance_id)
+        group = await self._place(spec, bundle)
         actor: Any = None
         try:
-            await self._placed(group, spec, bundle)
             actor = self._host.options(
                 num_cpus=bundle["CPU"], memory=bundle.get("memory"),
                 resources={k: v for k, v in bundle.items() if k not in ("CPU", "memory")},
@@ -133,15 +132,23 @@ class RayRuntime:
         log.info("instance %s runs on Ray node %s", spec.instance_id, instance.node)
         return instance
 
-    async def _placed(self, group: PlacementGroup, spec: InstanceSpec, bundle: Mapping[str, float]) -> None:
-        """Wait until Ray reserved the group's bundle on a node, or fail for lack of capacity."""
+    async def _place(self, spec: InstanceSpec, bundle: Mapping[str, float]) -> PlacementGroup:
+        """A placement group holding ``bundle`` that Ray reserved on a node; InstanceStartError for
+        lack of capacity once ``capacity_timeout`` has passed."""
+        group = placement_group([bundle], strategy="STRICT_PACK", name=spec.instance_id)
+        ready = False
         try:
-            await asyncio.wait_for(_wait(group.ready()), self._capacity_timeout)
-        except asyncio.TimeoutError:
+            # The GCS answers when the group is placed (no task, no worker process, unlike ready()).
+            ready = await asyncio.to_thread(group.wait, self._capacity_timeout)
+        finally:
+            if not ready:
+                await asyncio.shield(asyncio.to_thread(remove_placement_group, group))
+        if not ready:
             raise InstanceStartError(
                 f"{INSUFFICIENT_CAPACITY} (No node of the Ray cluster had {describe(bundle)} free for an instance of "
                 f"type {spec.instance_type} within {self._capacity_timeout:g} s.)"
-            ) from None
+            )
+        return group
 
     async def _watch(self, instance: RunningInstance) -> None:
         try:
@@ -152,10 +159,14 @@ class RayRuntime:
             log.warning("instance %s: its Ray actor on node %s is gone: %s", instance.spec.instance_id, instance.node,
                         type(exc).__name__)
             dead = [c.hostname for c in instance.containers]
+            # At once: Ray would re-place the lost node's groups on the nodes left, taking the room
+            # the replacement needs (which the reconciler starts before it stops the lost instance).
+            await asyncio.to_thread(remove_placement_group, instance.extra["group"])
+            instance.extra["group"] = None
         instance.extra["dead"] = dead
         self.on_lost()
 
-    async def _release(self, actor: Any, group: PlacementGroup) -> None:
+    async def _release(self, actor: Any, group: PlacementGroup | None) -> None:
         """Stop the actor's containers, end the actor, give the group's resources back."""
         if actor is not None:
             try:
@@ -163,7 +174,8 @@ class RayRuntime:
             except (ray.exceptions.RayError, asyncio.TimeoutError):
                 pass  # dead already, or stuck: killing the actor kills its containers too
             await asyncio.to_thread(ray.kill, actor)
-        await asyncio.to_thread(remove_placement_group, group)
+        if group is not None:
+            await asyncio.to_thread(remove_placement_group, group)
 
     async def stop_instance(self, instance: RunningInstance) -> None:
         watch = instance.extra.get("watch")
