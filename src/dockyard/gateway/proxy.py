@@ -148,6 +148,8 @@ class Gateway:
         on one instance), other than ``avoid``, that is in rotation; when every one is out of
         rotation, one of those anyway (better a likely 424 than a certain 503)."""
         refused = self._refused.get(inv.endpoint.lower(), _NONE)
+        if key is None and avoid is None and not refused:
+            return variant.next_instance()  # the common case, without the search below
         fallback = None
         candidates = variant.ranked(key) if key is not None else (
             variant.next_instance() for _ in range(len(variant.instances)))
