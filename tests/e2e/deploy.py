@@ -49,13 +49,14 @@ def delete_all(sm: Any, name: str) -> None:
     sm.delete_model(ModelName=name)
 
 
-def invoke_until_answered(rt: Any, name: str, body: str, timeout: float = 60.0) -> bytes:
+def invoke_until_answered(rt: Any, name: str, body: str, timeout: float = 60.0, **extra: Any) -> bytes:
     """The reply body of the first invocation ``name`` answers, while its instance is replaced
-    (meanwhile only ModelError or ServiceUnavailable are acceptable)."""
+    (meanwhile only ModelError or ServiceUnavailable are acceptable); ``extra``: more parameters
+    of InvokeEndpoint (TargetModel)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return rt.invoke_endpoint(EndpointName=name, ContentType="text/csv", Body=body)["Body"].read()
+            return rt.invoke_endpoint(EndpointName=name, ContentType="text/csv", Body=body, **extra)["Body"].read()
         except ClientError as exc:
             assert exc.response["Error"]["Code"] in ("ModelError", "ServiceUnavailable")
             assert time.monotonic() < deadline, f"the instance of {name} was not replaced"

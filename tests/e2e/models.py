@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import zipfile
 from pathlib import Path
 
 import joblib
@@ -51,4 +52,33 @@ def csv_stage_inference(method: str) -> str:
         buf = io.StringIO()
         np.savetxt(buf, prediction, delimiter=",", fmt="%.17g")
         return buf.getvalue(), "text/csv"
+"""
+
+
+def local_wheel(root: Path, package: str, value: str) -> Path:
+    """A pure-Python wheel of ``package`` (``VALUE = value``) that pip installs with no index."""
+    dist = f"{package}-1.0.dist-info"
+    path = root / f"{package}-1.0-py3-none-any.whl"
+    files = {
+        f"{package}/__init__.py": f"VALUE = {value!r}\n",
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {package}\nVersion: 1.0\n",
+        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    files[f"{dist}/RECORD"] = "".join(f"{name},,\n" for name in [*files, f"{dist}/RECORD"])
+    with zipfile.ZipFile(path, "w") as whl:
+        for name, text in files.items():
+            whl.writestr(name, text)
+    return path
+
+
+# inference.py of a model that imports ``package`` (from its code/requirements.txt) and answers
+# its VALUE as text/plain.
+USES_REQUIREMENT = """
+from {package} import VALUE  # from code/requirements.txt
+
+def model_fn(model_dir):
+    return VALUE
+
+def transform_fn(model, body, content_type, accept):
+    return model, "text/plain"
 """

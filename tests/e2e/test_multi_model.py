@@ -4,7 +4,9 @@ CreateModel Mode MultiModel, InvokeEndpoint TargetModel, and the errors SageMake
 from __future__ import annotations
 
 import json
+import re
 import threading
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from dockyard.artifacts.package import make_model_tarball
 from e2e.deploy import FAST_WAIT, create_endpoint, delete_all
-from e2e.models import SKLEARN_URI, iris_classifier, package
+from e2e.models import SKLEARN_URI, USES_REQUIREMENT, iris_classifier, local_wheel, package
 
 ROLE = "arn:aws:iam::123456789012:role/test"
 # Each model answers with its own name, so a reply says which model served it.
@@ -79,15 +81,20 @@ def test_target_models_are_loaded_on_demand_and_answer_as_themselves(rt, mme: st
     assert invoke(rt, mme, "model-a.tar.gz", "1,2,3,4") == {"model": "a", "rows": 1}
 
 
-def test_concurrent_first_requests_all_get_the_model(rt, mme: str, prefix: Path) -> None:
-    named_model(prefix, "burst.tar.gz", "burst")
+def invoke_at_once(rt, endpoint: str, target: str, count: int) -> list[dict]:
+    """The answers of ``count`` invocations of ``target`` made from as many threads at once."""
     answers: list[dict] = []
-    threads = [threading.Thread(target=lambda: answers.append(invoke(rt, mme, "burst.tar.gz"))) for _ in range(6)]
+    threads = [threading.Thread(target=lambda: answers.append(invoke(rt, endpoint, target))) for _ in range(count)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert answers == [{"model": "burst", "rows": 2}] * 6
+    return answers
+
+
+def test_concurrent_first_requests_all_get_the_model(rt, mme: str, prefix: Path) -> None:
+    named_model(prefix, "burst.tar.gz", "burst")
+    assert invoke_at_once(rt, mme, "burst.tar.gz", 6) == [{"model": "burst", "rows": 2}] * 6
 
 
 def error_of(call) -> tuple[str, str, int]:
@@ -250,3 +257,32 @@ def test_production_variants_each_serve_their_own_prefix(sm, rt, tmp_path: Path)
         sm.delete_endpoint_config(EndpointConfigName="mme-variants")
         for version in ("blue", "green"):
             sm.delete_model(ModelName=f"mme-{version}")
+
+
+def test_a_models_requirements_layer_is_shared_by_the_servers_instances(server, sm, rt, tmp_path: Path) -> None:
+    """pip runs once per requirements on a server: another instance (here another endpoint's;
+    a replacement alike) loading a model with the same code/requirements.txt reuses the layer."""
+    package_name = "dockyard_probe_shared_layer"
+    wheel = local_wheel(tmp_path, package_name, "from the shared layer")
+    source = tmp_path / "model-src"
+    (source / "code").mkdir(parents=True)
+    (source / "code" / "inference.py").write_text(USES_REQUIREMENT.format(package=package_name))
+    (source / "code" / "requirements.txt").write_text(f"{wheel}\n")
+    prefix = tmp_path / "models"
+    prefix.mkdir()
+    make_model_tarball(source, prefix / "req.tar.gz")
+    names = [create_mme(sm, f"mme-layer-{x}", prefix) for x in ("a", "b")]
+    try:
+        logs = []
+        for name in names:
+            reply = rt.invoke_endpoint(EndpointName=name, TargetModel="req.tar.gz", ContentType="text/plain", Body=b"x")
+            assert reply["Body"].read() == b"from the shared layer"
+            with urllib.request.urlopen(f"{server.url}/_dockyard/endpoints/{name}/logs?lines=1000", timeout=10) as resp:
+                logs.append("\n".join(line for entry in json.load(resp)["logs"] for line in entry["lines"]))
+        installs = [re.findall(r"installing \S+ into layer (\w+)", log) for log in logs]
+        reuses = [re.findall(r"reusing layer (\w+) \(pip not run\)", log) for log in logs]
+        assert len(installs[0]) == 1 and reuses[0] == []
+        assert installs[1] == [] and reuses[1] == installs[0]
+    finally:
+        for name in names:
+            delete_all(sm, name)

@@ -148,6 +148,8 @@ class Gateway:
         on one instance), other than ``avoid``, that is in rotation; when every one is out of
         rotation, one of those anyway (better a likely 424 than a certain 503)."""
         refused = self._refused.get(inv.endpoint.lower(), _NONE)
+        if key is None and avoid is None and not refused:
+            return variant.next_instance()  # the common case, without the search below
         fallback = None
         candidates = variant.ranked(key) if key is not None else (
             variant.next_instance() for _ in range(len(variant.instances)))
@@ -318,8 +320,8 @@ class Gateway:
             return result
         except multimodel.LoadFailed as exc:
             if exc.gone:
-                # The container died loading the model (its code ended the process): the instance
-                # is out of rotation and the reconciler looks at it now, not at its next round.
+                # The container died loading the model (its code ended the process): out of
+                # rotation, and the reconciler is asked to look, as for a refused connection.
                 self._take_out(inv.endpoint, instance)
             # A container the memory watchdog stopped mid-load: its reason, not "could not be reached".
             message = self.stopped.get(container.url) if exc.status == 0 else None

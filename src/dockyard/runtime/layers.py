@@ -65,7 +65,7 @@ class Layers:
     """The virtualenv layers under one directory."""
 
     def __init__(self, root: Path) -> None:
-        self._root = root
+        self.root = root
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def python_for(self, files: list[Path], log_path: Path, timeout: float) -> Path:
@@ -75,7 +75,7 @@ class Layers:
         fails or runs past ``timeout`` seconds.
         """
         key = layer_key(files)
-        layer = self._root / key
+        layer = self.root / key
         async with self._locks.setdefault(key, asyncio.Lock()):
             if (layer / MARKER).is_file():
                 log.info("reusing layer %s for %s (pip not run)", key, ", ".join(map(str, files)))

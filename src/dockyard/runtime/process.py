@@ -115,6 +115,7 @@ def process_environment(
     code_dir: Path | None = None,
     multi_model: bool = False,
     bind_host: str = "127.0.0.1",
+    model_layers: Path | None = None,
 ) -> dict[str, str]:
     """A container process's environment: the contract's (``model_dir`` stands for /opt/ml/model,
     named by ``DOCKYARD_MODEL_DIR``, which the managed server honours), listening on ``bind_host``
@@ -126,8 +127,9 @@ def process_environment(
         "DOCKYARD_BIND_HOST": bind_host,
         "DOCKYARD_MODEL_DIR": str(model_dir),
         "PYTHONUNBUFFERED": "1",
-        # A multi-model container installs each model's requirements.txt beside its models.
-        **({"DOCKYARD_LAYERS_DIR": str(model_dir.parent / "layers")} if multi_model else {}),
+        # A multi-model container installs each model's requirements.txt into ``model_layers``
+        # (shared by the server's multi-model containers), else beside its models.
+        **({"DOCKYARD_LAYERS_DIR": str(model_layers or model_dir.parent / "layers")} if multi_model else {}),
     }
 
 
@@ -203,7 +205,8 @@ class ProcessRuntime:
         port = free_port()
         low, high = free_range(SAFE_PORT_RANGE_SIZE)
         env = process_environment(container.environment, extra_env, port, (low, high), container.model_dir,
-                                  container.code_dir, container.multi_model, self._bind_host)
+                                  container.code_dir, container.multi_model, self._bind_host,
+                                  await asyncio.to_thread(self._model_layers) if container.multi_model else None)
         env[processes.OWNER_VARIABLE] = self._owner
         if self._user is not None:
             env["HOME"] = str(spec.workdir / container.hostname)  # the server's home is not the container's
@@ -215,6 +218,20 @@ class ProcessRuntime:
         if proc is None:
             proc = await processes.spawn(command, cwd or spec.workdir, env, log_path, self._user)
         return RunningContainer(container.hostname, f"http://{url_host(self._bind_host)}:{port}", log_path, proc)
+
+    def _model_layers(self) -> Path | None:
+        """The directory every multi-model container of this runtime installs its models'
+        requirements into (``serving/layers.py``: one layer per digest of the requirements, so a
+        replacement instance, or another endpoint, reuses what one installed). Owned by the
+        containers' user, who writes it; None without a layers directory."""
+        if self._layers is None:
+            return None
+        path = self._layers.root / "models"
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self._user is not None:
+            os.chown(path, self._user.uid, self._user.gid)
+            path.chmod(0o700)
+        return path
 
     def _zygote_environment(self, extra_env: dict[str, str]) -> dict[str, str]:
         """A fork server's own environment: what every container of its image shares, and the
