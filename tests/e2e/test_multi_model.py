@@ -81,15 +81,20 @@ def test_target_models_are_loaded_on_demand_and_answer_as_themselves(rt, mme: st
     assert invoke(rt, mme, "model-a.tar.gz", "1,2,3,4") == {"model": "a", "rows": 1}
 
 
-def test_concurrent_first_requests_all_get_the_model(rt, mme: str, prefix: Path) -> None:
-    named_model(prefix, "burst.tar.gz", "burst")
+def invoke_at_once(rt, endpoint: str, target: str, count: int) -> list[dict]:
+    """The answers of ``count`` invocations of ``target`` made from as many threads at once."""
     answers: list[dict] = []
-    threads = [threading.Thread(target=lambda: answers.append(invoke(rt, mme, "burst.tar.gz"))) for _ in range(6)]
+    threads = [threading.Thread(target=lambda: answers.append(invoke(rt, endpoint, target))) for _ in range(count)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert answers == [{"model": "burst", "rows": 2}] * 6
+    return answers
+
+
+def test_concurrent_first_requests_all_get_the_model(rt, mme: str, prefix: Path) -> None:
+    named_model(prefix, "burst.tar.gz", "burst")
+    assert invoke_at_once(rt, mme, "burst.tar.gz", 6) == [{"model": "burst", "rows": 2}] * 6
 
 
 def error_of(call) -> tuple[str, str, int]:

@@ -22,7 +22,7 @@ from servers import Server
 from dockyard.artifacts.package import make_model_tarball
 from e2e.deploy import create_endpoint, delete_all, invoke_until_answered
 from e2e.models import SKLEARN_URI, iris_classifier, package
-from e2e.test_multi_model import create_mme, error_of, invoke, named_model
+from e2e.test_multi_model import create_mme, error_of, invoke, invoke_at_once, named_model
 
 
 def _tar_gz(path: Path, *members: tuple[tarfile.TarInfo, bytes | None]) -> None:
@@ -252,3 +252,47 @@ def _wait_for(condition, timeout: float = 60.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting"
         time.sleep(0.05)
+
+
+def _series(server: Server, metric: str, endpoint: str) -> float:
+    """The value of ``metric`` (a ``_count`` or counter sample) of ``endpoint`` in /metrics."""
+    with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+              if line.startswith(metric + "{") and f'endpoint="{endpoint}"' in line]
+    return sum(values)
+
+
+def test_fifty_concurrent_first_requests_make_one_download_and_one_load(server: Server, sm, tmp_path: Path) -> None:
+    # A connection each (boto3's pool holds 10 by default), so all fifty are in flight at once.
+    rt = server.client("sagemaker-runtime", max_pool_connections=50, retries={"total_max_attempts": 1})
+    prefix = tmp_path / "models"
+    prefix.mkdir()
+    named_model(prefix, "cold.tar.gz", "cold")
+    name = create_mme(sm, "mme-fifty", prefix)
+    try:
+        assert invoke_at_once(rt, name, "cold.tar.gz", 50) == [{"model": "cold", "rows": 2}] * 50
+        assert _series(server, "dockyard_model_downloading_seconds_count", name) == 1
+        assert _series(server, "dockyard_model_loading_seconds_count", name) == 1
+        (row,) = _stats(server, name)["models"]
+        assert row["hits"] + row["misses"] == 50 and row["loaded"]
+    finally:
+        delete_all(sm, name)
+
+
+def test_a_prefix_that_does_not_exist_yet_is_accepted_and_each_invocation_names_the_missing_model(
+    sm, rt, tmp_path: Path
+) -> None:
+    """As an S3 prefix needs no object at CreateModel: models may be added after the endpoint is up."""
+    prefix = tmp_path / "later"
+    name = create_mme(sm, "mme-later", prefix)
+    try:
+        code, message, status = error_of(lambda: invoke(rt, name, "a.tar.gz"))
+        assert (code, status) == ("ValidationError", 400)
+        assert message.startswith(f"Failed to download model data(bucket: local, key: file://{prefix}/a.tar.gz).")
+        assert f"Could not find model data at {prefix}/a.tar.gz: no such file or directory." in message
+        prefix.mkdir()
+        named_model(prefix, "a.tar.gz", "a")
+        assert invoke(rt, name, "a.tar.gz") == {"model": "a", "rows": 2}
+    finally:
+        delete_all(sm, name)
