@@ -62,6 +62,18 @@ async def test_concurrent_first_requests_share_one_download_and_one_load(dockyar
     assert answers[0]["headers"]["X-Amzn-SageMaker-Target-Model"] == "m1.tar.gz"
 
 
+async def test_a_model_the_container_lost_is_loaded_again(dockyard: Dockyard, tmp_path: Path) -> None:
+    await deploy_mme(dockyard, tmp_path)
+    assert (await invoke(dockyard, "m1.tar.gz"))["model"] == "m1"
+    (container,) = dockyard.fake.containers("mme")
+    container.models.clear()  # restarted in place, or dropped it on its own
+    resp = await dockyard.invoke("mme", b"{}", **{"X-Amzn-SageMaker-Target-Model": "m1.tar.gz"})
+    assert resp.status == 424 and (await resp.json())["OriginalStatusCode"] == 404
+    # Not a stale "loaded" for ever: the next invocation loads it again.
+    assert (await invoke(dockyard, "m1.tar.gz"))["model"] == "m1"
+    assert calls(dockyard) == [("load", model_name("m1.tar.gz"))] * 2
+
+
 async def test_out_of_memory_unloads_the_least_recently_used_model(dockyard: Dockyard, tmp_path: Path) -> None:
     await deploy_mme(dockyard, tmp_path, env={"FAKE_MAX_MODELS": "2"})
     for target in ("m0.tar.gz", "m1.tar.gz", "m0.tar.gz", "m2.tar.gz"):

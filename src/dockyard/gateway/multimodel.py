@@ -187,6 +187,12 @@ class MultiModels:
             _release(models.in_use, target)
             raise
 
+    def forget(self, instance_id: str, target: str) -> None:
+        """The container answered that ``target`` is not loaded: the next invocation loads it."""
+        models = self._instances.get(instance_id)
+        if models is not None and models.loaded.pop(target, None) is not None:
+            self.metrics.loaded.labels(models.endpoint, instance_id).set(len(models.loaded))
+
     def done(self, instance_id: str, url: str, target: str, unload: bool) -> None:
         """The invocation of ``target`` that ``model_for`` gave is answered; ``unload``
         (ModelCacheSetting Disabled): unload it unless another invocation uses it."""

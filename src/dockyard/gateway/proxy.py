@@ -328,6 +328,12 @@ class Gateway:
             raise self.model_error(
                 route.name, container.hostname, exc.status, message or f"Failed to load model {target}: {exc.message}"
             ) from None
+        except AwsError as exc:
+            if name is not None and exc.code == "ModelError" and exc.extra.get("OriginalStatusCode") == 404:
+                # The contract's "not loaded": the container lost the model (restarted in place, or
+                # dropped it); without this every later invocation would answer the same 404.
+                self.models.forget(instance.instance_id, target)
+            raise
         finally:
             self.models.observe(route.name, target, time.perf_counter() - start, failed)
             if name is not None:
