@@ -192,3 +192,28 @@ def test_model_data_missing_on_the_node_says_where_it_was_looked_for(server: Ser
     assert desc["EndpointStatus"] == "Failed"
     assert "fetched on Ray node" in desc["FailureReason"] and "must exist on that node" in desc["FailureReason"]
     assert live_groups("no-data") == []
+
+
+@pytest.mark.docker
+def test_docker_containers_run_on_the_node_s_engine(cluster: Cluster, model_data: str, engine: Any, sklearn_image: str,
+                                                    tmp_path: Path) -> None:
+    """--ray-containers docker: the actor runs the managed image in the node's engine (one engine
+    for every node here), published on the node's address."""
+    from dockyard.runtime.docker import OWNER_LABEL
+
+    s = Server(tmp_path / "state", tmp_path / "server.log",
+               args=("--runtime", "ray", "--ray-address", cluster.address, "--ray-containers", "docker")).start()
+    try:
+        sm, rt = s.client("sagemaker"), s.client("sagemaker-runtime")
+        create_endpoint(sm, "in-docker", {"PrimaryContainer": {"Image": sklearn_image, "ModelDataUrl": model_data}},
+                        InstanceType="ml.c5.large")
+        [node] = nodes_of(s, "in-docker").values()
+        assert any(cluster.node_id(n.name).startswith(node_id(node)) for n in cluster.nodes if n.alive())
+        assert predict(rt, "in-docker") == expected()
+        owned = engine.containers.list(filters={"label": f"{OWNER_LABEL}={(tmp_path / 'state').resolve()}"})
+        assert {c.labels["io.dockyard.role"] for c in owned} == {"sandbox", "container"}
+        delete_all(sm, "in-docker")
+        assert live_groups("in-docker") == []
+        assert engine.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={(tmp_path / 'state').resolve()}"}) == []
+    finally:
+        s.stop()
