@@ -3,7 +3,9 @@
 Each container's behaviour comes from the ``Behaviour`` registered for its image, overridden by
 ``FAKE_*`` variables in the container's Environment (so one test can give two models different
 behaviours): a slow start, a failing ``/ping``, a crash after N invocations, a fixed response
-status, body and extra headers, a large streamed body that may be cut off part way. By default
+status, body and extra headers, a large streamed body that may be cut off part way, a
+connection dropped unanswered while the process lives on. A container that exits resets the
+connections of the requests in flight to it, as a killed process's kernel does. By default
 ``/invocations`` echoes what the container received (headers, body,
 its hostname and instance) as JSON, so tests assert what a container *was sent*. A multi-model
 container also serves the ``/models`` API (a model is the ``name.txt`` of its directory).
@@ -51,6 +53,8 @@ class Behaviour:
     # Resident memory each model adds to the container's stats from the start of its load, as a
     # real load allocates while it runs (FAKE_MODEL_MEMORY).
     model_memory: int = 0
+    # Drop each /invocations connection without a byte of answer, and live on (FAKE_DROP=1).
+    drop: bool = False
 
     def with_environment(self, env: Mapping[str, str]) -> Behaviour:
         """This behaviour with the container's ``FAKE_*`` variables applied."""
@@ -70,6 +74,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "FAKE_CONTENT_TYPE": ("content_type", str), "FAKE_RESPONSE_HEADERS": ("response_headers", _headers),
     "FAKE_BODY_BYTES": ("body_bytes", int), "FAKE_CUT_AT": ("cut_at", int), "FAKE_MAX_MODELS": ("max_models", int),
     "FAKE_LOAD_DELAY": ("load_delay", float), "FAKE_MODEL_MEMORY": ("model_memory", int),
+    "FAKE_DROP": ("drop", lambda v: v == "1"),
 }
 
 
@@ -95,6 +100,8 @@ class FakeContainer:
     # Models being loaded now, and the most ever in memory at once (loaded or loading).
     loading: set[str] = field(default_factory=set)
     peak_models: int = 0
+    # The /invocations requests being answered now: their connections and handler tasks.
+    in_flight: dict[asyncio.BaseTransport, asyncio.Task[object] | None] = field(default_factory=dict)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -143,8 +150,16 @@ class FakeContainer:
     async def _invocations(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         self.invocations += 1
-        if self.hold is not None:
-            await self.hold.wait()
+        assert request.transport is not None
+        if self.behaviour.drop:
+            request.transport.abort()
+            return web.Response()
+        self.in_flight[request.transport] = asyncio.current_task()
+        try:
+            if self.hold is not None:
+                await self.hold.wait()
+        finally:
+            self.in_flight.pop(request.transport, None)
         seen = {
             "container": self.spec.hostname,
             "instance": self.instance_id,
@@ -187,6 +202,10 @@ class FakeContainer:
 
     async def exit(self) -> None:
         self.exited = True
+        for transport, task in list(self.in_flight.items()):
+            transport.abort()
+            if task is not None:
+                task.cancel()
         if self.runner is not None:
             runner, self.runner = self.runner, None
             await runner.cleanup()

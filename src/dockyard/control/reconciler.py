@@ -295,7 +295,7 @@ class Reconciler:
                     variant.instances.remove(instance)
                     dead.append(instance)
         if dead:
-            self._publish(name, Status.IN_SERVICE, running)
+            self._publish(name, Status.IN_SERVICE, running, lost=[i.spec.instance_id for i in dead])
         backoff, loop = self._backoff(key), asyncio.get_running_loop()
         missing = [v.plan for v in running.values() for _ in range(self._idle.wanted(key, v.plan) - len(v.instances))]
         if missing and backoff.next_try() <= loop.time():
@@ -406,8 +406,8 @@ class Reconciler:
 
     # --- routing -----------------------------------------------------------------------------
 
-    def _publish(self, endpoint: str, status: EndpointStatus, running: Running) -> None:
-        self._routes.publish(endpoint, status.value, [
+    def _publish(self, endpoint: str, status: EndpointStatus, running: Running, lost: list[str] | None = None) -> None:
+        self._routes.publish(endpoint, status.value, lost=lost or (), variants=[
             VariantDeployment(
                 name=v.plan.name,
                 weight=v.plan.weight,

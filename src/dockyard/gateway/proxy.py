@@ -12,6 +12,16 @@ Failover: an instance whose container refuses a connection (nothing was sent) is
 rotation at once and the request goes to another instance of the variant, once. The mark lasts
 until the reconciler publishes the endpoint's route again (it is told, and replaces a dead
 instance); while every instance of a variant is marked, all of them are tried as before.
+
+A request whose connection ends before any byte of the response is failed over the same way
+when its instance is dead — no longer routed, or its container's port no longer takes
+connections — and answers 503 (boto3 retries it) when no other instance is there or the body,
+streamed, cannot be sent again. The model may then have seen the request twice; SageMaker makes
+no at-most-once promise either. A container that hangs up while its port is still open is a
+live process that dropped the request: ModelError, as for any other failure of the model. When
+the reconciler withdraws instances as dead (``EndpointRoute.lost``: a Ray node went silent),
+the exchanges in flight to them are ended at once (``Upstream.abandon``) and fail over likewise,
+instead of waiting out the invocation timeout.
 """
 
 from __future__ import annotations
@@ -48,6 +58,7 @@ from dockyard.gateway.upstream import (
     UpstreamError,
     UpstreamNotSent,
     UpstreamResponse,
+    UpstreamUnanswered,
 )
 
 if TYPE_CHECKING:
@@ -85,6 +96,14 @@ class Gateway:
         """Swap in a table where ``name`` routes by ``route`` (or is gone)."""
         key = name.lower()
         table = dict(self.table)
+        before = table.get(key)
+        if route is not None and route.lost and before is not None:
+            # Instances withdrawn as dead: what is in flight to them will never be answered.
+            for v in before.variants:
+                for i in v.instances:
+                    if i.instance_id in route.lost:
+                        for c in i.containers:
+                            self._upstream.abandon(c.host, c.port)
         if route is None:
             table.pop(key, None)
             if self._requests is not None:
@@ -257,8 +276,11 @@ class Gateway:
         try:
             return await self._through(route, variant, instance, inv, body)
         except _Refused as refused:
-            # Nothing reached the instance: try another one, once.
-            other = self._instance(inv, variant, avoid=instance.instance_id, key=target)
+            # The instance refused, or died before answering: another one, once, from the latest
+            # routes (which may have withdrawn more instances meanwhile).
+            latest = self.table.get(route.name.lower())
+            now = latest.variant(variant.name) if latest is not None else None
+            other = self._instance(inv, now or variant, avoid=instance.instance_id, key=target)
             if other is None:
                 raise refused.error from None
             try:
@@ -373,6 +395,25 @@ class Gateway:
             if first:
                 raise _Refused(call.as_model_error(exc)) from None
             raise call.as_model_error(exc) from None
+        except UpstreamUnanswered as exc:
+            if not await self._gone(inv.endpoint, instance, call.container):
+                raise call.as_model_error(exc) from None
+            self._take_out(inv.endpoint, instance)
+            gone = errors.service_unavailable(
+                f"Instance {instance.instance_id} of endpoint {inv.endpoint} went away before its container "
+                f"{call.container.hostname} answered, and no other instance could take the request; retry shortly."
+            )
+            if first and isinstance(body, (bytes, bytearray)):
+                raise _Refused(gone) from None
+            raise gone from None
+
+    async def _gone(self, endpoint: str, instance: InstanceRoute, container: ContainerRoute) -> bool:
+        """Whether ``instance`` is dead: withdrawn from the routes, or its container's port closed."""
+        route = self.table.get(endpoint.lower())
+        routed = route is not None and any(
+            i.instance_id == instance.instance_id for v in route.variants for i in v.instances
+        )
+        return not routed or await self._upstream.refuses(container.host, container.port)
 
     def model_error(self, endpoint: str, container: str, status: int, message: str) -> AwsError:
         kind = "client" if 400 <= status < 500 else "server"
@@ -391,7 +432,8 @@ def _forwarded(inv: Invocation) -> dict[str, str]:
 
 
 class _Refused(Exception):
-    """The first container of an instance refused the connection: nothing was sent."""
+    """The first container of an instance refused the connection (nothing was sent), or the
+    instance died before answering a request whose body can be sent again: another may take it."""
 
     def __init__(self, error: AwsError) -> None:
         super().__init__(error.message)
@@ -400,21 +442,21 @@ class _Refused(Exception):
 
 class _ContainerCall:
     """One request to one container: maps every failure of the container to ModelError (except a
-    refused connection, ``UpstreamNotSent``, left for failover) and records the container's metrics
+    refused or unanswered connection, left to ``Gateway._send`` for failover) and records the container's metrics
     once, in ``finish``."""
 
     def __init__(self, gateway: Gateway, endpoint: str, container: ContainerRoute, path: str = "/invocations") -> None:
-        self._gw, self._endpoint, self._container, self._path = gateway, endpoint, container, path
+        self._gw, self._endpoint, self.container, self._path = gateway, endpoint, container, path
         self._resp: UpstreamResponse | None = None
         self._start = time.perf_counter()
         self._failed = False
         self._finished = False
 
     async def start(self, headers: dict[str, str], body: bytes | StreamReader) -> UpstreamResponse:
-        c = self._container
+        c = self.container
         try:
             resp = await self._gw._upstream.post(c.host, c.port, self._path, headers.items(), body)
-        except UpstreamNotSent:
+        except (UpstreamNotSent, UpstreamUnanswered):
             self._failed = True
             raise
         except (asyncio.TimeoutError, UpstreamError) as exc:
@@ -448,7 +490,7 @@ class _ContainerCall:
         self._finished = True
         if self._resp is not None:
             self._resp.release()
-        metrics = self._container.metrics
+        metrics = self.container.metrics
         metrics.invocations.inc()
         if self._failed:
             metrics.errors.inc()
@@ -456,14 +498,14 @@ class _ContainerCall:
 
     def as_model_error(self, exc: BaseException) -> AwsError:
         """The ModelError a timeout or a broken exchange with the container becomes."""
-        hostname = self._container.hostname
+        hostname = self.container.hostname
         if isinstance(exc, asyncio.TimeoutError):
             return self._gw.model_error(
                 self._endpoint, hostname, 0,
                 f"Your invocation timed out while waiting for a response from container {hostname}. Review "
                 "the latency metrics for each container, resolve the issue, and try again.",
             )
-        stopped = self._gw.stopped.get(self._container.url)
+        stopped = self._gw.stopped.get(self.container.url)
         if stopped is not None:
             return self._gw.model_error(self._endpoint, hostname, 0, stopped)
         return self._gw.model_error(self._endpoint, hostname, 0, f"the container could not be reached: {exc}")

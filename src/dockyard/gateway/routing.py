@@ -12,7 +12,7 @@ import bisect
 import hashlib
 import itertools
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
@@ -87,6 +87,8 @@ class EndpointRoute:
     status: str
     variants: tuple[VariantRoute, ...] = ()
     log_stream_arn: str = ""
+    # Instances this route withdraws because they died: the gateway ends what is in flight to them.
+    lost: frozenset[str] = frozenset()
     _cumulative: tuple[float, ...] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -129,9 +131,12 @@ class RouteBuilder:
         self._published: dict[str, tuple[str, str, tuple[VariantDeployment, ...]]] = {}
         self._draining = False
 
-    def publish(self, endpoint: str, status: str | None, variants: Sequence[VariantDeployment] = ()) -> None:
+    def publish(
+        self, endpoint: str, status: str | None, variants: Sequence[VariantDeployment] = (), lost: Iterable[str] = ()
+    ) -> None:
         """Route ``endpoint`` (``status`` as the control plane has it) to ``variants``' ready
-        instances; a ``status`` of None removes the endpoint from the table."""
+        instances; a ``status`` of None removes the endpoint from the table. ``lost``: the ids of
+        instances withdrawn because they died."""
         key = endpoint.lower()
         _, _, before = self._published.pop(key, ("", "", ()))
         now = tuple(variants) if status is not None else ()
@@ -141,7 +146,8 @@ class RouteBuilder:
             self._publish(None, endpoint)
         else:
             self._published[key] = (endpoint, status, now)
-            self._publish(EndpointRoute(endpoint, status, tuple(self._variant(endpoint, v) for v in now)), endpoint)
+            self._publish(EndpointRoute(endpoint, status, tuple(self._variant(endpoint, v) for v in now),
+                                        lost=frozenset(lost)), endpoint)
         for v in now:
             self._metrics.set_instances(endpoint, v.name, len(v.instances), v.desired_instances)
         # Series of what is no longer routed go, so /metrics does not report the dead.

@@ -20,8 +20,11 @@ Pooling rules:
 
 Every failure — refused, reset, a response that is not HTTP/1.x — is ``UpstreamError``;
 ``UpstreamNotSent`` among them when nothing of the request left the gateway, so that trying
-another container cannot run the model twice. The deadline of an exchange is
-``asyncio.TimeoutError``.
+another container cannot run the model twice, and ``UpstreamUnanswered`` when the request went
+out but the connection ended before any byte of a response (the container died, or the gateway
+``abandon``-ed the container because its instance left rotation). The deadline of an exchange is
+``asyncio.TimeoutError``. ``refuses`` tells whether a container's port still takes connections:
+whether a container that hung up is gone or only dropped the request.
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ if TYPE_CHECKING:
 MAX_HEAD = 64 * 1024
 # Reading from a container pauses while this much of its body waits for the client.
 _HIGH_WATER = 1024 * 1024
+# How long a container's port gets to accept a connection in ``refuses``: a live process accepts
+# at once (the kernel completes the handshake), a dead node's address never answers.
+PROBE_TIMEOUT = 1.0
 # Below uvicorn's 5 s keep-alive timeout, the shortest among common model servers, so that the
 # container rarely closes a connection the gateway is about to reuse.
 IDLE_TIMEOUT = 4.0
@@ -56,8 +62,8 @@ class UpstreamNotSent(UpstreamError):
     request went out): another container can be tried without running the model twice."""
 
 
-class _Unanswered(UpstreamError):
-    """The connection closed after the request was written and before any byte of a response."""
+class UpstreamUnanswered(UpstreamError):
+    """The connection ended after the request was written and before any byte of a response."""
 
 
 class UpstreamResponse:
@@ -126,6 +132,8 @@ class Upstream:
         self._idle: dict[tuple[str, int], deque[_Connection]] = {}
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
+        # Every open connection per container, busy or idle: ``abandon`` ends them.
+        self._open: dict[tuple[str, int], set[_Connection]] = {}
 
     async def post(
         self, host: str, port: int, path: str, headers: Iterable[tuple[str, str]], body: bytes | StreamReader
@@ -156,16 +164,15 @@ class Upstream:
             return await conn.exchange(request, stream, deadline)
         try:
             return await conn.exchange(request, stream, deadline)
-        except _Unanswered:
+        except UpstreamUnanswered:
             if stream is not None:
                 raise
         # Closed by the container as the request went out: once more, on a new connection.
         try:
             conn = await self._connect(loop, key, deadline)
         except UpstreamNotSent as exc:
-            # The first attempt did go out: whether the container saw it before it went away is
-            # unknown, so this is no longer a failure that is safe to try elsewhere.
-            raise UpstreamError(str(exc)) from None
+            # The first attempt did go out, unanswered, and the container is now gone.
+            raise UpstreamUnanswered(str(exc)) from None
         return await conn.exchange(request, stream, deadline)
 
     def _reusable(self, key: tuple[str, int]) -> _Connection | None:
@@ -185,7 +192,25 @@ class Upstream:
             )
         except OSError as exc:
             raise UpstreamNotSent(f"Cannot connect to {host}:{port}: {exc.strerror or exc}") from None
+        self._open.setdefault(key, set()).add(conn)
         return conn
+
+    async def refuses(self, host: str, port: int) -> bool:
+        """Whether ``host:port`` no longer takes connections (refused, or not accepted within
+        ``PROBE_TIMEOUT``): its container's process, or its node, is gone."""
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), PROBE_TIMEOUT)
+        except (OSError, asyncio.TimeoutError):
+            return True
+        writer.close()
+        return False
+
+    def abandon(self, host: str, port: int) -> None:
+        """End every connection to ``host:port``: its instance left rotation as dead. Exchanges
+        still waiting for the response fail with ``UpstreamUnanswered``, others with
+        ``UpstreamError``."""
+        for conn in list(self._open.pop((host, port), ())):
+            conn.abandon()
 
     def put_back(self, conn: _Connection) -> None:
         if self._closed:
@@ -215,6 +240,11 @@ class Upstream:
         self._sweeper = None if next_due is None else loop.call_at(next_due + self._idle_timeout, self._sweep, loop)
 
     def forget(self, conn: _Connection) -> None:
+        conns = self._open.get(conn.key)
+        if conns is not None:
+            conns.discard(conn)
+            if not conns:
+                del self._open[conn.key]
         idle = self._idle.get(conn.key)
         if idle and conn in idle:
             idle.remove(conn)
@@ -293,7 +323,7 @@ class _Connection(asyncio.Protocol):
                 self.body_done = True
                 self._wake()
             elif not self._received:
-                self._fail(_Unanswered("the container closed the connection before it answered"))
+                self._fail(UpstreamUnanswered("the container closed the connection before it answered"))
             else:
                 detail = f": {exc}" if exc else ""
                 self._fail(UpstreamError(f"the container closed the connection before it finished answering{detail}"))
@@ -429,6 +459,15 @@ class _Connection(asyncio.Protocol):
             self._timer = None
         self._busy = False
         self.close()
+
+    def abandon(self) -> None:
+        if self._busy and not self.body_done:
+            if self._response is None and not self._received:
+                self._fail(UpstreamUnanswered("the instance left rotation before its container answered"))
+            else:
+                self._fail(UpstreamError("the instance left rotation while its container was answering"))
+        else:
+            self.close()
 
     def _time_out(self) -> None:
         self._timer = None
