@@ -2,15 +2,17 @@
 again on other nodes, and how many requests fail meanwhile — with the node health check that
 docs/scale-out.md recommends beside Ray's default one, in the same run on the same machine.
 
-``python -m benchmarks.ray_recovery [--rounds N] [--clients N]`` starts, per configuration, a local
+``python -m benchmarks.ray_recovery [--rounds N] [--clients N] [--loss SIGKILL|SIGSTOP] [--only-tuned]``
+starts, per configuration (how the worker is lost × which health check), a local
 Ray cluster (a head with room for one ml.c5.large instance, two workers with room for two each;
 tests/ray/ray_cluster.py), a ``dockyard serve --runtime ray`` on it, and an endpoint of three
 ml.c5.large instances of the iris model. Per round: ``--clients`` threads invoke it without pause
-(boto3, no retries), the worker holding the most instances is SIGKILLed (every process of it), and
+(boto3, no retries), the worker holding the most instances is lost — every process of it SIGKILLed
+(connections reset at once) or SIGSTOPped (silent, like a partition or a power loss) — and
 ``/_dockyard/endpoints`` and ``/_dockyard/endpoints/<name>/stats`` are read every 50 ms: *out of
 rotation* is when the gateway's table no longer holds the lost instances; *serving again* is when
-three instances, none on the lost node, are ready. The killed node is started again before the
-next round. Needs Ray (``pip install 'dockyard[ray]'``).
+three instances, none on the lost node, are ready. The lost node is killed and started again
+before the next round. Needs Ray (``pip install 'dockyard[ray]'``).
 """
 
 from __future__ import annotations
@@ -46,7 +48,10 @@ INSTANCES = 3
 # Hang guards, not timings.
 WAIT_LIMIT = 180.0
 READ_TIMEOUT = 30
-CONFIGURATIONS: dict[str, dict[str, int] | None] = {"tuned (docs/scale-out.md)": HEALTH_CHECK, "Ray's defaults": None}
+HEALTH_CHECKS: dict[str, dict[str, int] | None] = {"tuned (docs/scale-out.md)": HEALTH_CHECK, "Ray's defaults": None}
+# How the worker is lost: SIGKILL (its connections are reset at once) or SIGSTOP (it goes silent,
+# as in a network partition or a power loss: only the health check notices).
+LOSSES = ("SIGKILL", "SIGSTOP")
 NODES = (("head", 2, 4), ("w1", 4, 8), ("w2", 4, 8))
 
 
@@ -65,7 +70,7 @@ def node_of(cluster: Cluster, prefix: str) -> str:
     return next(n.name for n in cluster.nodes if n.alive() and cluster.node_id(n.name).startswith(prefix))
 
 
-def one_round(cluster: Cluster, stack: DockyardStack, clients: int) -> dict[str, Any]:
+def one_round(cluster: Cluster, stack: DockyardStack, clients: int, loss: str) -> dict[str, Any]:
     rt = boto3.client("sagemaker-runtime", endpoint_url=stack.url, region_name="us-east-1", aws_access_key_id="bench",
                       aws_secret_access_key="bench", config=Config(retries={"total_max_attempts": 1}, read_timeout=READ_TIMEOUT))
     by_node = Counter(node_of(cluster, p) for p in placed(stack))
@@ -94,7 +99,11 @@ def one_round(cluster: Cluster, stack: DockyardStack, clients: int) -> dict[str,
         time.sleep(2)
         before = Counter(outcomes)
         killed = time.perf_counter()
-        next(n for n in cluster.nodes if n.name == victim).kill()
+        node = next(n for n in cluster.nodes if n.name == victim)
+        if loss == "SIGKILL":
+            node.kill()
+        else:
+            node.freeze()
         out_of_rotation = serving = None
         while serving is None and time.perf_counter() - killed < WAIT_LIMIT:
             now = placed(stack)
@@ -118,7 +127,8 @@ def one_round(cluster: Cluster, stack: DockyardStack, clients: int) -> dict[str,
             "slowest": slowest[0]}
 
 
-def run(label: str, health_check: dict[str, int] | None, rounds: int, clients: int, tmp: Path, tarball: Path) -> list[dict[str, Any]]:
+def run(label: str, health_check: dict[str, int] | None, loss: str, rounds: int, clients: int, tmp: Path,
+        tarball: Path) -> list[dict[str, Any]]:
     cluster = start_cluster(tmp / "cluster", health_check)
     results = []
     try:
@@ -134,10 +144,12 @@ def run(label: str, health_check: dict[str, int] | None, rounds: int, clients: i
                 "InstanceType": "ml.c5.large"}])
             stack.create_endpoint(NAME)
             for k in range(rounds):
-                r = one_round(cluster, stack, clients)
+                r = one_round(cluster, stack, clients, loss)
                 results.append(r)
                 print(f"  {label} round {k + 1}: {r}", file=sys.stderr)
                 victim = r["victim"]
+                for node in [n for n in cluster.nodes if n.name == victim]:
+                    node.kill()
                 cluster.nodes = [n for n in cluster.nodes if n.name != victim]
                 spec = next(n for n in NODES if n[0] == victim)
                 cluster.start_node(*spec)
@@ -146,7 +158,7 @@ def run(label: str, health_check: dict[str, int] | None, rounds: int, clients: i
     return results
 
 
-def report(results: dict[str, list[dict[str, Any]]], clients: int) -> str:
+def report(results: dict[tuple[str, str], list[dict[str, Any]]], clients: int) -> str:
     rows = []
     for label, rounds in results.items():
         failed: Counter[str] = Counter()
@@ -154,12 +166,12 @@ def report(results: dict[str, list[dict[str, Any]]], clients: int) -> str:
             failed.update(r["failed"])
         requests = sum(r["requests"] for r in rounds)
         rows.append([
-            label, str(len(rounds)), str(sum(r["lost"] for r in rounds)),
+            *label, str(len(rounds)), str(sum(r["lost"] for r in rounds)),
             Spread.of(r["out_of_rotation"] for r in rounds).text(1), Spread.of(r["serving"] for r in rounds).text(1),
             str(requests), ", ".join(f"{n} {code}" for code, n in sorted(failed.items())) or "none",
             f"{max(r['slowest'] for r in rounds):.1f}",
         ])
-    return table(["node health check", "rounds", "instances lost", "out of rotation s", "serving again s",
+    return table(["worker lost by", "node health check", "rounds", "instances lost", "out of rotation s", "serving again s",
                   f"requests ({clients} clients)", "failed", "slowest request s"], rows)
 
 
@@ -168,16 +180,19 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="worker nodes killed per configuration (default 3)")
     parser.add_argument("--clients", type=int, default=2, help="threads invoking without pause (default 2)")
     parser.add_argument("--only-tuned", action="store_true", help="skip Ray's default health check (slow by design)")
+    parser.add_argument("--loss", choices=LOSSES, action="append", help="how the worker is lost (default: both)")
     args = parser.parse_args(argv)
     cache = platformdirs.user_cache_path("dockyard-benchmarks")
     cache.mkdir(parents=True, exist_ok=True)
-    results: dict[str, list[dict[str, Any]]] = {}
+    results: dict[tuple[str, str], list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="ray-recovery-", dir=cache) as tmp:
         tarball = fixtures.tarball(fixtures.iris_model_dir(Path(tmp)))
-        for label, health_check in CONFIGURATIONS.items():
-            if args.only_tuned and health_check is None:
-                continue
-            results[label] = run(label, health_check, args.rounds, args.clients, Path(tmp) / label.split()[0], tarball)
+        for loss in args.loss or LOSSES:
+            for label, health_check in HEALTH_CHECKS.items():
+                if args.only_tuned and health_check is None:
+                    continue
+                results[(loss, label)] = run(f"{loss}, {label}", health_check, loss, args.rounds, args.clients,
+                                             Path(tmp) / f"{loss}-{label.split()[0]}", tarball)
     print(report(results, args.clients))
     return 0
 

@@ -296,3 +296,86 @@ def test_a_prefix_that_does_not_exist_yet_is_accepted_and_each_invocation_names_
         assert invoke(rt, name, "a.tar.gz") == {"model": "a", "rows": 2}
     finally:
         delete_all(sm, name)
+
+
+SLOW_LOAD = """
+import os, time, joblib
+
+def model_fn(model_dir):
+    time.sleep(4)
+    return joblib.load(os.path.join(model_dir, "model.joblib"))
+"""
+
+
+def test_a_load_longer_than_the_wait_is_model_not_ready_which_boto3s_default_mode_retries(tmp_path: Path) -> None:
+    """SageMaker's ModelNotReadyException (429) while the load carries on. boto3's default
+    (legacy) retry mode retries a 429 until the model answers; its standard mode does not retry
+    this code (it is not modeled as retryable): the client sees it."""
+    prefix = tmp_path / "models"
+    prefix.mkdir()
+    for target in ("legacy.tar.gz", "standard.tar.gz"):
+        package(tmp_path / target, iris_classifier(), SLOW_LOAD)
+        make_model_tarball(tmp_path / target / "model-src", prefix / target)
+    server = Server(tmp_path / "state", tmp_path / "server.log", {"DOCKYARD_MODEL_LOAD_WAIT": "1"}).start()
+    try:
+        name = create_mme(server.client("sagemaker"), "mme-slow", prefix)
+        standard = server.client("sagemaker-runtime", retries={"mode": "standard"})
+        code, message, status = error_of(lambda: invoke(standard, name, "standard.tar.gz"))
+        assert (code, status) == ("ModelNotReadyException", 429)
+        assert message == "Model standard.tar.gz is still loading; retry the request shortly."
+        legacy = server.client("sagemaker-runtime", retries={"mode": "legacy", "total_max_attempts": 20})
+        reply = legacy.invoke_endpoint(EndpointName=name, ContentType="text/csv", Body="5.1,3.5,1.4,0.2",
+                                       TargetModel="legacy.tar.gz")
+        assert reply["ResponseMetadata"]["RetryAttempts"] >= 1 and json.loads(reply["Body"].read()) == [0]
+        # The load the standard client gave up waiting for carried on: the model answers now.
+        assert json.loads(invoke_until_loaded(standard, name, "standard.tar.gz")) == [0]
+    finally:
+        server.stop()
+
+
+def invoke_until_loaded(rt, endpoint: str, target: str, timeout: float = 60.0) -> bytes:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return rt.invoke_endpoint(EndpointName=endpoint, ContentType="text/csv", Body="5.1,3.5,1.4,0.2",
+                                      TargetModel=target)["Body"].read()
+        except rt.exceptions.ModelNotReadyException:
+            assert time.monotonic() < deadline, f"{target} never loaded"
+            time.sleep(0.2)
+
+
+def test_sys_exit_or_keyboard_interrupt_in_a_models_code_fails_only_its_load_or_request(
+    server: Server, sm, tmp_path: Path
+) -> None:
+    """Handlers run on threads in a multi-model container: KeyboardInterrupt from model_fn stopped
+    the whole container, and from predict_fn ended the model's thread (its requests hung)."""
+    rt = server.client("sagemaker-runtime", read_timeout=30, retries={"total_max_attempts": 1})
+    prefix = tmp_path / "models"
+    prefix.mkdir()
+    named_model(prefix, "a.tar.gz", "a")
+    handlers = {
+        "load-interrupt": "def model_fn(model_dir):\n    raise KeyboardInterrupt\n",
+        "load-exit": "def model_fn(model_dir):\n    raise SystemExit(2)\n",
+        "predict-interrupt": "def model_fn(model_dir):\n    return 1\n\ndef predict_fn(data, model):\n    raise KeyboardInterrupt\n",
+    }
+    for target, code in handlers.items():
+        package(tmp_path / target, iris_classifier(), code)
+        make_model_tarball(tmp_path / target / "model-src", prefix / f"{target}.tar.gz")
+    name = create_mme(sm, "mme-interrupt", prefix)
+    try:
+        assert invoke(rt, name, "a.tar.gz") == {"model": "a", "rows": 2}
+        (instance,) = _instances(server, name)
+        for target, expected in (("load-interrupt", "KeyboardInterrupt"), ("load-exit", "SystemExit: 2")):
+            with pytest.raises(rt.exceptions.ModelError) as info:
+                invoke(rt, name, f"{target}.tar.gz")
+            message = info.value.response["OriginalMessage"]
+            assert message.startswith(f"Failed to load model {target}.tar.gz: ") and expected in message
+        for _ in range(2):  # the model's thread survives its first request
+            with pytest.raises(rt.exceptions.ModelError) as info:
+                invoke(rt, name, "predict-interrupt.tar.gz")
+            assert info.value.response["OriginalMessage"] == "KeyboardInterrupt: "
+        # The container, and the models it had, went on.
+        assert invoke(rt, name, "a.tar.gz") == {"model": "a", "rows": 2}
+        assert _instances(server, name) == {instance}
+    finally:
+        delete_all(sm, name)

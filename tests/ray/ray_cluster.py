@@ -46,12 +46,20 @@ class Node:
     def kill(self) -> None:
         """SIGKILL the node's every process at once: ``ray start``, the raylet and its agents, and the
         workers (actors, which Ray starts in sessions of their own) with their containers."""
+        self._signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def freeze(self) -> None:
+        """SIGSTOP the node's every process: a node that vanishes without closing a connection (a
+        network partition, a power loss), which only the GCS health check can tell."""
+        self._signal(signal.SIGSTOP)
+
+    def _signal(self, sig: int) -> None:
         for pid in [self.proc.pid, *_descendants(self.proc.pid)]:
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, sig)
             except ProcessLookupError:
                 pass
-        self.proc.wait()
 
 
 @dataclass

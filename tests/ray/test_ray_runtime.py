@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
-from e2e.deploy import FAST_WAIT, create_endpoint, delete_all, wait_settled
+from e2e.deploy import FAST_WAIT, create_endpoint, delete_all, invoke_until_answered, wait_settled
 from e2e.models import SKLEARN_URI, iris, iris_classifier, package
 from needs import require_ray
 from servers import Server
@@ -192,3 +192,54 @@ def test_model_data_missing_on_the_node_says_where_it_was_looked_for(server: Ser
     assert desc["EndpointStatus"] == "Failed"
     assert "fetched on Ray node" in desc["FailureReason"] and "must exist on that node" in desc["FailureReason"]
     assert live_groups("no-data") == []
+
+
+def test_a_killed_server_s_instances_end_with_it_and_its_successor_starts_them_again(
+        cluster: Cluster, model_data: str, tmp_path: Path) -> None:
+    """Actors and placement groups belong to the server's Ray job: SIGKILL the server and Ray
+    removes them; a server restarted on the same state directory brings the endpoint back."""
+    first = Server(tmp_path / "state", tmp_path / "first.log", args=("--runtime", "ray", "--ray-address", cluster.address))
+    first.start()
+    create_endpoint(first.client("sagemaker"), "outlives", {"PrimaryContainer": {"Image": SKLEARN_URI, "ModelDataUrl": model_data}},
+                    InstanceType="ml.c5.large")
+    assert len(live_groups("outlives")) == 1
+    first.proc.kill()
+    first.proc.wait()
+    deadline = time.monotonic() + 60
+    while live_groups("outlives"):
+        assert time.monotonic() < deadline, "Ray kept the killed server's placement group"
+        time.sleep(0.2)
+    second = Server(tmp_path / "state", tmp_path / "second.log", args=("--runtime", "ray", "--ray-address", cluster.address))
+    second.start()
+    try:
+        assert json.loads(invoke_until_answered(second.client("sagemaker-runtime"), "outlives", ROWS)) == expected()
+        assert len(live_groups("outlives")) == 1
+        delete_all(second.client("sagemaker"), "outlives")
+        assert live_groups("outlives") == []
+    finally:
+        second.stop()
+
+
+@pytest.mark.docker
+def test_docker_containers_run_on_the_node_s_engine(cluster: Cluster, model_data: str, engine: Any, sklearn_image: str,
+                                                    tmp_path: Path) -> None:
+    """--ray-containers docker: the actor runs the managed image in the node's engine (one engine
+    for every node here), published on the node's address."""
+    from dockyard.runtime.docker import OWNER_LABEL
+
+    s = Server(tmp_path / "state", tmp_path / "server.log",
+               args=("--runtime", "ray", "--ray-address", cluster.address, "--ray-containers", "docker")).start()
+    try:
+        sm, rt = s.client("sagemaker"), s.client("sagemaker-runtime")
+        create_endpoint(sm, "in-docker", {"PrimaryContainer": {"Image": sklearn_image, "ModelDataUrl": model_data}},
+                        InstanceType="ml.c5.large")
+        [node] = nodes_of(s, "in-docker").values()
+        assert any(cluster.node_id(n.name).startswith(node_id(node)) for n in cluster.nodes if n.alive())
+        assert predict(rt, "in-docker") == expected()
+        owned = engine.containers.list(filters={"label": f"{OWNER_LABEL}={(tmp_path / 'state').resolve()}"})
+        assert {c.labels["io.dockyard.role"] for c in owned} == {"sandbox", "container"}
+        delete_all(sm, "in-docker")
+        assert live_groups("in-docker") == []
+        assert engine.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={(tmp_path / 'state').resolve()}"}) == []
+    finally:
+        s.stop()
