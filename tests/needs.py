@@ -52,5 +52,8 @@ def require(module: str) -> ModuleType:
 
 def require_ray() -> None:
     """Skip a Ray test (tests/ray) when Ray is not installed, or fail under DOCKYARD_REQUIRE_RAY=1."""
-    if importlib.util.find_spec("ray") is None:
+    # Without Ray, ``import ray`` would find this directory's tests/ray as a namespace package
+    # (tests/ is on sys.path): only a spec with a file behind it is Ray itself.
+    spec = importlib.util.find_spec("ray")
+    if spec is None or spec.origin is None:
         unavailable("needs Ray: pip install 'dockyard[ray]'", REQUIRE_RAY)

@@ -5,6 +5,7 @@ port — the control plane (``POST /`` with ``X-Amz-Target``), the runtime API
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 import ipaddress
 import logging
@@ -141,7 +142,8 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     routes = RouteBuilder(metrics, gateway.publish)
     reconciler = Reconciler(store, runtime, provisioner, routes, settings.health_interval,
                             (settings.restart_backoff, settings.restart_backoff_max),
-                            IdleScaler(gateway.serverless.idle_seconds, settings.serverless_idle_seconds))
+                            IdleScaler(gateway.serverless.idle_seconds, settings.serverless_idle_seconds),
+                            functools.partial(gateway.in_flight.drained, timeout=settings.invocation_timeout))
     gateway.on_refused = reconciler.poke  # an instance refused a connection: look at it now
     storage = Storage(settings.region, allowed_roots(settings))
     queue = AsyncInference(store, gateway, storage, Notifier(settings.region), settings.account_id, settings.region)

@@ -17,6 +17,7 @@ from artifact_helpers import make_tar_gz, tree
 
 from dockyard.artifacts import ArtifactError, ArtifactStore
 from dockyard.artifacts.policy import AccessPolicy, check_local_path
+from dockyard.artifacts.unpack import MEMBER_BYTES
 
 MIB = 1024 * 1024
 
@@ -199,6 +200,16 @@ def test_a_gzip_bomb_stops_before_it_is_written(tmp_path):
         "data (unpacked); raise max_unpacked_bytes (DOCKYARD_MAX_UNPACKED_BYTES) if it is meant to "
         "be this large."
     )
+    assert tree(tmp_path / "dest") == {}
+
+
+def test_an_archive_of_many_empty_files_stops_at_the_limit(tmp_path):
+    # Each member costs at least a block: a million empty files would otherwise cost nothing.
+    (tmp_path / "model.tar.gz").write_bytes(make_tar_gz({f"f{n}": b"" for n in range(2 * MIB // MEMBER_BYTES)}))
+    with pytest.raises(ArtifactError, match=f"exceeds the limit of {MIB} bytes"):
+        store_for(tmp_path, max_unpacked_bytes=MIB).materialize_model_data(
+            {"ModelDataUrl": str(tmp_path / "model.tar.gz")}, tmp_path / "dest"
+        )
     assert tree(tmp_path / "dest") == {}
 
 

@@ -104,3 +104,33 @@ async def test_images_can_be_configured_per_image(dockyard: Dockyard) -> None:
     dockyard.fake.images["other:1"] = Behaviour(body="other image")
     await dockyard.deploy("ep", image="other:1")
     assert await (await dockyard.invoke("ep")).read() == b"other image"
+
+
+async def test_an_update_stops_an_old_instance_only_once_its_invocations_are_answered(dockyard: Dockyard) -> None:
+    await dockyard.deploy("ep", env={"FAKE_BODY": "blue"})
+    (blue,) = dockyard.fake.running
+    blue_containers = dockyard.fake.containers("ep")
+    hold = asyncio.Event()
+    for container in blue_containers:
+        container.hold = hold
+    in_flight = asyncio.ensure_future(dockyard.invoke("ep", b"in flight"))
+    await dockyard.until(lambda: any(c.invocations for c in dockyard.fake.containers("ep")))
+
+    await dockyard.create_model("green", env={"FAKE_BODY": "green"})
+    await dockyard.create_config("green", [{"VariantName": "AllTraffic", "ModelName": "green"}])
+    await dockyard.call("UpdateEndpoint", EndpointName="ep", EndpointConfigName="green")
+    await dockyard.until(lambda: len(dockyard.fake.running) == 2)
+    answer = await dockyard.invoke("ep")
+    while await answer.read() != b"green":  # until the new route is published
+        await asyncio.sleep(0.005)
+        answer = await dockyard.invoke("ep")
+    # New requests go to green; blue is out of rotation but not told to stop while it answers.
+    assert not any(c.exited for c in blue_containers)
+    assert (await dockyard.describe("ep"))["EndpointStatus"] == "Updating"
+
+    hold.set()
+    finished = await in_flight
+    assert (finished.status, await finished.read()) == (200, b"blue")
+    ep = await dockyard.wait_status("ep", "InService")
+    assert ep["EndpointConfigName"] == "green"
+    assert dockyard.fake.stopped == [blue] and blue not in dockyard.fake.running

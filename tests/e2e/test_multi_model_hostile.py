@@ -342,3 +342,40 @@ def invoke_until_loaded(rt, endpoint: str, target: str, timeout: float = 60.0) -
         except rt.exceptions.ModelNotReadyException:
             assert time.monotonic() < deadline, f"{target} never loaded"
             time.sleep(0.2)
+
+
+def test_sys_exit_or_keyboard_interrupt_in_a_models_code_fails_only_its_load_or_request(
+    server: Server, sm, tmp_path: Path
+) -> None:
+    """Handlers run on threads in a multi-model container: KeyboardInterrupt from model_fn stopped
+    the whole container, and from predict_fn ended the model's thread (its requests hung)."""
+    rt = server.client("sagemaker-runtime", read_timeout=30, retries={"total_max_attempts": 1})
+    prefix = tmp_path / "models"
+    prefix.mkdir()
+    named_model(prefix, "a.tar.gz", "a")
+    handlers = {
+        "load-interrupt": "def model_fn(model_dir):\n    raise KeyboardInterrupt\n",
+        "load-exit": "def model_fn(model_dir):\n    raise SystemExit(2)\n",
+        "predict-interrupt": "def model_fn(model_dir):\n    return 1\n\ndef predict_fn(data, model):\n    raise KeyboardInterrupt\n",
+    }
+    for target, code in handlers.items():
+        package(tmp_path / target, iris_classifier(), code)
+        make_model_tarball(tmp_path / target / "model-src", prefix / f"{target}.tar.gz")
+    name = create_mme(sm, "mme-interrupt", prefix)
+    try:
+        assert invoke(rt, name, "a.tar.gz") == {"model": "a", "rows": 2}
+        (instance,) = _instances(server, name)
+        for target, expected in (("load-interrupt", "KeyboardInterrupt"), ("load-exit", "SystemExit: 2")):
+            with pytest.raises(rt.exceptions.ModelError) as info:
+                invoke(rt, name, f"{target}.tar.gz")
+            message = info.value.response["OriginalMessage"]
+            assert message.startswith(f"Failed to load model {target}.tar.gz: ") and expected in message
+        for _ in range(2):  # the model's thread survives its first request
+            with pytest.raises(rt.exceptions.ModelError) as info:
+                invoke(rt, name, "predict-interrupt.tar.gz")
+            assert info.value.response["OriginalMessage"] == "KeyboardInterrupt: "
+        # The container, and the models it had, went on.
+        assert invoke(rt, name, "a.tar.gz") == {"model": "a", "rows": 2}
+        assert _instances(server, name) == {instance}
+    finally:
+        delete_all(sm, name)

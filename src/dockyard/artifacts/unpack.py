@@ -20,6 +20,9 @@ from dockyard.artifacts.errors import ArtifactError
 from dockyard.artifacts.policy import Budget
 
 _GZIP_MAGIC = b"\x1f\x8b"
+# What a member costs the budget at least: a filesystem block. Without it an archive of millions
+# of empty files (a few hundred kilobytes compressed) would cost nothing and exhaust the inodes.
+MEMBER_BYTES = 4096
 # tarfile.FilterError exists only where extraction filters do.
 _FILTER_ERRORS: tuple[type[BaseException], ...] = (
     (tarfile.FilterError,) if hasattr(tarfile, "FilterError") else ()
@@ -29,8 +32,8 @@ _FILTER_ERRORS: tuple[type[BaseException], ...] = (
 def extract_tar_gz(archive: BinaryIO, dest: Path, label: str, budget: Budget) -> None:
     """Extract the gzip'd tar read from ``archive`` into ``dest``; ``label`` names it in errors.
 
-    Reads the archive once, as a stream. Each member's size is taken from ``budget`` before it is
-    written, so an archive expanding past the limit stops there. Regular files keep their permission bits (an executable
+    Reads the archive once, as a stream. Each member's size (at least ``MEMBER_BYTES``) is taken
+    from ``budget`` before it is written, so an archive expanding past the limit stops there. Regular files keep their permission bits (an executable
     stays executable) minus setuid/setgid/sticky and group/other write; ownership is not restored.
     """
     if archive.read(2) != _GZIP_MAGIC:
@@ -81,8 +84,9 @@ class _CheckedMembers:
         for member in tar:
             self.seen += 1
             _check(member, self._dest, self._label)
-            # The header's size is what tarfile writes (holes of sparse members included).
-            self._budget.take(member.size, self._label)
+            # The header's size is what tarfile writes (holes of sparse members included); an
+            # empty file, a directory or a link still takes a block.
+            self._budget.take(max(member.size, MEMBER_BYTES), self._label)
             if not has_filter:
                 _normalize(member)
             yield member

@@ -7,7 +7,9 @@ instances are replaced) are all "heal": start what is missing, with backoff (``h
 wakes when the control plane rings, when its own work finishes, when a backoff ends, and every
 ``health_interval`` seconds to look for dead containers. Work runs as one task per endpoint.
 
-After every change it hands the gateway what runs (``RouteBuilder.publish``). Store calls run on
+After every change it hands the gateway what runs (``RouteBuilder.publish``); an instance an
+update leaves out is stopped once the gateway has answered what it was already sending there
+(``drain``). Store calls run on
 the store's own thread; nothing here blocks the event loop the gateway shares.
 """
 
@@ -17,7 +19,7 @@ import asyncio
 import functools
 import logging
 import shutil
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +47,13 @@ class RunningVariant:
 # What runs for one endpoint: variant name → its plan and instances.
 Running = dict[str, RunningVariant]
 
+# Waits until the gateway has nothing in flight on these instance ids (bounded); the ones still busy.
+Drain = Callable[[list[str]], Awaitable[list[str]]]
+
+
+async def _nothing_in_flight(instance_ids: list[str]) -> list[str]:
+    return []
+
 
 @dataclass
 class Work:
@@ -71,6 +80,7 @@ class Reconciler:
         health_interval: float,
         backoff: tuple[float, float] = (1.0, 30.0),
         idle: IdleScaler | None = None,
+        drain: Drain | None = None,
     ) -> None:
         self._store, self._runtime, self._provisioner = store, runtime, provisioner
         self._routes = routes
@@ -84,6 +94,7 @@ class Reconciler:
         self._healing: dict[str, Backoff] = {}
         # Serverless variants scaled to zero and when to do so (``scaling.py``).
         self._idle = idle or IdleScaler(lambda endpoint, variant: None, float("inf"))
+        self._drain = drain or _nothing_in_flight
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -258,7 +269,12 @@ class Reconciler:
         self._idle.forget(key)
         self._publish(ep.name, Status.IN_SERVICE, new)
         kept = {id(i) for v in new.values() for i in v.instances}
-        await self._stop([i for v in old.values() for i in v.instances if id(i) not in kept])
+        leaving = [i for v in old.values() for i in v.instances if id(i) not in kept]
+        # Out of rotation now; what they are still answering finishes before they stop.
+        if busy := await self._drain([i.spec.instance_id for i in leaving]):
+            log.warning("endpoint %s: stopping instance(s) %s with invocations still in flight after the "
+                        "invocation timeout", ep.name, ", ".join(busy))
+        await self._stop(leaving)
         await self._set(ep.name, Status.UPDATING, status=Status.IN_SERVICE, pending=None,
                         deployment=ep.pending, config_name=ep.pending.config_name)
 

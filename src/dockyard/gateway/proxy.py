@@ -36,6 +36,7 @@ from prometheus_client import CollectorRegistry
 from dockyard import errors
 from dockyard.errors import AwsError
 from dockyard.gateway import multimodel
+from dockyard.gateway.inflight import InFlight, held_until_sent
 from dockyard.gateway.invocation import (
     FORWARDED_REQUEST_HEADERS,
     RETURNED_RESPONSE_HEADERS,
@@ -91,6 +92,8 @@ class Gateway:
         self._refused: dict[str, set[str]] = {}
         # Called when an instance is taken out of rotation (the reconciler's health pass).
         self.on_refused: Callable[[], None] = lambda: None
+        # Invocations under way per instance: the reconciler drains an instance before stopping it.
+        self.in_flight = InFlight()
 
     def publish(self, route: EndpointRoute | None, name: str) -> None:
         """Swap in a table where ``name`` routes by ``route`` (or is gone)."""
@@ -249,20 +252,15 @@ class Gateway:
         # A serverless variant: a slot under MaxConcurrency, then an instance (a cold start when
         # it is scaled to zero). The slot is held until the answer has gone, streamed ones included.
         release = self.serverless.admit(route.name, variant)
-        try:
-            def current() -> VariantRoute | None:
-                latest = self.table.get(route.name.lower())
-                return latest.variant(variant.name) if latest is not None else None
 
-            result = await self._on_instances(inv, route, await self.serverless.warm(route.name, variant, current), body)
-        except BaseException:
-            release()
-            raise
-        if result.chunks is None:
-            release()
-        else:
-            result.chunks.on_close.append(release)
-        return result
+        def current() -> VariantRoute | None:
+            latest = self.table.get(route.name.lower())
+            return latest.variant(variant.name) if latest is not None else None
+
+        async def warm_then_invoke() -> InvocationResult:
+            return await self._on_instances(inv, route, await self.serverless.warm(route.name, variant, current), body)
+
+        return await held_until_sent(warm_then_invoke(), release)
 
     async def _on_instances(
         self, inv: Invocation, route: EndpointRoute, variant: VariantRoute, body: bytes | StreamReader
@@ -302,8 +300,15 @@ class Gateway:
         self, route: EndpointRoute, variant: VariantRoute, instance: InstanceRoute,
         inv: Invocation, body: bytes | StreamReader,
     ) -> InvocationResult:
-        """The invocation on one instance. ``_Refused`` means its first container refused the
-        connection, so nothing was sent and the caller may try another instance."""
+        """The invocation on one instance, counted in flight there until its answer has gone.
+        ``_Refused`` means its first container refused the connection, so nothing was sent and
+        the caller may try another instance."""
+        return await self.in_flight.holding(instance.instance_id, self._on_instance(route, variant, instance, inv, body))
+
+    async def _on_instance(
+        self, route: EndpointRoute, variant: VariantRoute, instance: InstanceRoute,
+        inv: Invocation, body: bytes | StreamReader,
+    ) -> InvocationResult:
         if variant.multi_model is not None:
             return await self._on_model(route, variant, variant.multi_model, instance, inv, body)
         *serial, last = self._containers(inv, variant, instance)

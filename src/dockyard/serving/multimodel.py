@@ -91,6 +91,11 @@ class ModelRegistry:
             pipeline = await asyncio.to_thread(self._pipeline, url)
         except MemoryError:
             return _error(507, f"Not enough memory to load model {name}.")
+        except KeyboardInterrupt:
+            # Raised by the model's own code on the loading thread (signals reach only the main
+            # thread): it fails this load, not the container with every model it has.
+            log.exception("loading model %s from %s raised KeyboardInterrupt", name, url)
+            return _error(500, f"Failed to load model {name}: its code raised KeyboardInterrupt")
         except StartupError as exc:
             log.error("loading model %s from %s failed: %s", name, url, exc)
             return _error(500, f"Failed to load model {name}: {exc}")

@@ -22,6 +22,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import Protocol
 
+from dockyard.serving import codecs
 from dockyard.serving.pipeline import Pipeline
 from dockyard.serving.settings import Settings
 
@@ -136,7 +137,13 @@ class ThreadRunner:
                 if future.cancelled():  # its request timed out while it waited
                     continue
                 self._running = future
-            status, reply, reply_type = self._pipeline(body, content_type, accept, attributes)
+            try:
+                status, reply, reply_type = self._pipeline(body, content_type, accept, attributes)
+            except KeyboardInterrupt:
+                # Raised by the handler itself (signals reach only the main thread): it fails this
+                # request, as SystemExit does, instead of ending the thread with its requests waiting.
+                log.exception("the request's handler raised KeyboardInterrupt")
+                status, reply, reply_type = 500, b"KeyboardInterrupt: ", codecs.TEXT
             try:
                 if isinstance(reply, bytes):
                     loop.call_soon_threadsafe(_resolve, future, (status, reply, reply_type))
@@ -189,7 +196,7 @@ class _ThreadStream:
                 if retired.is_set():
                     return
                 self._loop.call_soon_threadsafe(put, chunk)
-        except Exception as exc:
+        except (Exception, KeyboardInterrupt) as exc:  # KeyboardInterrupt: as in ``ThreadRunner._work``
             log.exception("the streamed reply failed")
             self._loop.call_soon_threadsafe(put, StreamFailed(f"{type(exc).__name__}: {exc}"))
             return
