@@ -20,6 +20,11 @@ async def release_replacements(dockyard: Dockyard) -> AsyncIterator[None]:
     yield
     if dockyard.fake.gate is not None:
         dockyard.fake.gate.set()
+        # The replacement of the dead instance starts before the server stops.
+        await dockyard.until(lambda: len(dockyard.fake.running) == len(dockyard.fake.started) - 1)
+    for container in dockyard.fake.containers():
+        if container.hold is not None:
+            container.hold.set()  # a held handler would keep its server from stopping
 
 
 async def in_flight(dockyard: Dockyard, instances: int) -> tuple[asyncio.Task[ClientResponse], FakeContainer]:
