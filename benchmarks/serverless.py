@@ -52,7 +52,7 @@ def scaled_to_zero(stack: DockyardStack) -> None:
     while time.monotonic() < deadline:
         with urllib.request.urlopen(f"{stack.url}/_dockyard/endpoints") as resp:
             variant = json.load(resp)["endpoints"][NAME]["AllTraffic"]
-        if variant == {"ready": 0, "desired": 0}:
+        if (variant["ready"], variant["desired"]) == (0, 0):
             return
         time.sleep(0.05)
     raise RuntimeError(f"{NAME} did not scale to zero within {WAIT_LIMIT:g} s")
