@@ -1,7 +1,7 @@
-"""Requests in flight when their instance dies: the connection reset by a container that exited,
-or an instance withdrawn from the routes while its container never answers (a silent node).
-Either goes to another instance of the variant, or answers 503; a container that drops a
-request but lives on is the model's failure (ModelError)."""
+"""Requests in flight when their instance dies. An instance withdrawn from the routes as dead (a
+lost or silent node) has its requests sent to another instance of the variant, or answered 503;
+a container that hangs up on a request while its instance is still routed (it crashed on it, or
+dropped it) is the model's failure: ModelError, not sent again."""
 
 from __future__ import annotations
 
@@ -52,19 +52,17 @@ async def answered_elsewhere(call: asyncio.Task[ClientResponse], victim: FakeCon
     assert seen["instance"] != victim.instance_id and seen["body"] == '{"n": 1}'
 
 
-async def test_a_request_on_a_container_that_dies_goes_to_another_instance(dockyard: Dockyard) -> None:
-    call, victim = await in_flight(dockyard, instances=2)
+@pytest.mark.parametrize("instances", [1, 2])
+async def test_a_container_that_dies_on_a_request_is_model_error_and_the_request_is_not_resent(
+        dockyard: Dockyard, instances: int) -> None:
+    # Its instance is still routed: most often the model's own code ended the process, and the
+    # same request would end the next instance too (SageMaker answers ModelError as well).
+    call, victim = await in_flight(dockyard, instances=instances)
     await victim.exit()  # resets the connection of the request it holds
-    await answered_elsewhere(call, victim)
-
-
-async def test_a_request_on_the_only_instance_that_dies_is_503(dockyard: Dockyard) -> None:
-    call, victim = await in_flight(dockyard, instances=1)
-    await victim.exit()
     status, code, message = await error_of(await call)
-    assert (status, code) == (503, "ServiceUnavailable")
-    assert message == (f"Instance {victim.instance_id} of endpoint ep went away before its container primary "
-                       "answered, and no other instance could take the request; retry shortly.")
+    assert (status, code) == (424, "ModelError")
+    assert "the container closed the connection before it answered" in message
+    assert sum(c.invocations for c in dockyard.fake.containers("ep")) == 1
 
 
 async def test_a_live_container_dropping_the_request_is_model_error(dockyard: Dockyard) -> None:

@@ -14,14 +14,15 @@ until the reconciler publishes the endpoint's route again (it is told, and repla
 instance); while every instance of a variant is marked, all of them are tried as before.
 
 A request whose connection ends before any byte of the response is failed over the same way
-when its instance is dead — no longer routed, or its container's port no longer takes
-connections — and answers 503 (boto3 retries it) when no other instance is there or the body,
-streamed, cannot be sent again. The model may then have seen the request twice; SageMaker makes
-no at-most-once promise either. A container that hangs up while its port is still open is a
-live process that dropped the request: ModelError, as for any other failure of the model. When
-the reconciler withdraws instances as dead (``EndpointRoute.lost``: a Ray node went silent),
-the exchanges in flight to them are ended at once (``Upstream.abandon``) and fail over likewise,
-instead of waiting out the invocation timeout.
+when its instance has been withdrawn from the routes as dead (the runtime lost it: a Ray node
+died or went silent), and answers 503 (boto3 retries it) when no other instance is there or the
+body, streamed, cannot be sent again; the model may then have seen the request twice, and
+SageMaker makes no at-most-once promise either. When the reconciler withdraws instances as dead
+(``EndpointRoute.lost``), the exchanges in flight to them are ended at once (``Upstream.abandon``)
+instead of waiting out the invocation timeout. A container that hangs up on a request while its
+instance is still routed — most often the model's own code ended the process — is the model's
+failure: ModelError, as SageMaker answers, and the request is not sent again (it would crash the
+next instance too).
 """
 
 from __future__ import annotations
@@ -401,7 +402,7 @@ class Gateway:
                 raise _Refused(call.as_model_error(exc)) from None
             raise call.as_model_error(exc) from None
         except UpstreamUnanswered as exc:
-            if not await self._gone(inv.endpoint, instance, call.container):
+            if self._routed(inv.endpoint, instance):
                 raise call.as_model_error(exc) from None
             self._take_out(inv.endpoint, instance)
             gone = errors.service_unavailable(
@@ -412,13 +413,10 @@ class Gateway:
                 raise _Refused(gone) from None
             raise gone from None
 
-    async def _gone(self, endpoint: str, instance: InstanceRoute, container: ContainerRoute) -> bool:
-        """Whether ``instance`` is dead: withdrawn from the routes, or its container's port closed."""
+    def _routed(self, endpoint: str, instance: InstanceRoute) -> bool:
+        """Whether ``instance`` is still in the routes (not withdrawn as dead)."""
         route = self.table.get(endpoint.lower())
-        routed = route is not None and any(
-            i.instance_id == instance.instance_id for v in route.variants for i in v.instances
-        )
-        return not routed or await self._upstream.refuses(container.host, container.port)
+        return route is not None and any(i.instance_id == instance.instance_id for v in route.variants for i in v.instances)
 
     def model_error(self, endpoint: str, container: str, status: int, message: str) -> AwsError:
         kind = "client" if 400 <= status < 500 else "server"

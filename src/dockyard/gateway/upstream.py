@@ -23,8 +23,7 @@ Every failure — refused, reset, a response that is not HTTP/1.x — is ``Upstr
 another container cannot run the model twice, and ``UpstreamUnanswered`` when the request went
 out but the connection ended before any byte of a response (the container died, or the gateway
 ``abandon``-ed the container because its instance left rotation). The deadline of an exchange is
-``asyncio.TimeoutError``. ``refuses`` tells whether a container's port still takes connections:
-whether a container that hung up is gone or only dropped the request.
+``asyncio.TimeoutError``.
 """
 
 from __future__ import annotations
@@ -44,9 +43,6 @@ if TYPE_CHECKING:
 MAX_HEAD = 64 * 1024
 # Reading from a container pauses while this much of its body waits for the client.
 _HIGH_WATER = 1024 * 1024
-# How long a container's port gets to accept a connection in ``refuses``: a live process accepts
-# at once (the kernel completes the handshake), a dead node's address never answers.
-PROBE_TIMEOUT = 1.0
 # Below uvicorn's 5 s keep-alive timeout, the shortest among common model servers, so that the
 # container rarely closes a connection the gateway is about to reuse.
 IDLE_TIMEOUT = 4.0
@@ -194,16 +190,6 @@ class Upstream:
             raise UpstreamNotSent(f"Cannot connect to {host}:{port}: {exc.strerror or exc}") from None
         self._open.setdefault(key, set()).add(conn)
         return conn
-
-    async def refuses(self, host: str, port: int) -> bool:
-        """Whether ``host:port`` no longer takes connections (refused, or not accepted within
-        ``PROBE_TIMEOUT``): its container's process, or its node, is gone."""
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), PROBE_TIMEOUT)
-        except (OSError, asyncio.TimeoutError):
-            return True
-        writer.close()
-        return False
 
     def abandon(self, host: str, port: int) -> None:
         """End every connection to ``host:port``: its instance left rotation as dead. Exchanges
