@@ -1,6 +1,7 @@
 """``dockyard serve --runtime ray`` against a real local Ray cluster (a head and two workers, see
 ray_cluster.py), driven with boto3: instances placed across nodes answer real scikit-learn
-predictions; a family pinned to a node by its custom resource lands there; a worker SIGKILLed
+predictions; a family pinned to a node by its custom resource lands there; autoscaling adds and
+removes placement groups; a worker SIGKILLed
 under load has its instances replaced on the nodes left; a deployment no node can hold fails with
 SageMaker's capacity wording; a delete gives the placement groups back.
 
@@ -52,7 +53,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 def server(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("ray-server")
     s = Server(tmp / "state", tmp / "server.log", {"DOCKYARD_RAY_CAPACITY_TIMEOUT": "3", "DOCKYARD_HEALTH_INTERVAL": "0.5",
-                                                   "DOCKYARD_RESTART_BACKOFF_MAX": "2"},
+                                                   "DOCKYARD_RESTART_BACKOFF_MAX": "2", "DOCKYARD_AUTOSCALING_PERIOD": "0.5"},
                args=("--runtime", "ray", "--ray-address", cluster.address))
     s.start()
     yield s
@@ -103,6 +104,58 @@ def test_a_family_pinned_by_a_custom_resource_runs_on_its_node(cluster: Cluster,
     assert len(live_groups("pinned")) == 1
     delete_all(sm, "pinned")
     assert live_groups("pinned") == []
+
+
+def test_autoscaling_places_and_releases_instances_on_the_cluster(server: Server, model_data: str) -> None:
+    """The scaler moves a Ray endpoint's instance count as on any runtime: load above the target
+    adds an instance (a placement group more on the cluster), quiet takes it away again."""
+    sm, rt, aas = server.client("sagemaker"), server.client("sagemaker-runtime"), server.client("application-autoscaling")
+    create_endpoint(sm, "scaled", {"PrimaryContainer": {"Image": SKLEARN_URI, "ModelDataUrl": model_data}},
+                    InstanceType="ml.c5.large")
+    target = {"ServiceNamespace": "sagemaker", "ResourceId": "endpoint/scaled/variant/AllTraffic",
+              "ScalableDimension": "sagemaker:variant:DesiredInstanceCount"}
+    aas.register_scalable_target(**target, MinCapacity=1, MaxCapacity=2)
+    aas.put_scaling_policy(PolicyName="invocations", PolicyType="TargetTrackingScaling", **target,
+                           TargetTrackingScalingPolicyConfiguration={
+                               "TargetValue": 300.0, "ScaleOutCooldown": 1, "ScaleInCooldown": 2,
+                               "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"}})
+    assert len(live_groups("scaled")) == 1
+
+    def count() -> int:
+        ep = sm.describe_endpoint(EndpointName="scaled")
+        return ep["ProductionVariants"][0]["CurrentInstanceCount"] if ep["EndpointStatus"] == "InService" else 0
+
+    answers: Counter[str] = Counter()
+    stop = threading.Event()
+
+    def load() -> None:
+        deadline = time.monotonic() + 120  # bounded, whatever happens to the test
+        while not stop.is_set() and time.monotonic() < deadline:
+            answers["right" if predict(rt, "scaled") == expected() else "wrong"] += 1
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    try:
+        deadline = time.monotonic() + 120  # a hang guard, not a timing
+        while count() != 2:
+            assert time.monotonic() < deadline, f"no scale-out; log:\n{server.log()[-3000:]}"
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        loader.join()
+    assert answers["right"] > 0 and answers["wrong"] == 0
+    assert len(nodes_of(server, "scaled")) == 2 and len(live_groups("scaled")) == 2
+
+    deadline = time.monotonic() + 120
+    while count() != 1:
+        assert time.monotonic() < deadline, f"no scale-in; log:\n{server.log()[-3000:]}"
+        time.sleep(0.2)
+    assert len(nodes_of(server, "scaled")) == 1 and len(live_groups("scaled")) == 1
+    activities = aas.describe_scaling_activities(ServiceNamespace="sagemaker", ResourceId=target["ResourceId"])
+    assert [a["Description"] for a in activities["ScalingActivities"]] == [
+        "Setting desired instance count to 1.", "Setting desired instance count to 2."]
+    delete_all(sm, "scaled")
+    assert live_groups("scaled") == []
 
 
 def test_a_lost_worker_s_instances_serve_again_elsewhere(cluster: Cluster, server: Server, model_data: str) -> None:
