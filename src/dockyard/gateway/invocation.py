@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from dockyard.gateway.proxy import BodyStream
+    from dockyard.gateway.container_call import BodyStream
 
 # Request headers of the InvokeEndpoint API that containers receive (SageMaker strips the rest).
 FORWARDED_REQUEST_HEADERS = (

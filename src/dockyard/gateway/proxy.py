@@ -27,9 +27,8 @@ next instance too).
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
@@ -37,6 +36,7 @@ from prometheus_client import CollectorRegistry
 from dockyard import errors
 from dockyard.errors import AwsError
 from dockyard.gateway import multimodel
+from dockyard.gateway.container_call import BodyStream, ContainerCall
 from dockyard.gateway.inflight import InFlight, held_until_sent
 from dockyard.gateway.invocation import (
     FORWARDED_REQUEST_HEADERS,
@@ -57,7 +57,6 @@ from dockyard.gateway.routing import (
 from dockyard.gateway.serverless import ServerlessGate, ServerlessMetrics
 from dockyard.gateway.upstream import (
     Upstream,
-    UpstreamError,
     UpstreamNotSent,
     UpstreamResponse,
     UpstreamUnanswered,
@@ -66,7 +65,6 @@ from dockyard.gateway.upstream import (
 if TYPE_CHECKING:
     from aiohttp import StreamReader
 
-_ORIGINAL_MESSAGE_LIMIT = 4096
 _NONE: frozenset[str] = frozenset()
 
 
@@ -88,7 +86,7 @@ class Gateway:
         self.stopped: dict[str, str] = {}
         self._account_id = account_id
         self._region = region
-        self._upstream = Upstream(invocation_timeout)
+        self.upstream = Upstream(invocation_timeout)
         # Instances out of rotation because they refused a connection, by endpoint (lower case).
         self._refused: dict[str, set[str]] = {}
         # Called when an instance is taken out of rotation (the reconciler's health pass).
@@ -107,7 +105,7 @@ class Gateway:
                 for i in v.instances:
                     if i.instance_id in route.lost:
                         for c in i.containers:
-                            self._upstream.abandon(c.host, c.port)
+                            self.upstream.abandon(c.host, c.port)
         if route is None:
             table.pop(key, None)
             if self._requests is not None:
@@ -131,7 +129,7 @@ class Gateway:
         return f"arn:aws:logs:{self._region}:{self._account_id}:log-group:/aws/sagemaker/Endpoints/{endpoint}"
 
     async def close(self) -> None:
-        await self._upstream.close()
+        await self.upstream.close()
         if self.models is not None:
             await self.models.close()
 
@@ -316,7 +314,7 @@ class Gateway:
         headers = _forwarded(inv)
         # Serial: each container's response body and Content-Type are the next one's request.
         for k, container in enumerate(serial):
-            call = _ContainerCall(self, route.name, container)
+            call = ContainerCall(self, route.name, container)
             try:
                 resp = await self._send(call, inv, instance, headers, body, first=k == 0)
                 body = await call.read_all(resp)
@@ -327,7 +325,7 @@ class Gateway:
                 headers["Content-Type"] = content_type
             else:
                 headers.pop("Content-Type", None)
-        return await self._last(_ContainerCall(self, route.name, last), variant, instance, inv, headers, body,
+        return await self._last(ContainerCall(self, route.name, last), variant, instance, inv, headers, body,
                                 first=not serial)
 
     async def _on_model(
@@ -342,7 +340,7 @@ class Gateway:
         failed, name = True, None
         try:
             name = await self.models.model_for(mm, route.name, instance.instance_id, container.url, target)
-            call = _ContainerCall(self, route.name, container, f"/models/{name}/invoke")
+            call = ContainerCall(self, route.name, container, f"/models/{name}/invoke")
             result = await self._last(call, variant, instance, inv, _forwarded(inv), body, first=True)
             failed = False
             return result
@@ -369,7 +367,7 @@ class Gateway:
                 self.models.done(instance.instance_id, container.url, target, unload=not mm.cache_enabled)
 
     async def _last(
-        self, call: _ContainerCall, variant: VariantRoute, instance: InstanceRoute, inv: Invocation,
+        self, call: ContainerCall, variant: VariantRoute, instance: InstanceRoute, inv: Invocation,
         headers: dict[str, str], body: bytes | StreamReader, first: bool,
     ) -> InvocationResult:
         """The call whose answer goes back to the client: whole, or as a stream of chunks."""
@@ -390,7 +388,7 @@ class Gateway:
                 call.finish()
 
     async def _send(
-        self, call: _ContainerCall, inv: Invocation, instance: InstanceRoute,
+        self, call: ContainerCall, inv: Invocation, instance: InstanceRoute,
         headers: dict[str, str], body: bytes | StreamReader, first: bool,
     ) -> UpstreamResponse:
         try:
@@ -441,108 +439,3 @@ class _Refused(Exception):
     def __init__(self, error: AwsError) -> None:
         super().__init__(error.message)
         self.error = error
-
-
-class _ContainerCall:
-    """One request to one container: maps every failure of the container to ModelError (except a
-    refused or unanswered connection, left to ``Gateway._send`` for failover) and records the container's metrics
-    once, in ``finish``."""
-
-    def __init__(self, gateway: Gateway, endpoint: str, container: ContainerRoute, path: str = "/invocations") -> None:
-        self._gw, self._endpoint, self.container, self._path = gateway, endpoint, container, path
-        self._resp: UpstreamResponse | None = None
-        self._start = time.perf_counter()
-        self._failed = False
-        self._finished = False
-
-    async def start(self, headers: dict[str, str], body: bytes | StreamReader) -> UpstreamResponse:
-        c = self.container
-        try:
-            resp = await self._gw._upstream.post(c.host, c.port, self._path, headers.items(), body)
-        except (UpstreamNotSent, UpstreamUnanswered):
-            self._failed = True
-            raise
-        except (asyncio.TimeoutError, UpstreamError) as exc:
-            self._failed = True
-            raise self.as_model_error(exc) from None
-        self._resp = resp
-        if resp.status >= 300:
-            self._failed = True
-            try:
-                text = (await resp.read_at_most(_ORIGINAL_MESSAGE_LIMIT)).decode("utf-8", "replace")
-            except (asyncio.TimeoutError, UpstreamError):
-                text = ""
-            raise self._gw.model_error(self._endpoint, c.hostname, resp.status, text)
-        return resp
-
-    async def read_all(self, resp: UpstreamResponse) -> bytes:
-        try:
-            return await resp.read()
-        except (asyncio.TimeoutError, UpstreamError) as exc:
-            # The container failed while its body was being read (it died, or was too slow).
-            self._failed = True
-            raise self.as_model_error(exc) from None
-
-    def fail(self) -> None:
-        self._failed = True
-
-    def finish(self) -> None:
-        """Release the connection and record the call: once, however it ended."""
-        if self._finished:
-            return
-        self._finished = True
-        if self._resp is not None:
-            self._resp.release()
-        metrics = self.container.metrics
-        metrics.invocations.inc()
-        if self._failed:
-            metrics.errors.inc()
-        metrics.latency.observe(time.perf_counter() - self._start)
-
-    def as_model_error(self, exc: BaseException) -> AwsError:
-        """The ModelError a timeout or a broken exchange with the container becomes."""
-        hostname = self.container.hostname
-        if isinstance(exc, asyncio.TimeoutError):
-            return self._gw.model_error(
-                self._endpoint, hostname, 0,
-                f"Your invocation timed out while waiting for a response from container {hostname}. Review "
-                "the latency metrics for each container, resolve the issue, and try again.",
-            )
-        stopped = self._gw.stopped.get(self.container.url)
-        if stopped is not None:
-            return self._gw.model_error(self._endpoint, hostname, 0, stopped)
-        return self._gw.model_error(self._endpoint, hostname, 0, f"the container could not be reached: {exc}")
-
-
-class BodyStream:
-    """A container's response body, chunk by chunk as it arrives. ``aclose()`` ends the call
-    (connection released, metrics recorded) and must be called however the relaying ends."""
-
-    def __init__(self, call: _ContainerCall, chunks: AsyncIterator[bytes]) -> None:
-        self._call = call
-        self._chunks = chunks
-        # Why the body broke off, once it has: the container ran out of time (True) or it failed.
-        self.timed_out = False
-        # Called once the stream is closed (a serverless variant's concurrency slot).
-        self.on_close: list[Callable[[], None]] = []
-
-    def __aiter__(self) -> BodyStream:
-        return self
-
-    async def __anext__(self) -> bytes:
-        try:
-            return await self._chunks.__anext__()
-        except (asyncio.TimeoutError, UpstreamError) as exc:
-            # The container died or stalled half way through its answer.
-            self._call.fail()
-            self.timed_out = isinstance(exc, asyncio.TimeoutError)
-            raise self._call.as_model_error(exc) from None
-
-    async def aclose(self) -> None:
-        try:
-            await self._chunks.aclose()  # type: ignore[attr-defined]
-        finally:
-            self._call.finish()
-            for callback in self.on_close:
-                callback()
-            self.on_close.clear()
