@@ -13,7 +13,6 @@ from __future__ import annotations
 import http.client
 import os
 import shutil
-import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -21,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from dockyard.artifacts.aws_clients import LazyClient
 from dockyard.artifacts.errors import ArtifactError, download_error
 from dockyard.artifacts.policy import (
     AccessPolicy,
@@ -155,15 +154,10 @@ def _local_path(url: str) -> Path | None:
 class _S3:
     def __init__(self, region: str) -> None:
         self._region = region
-        self._client: Any = None
-        self._lock = threading.Lock()
+        self._clients = LazyClient("s3")
 
     def client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                # A session of our own: boto3's default session is not safe to share across threads.
-                self._client = boto3.session.Session().client("s3", region_name=self._region)
-            return self._client
+        return self._clients.get(self._region)
 
     def stat(self, url: str, what: str) -> S3Object:
         bucket, key = _split_s3(url, what)

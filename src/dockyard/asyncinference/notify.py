@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from datetime import datetime, timezone
 from typing import Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from dockyard.artifacts.aws_clients import LazyClient
 from dockyard.asyncinference.requests import AsyncRequest
 
 log = logging.getLogger(__name__)
@@ -64,18 +63,14 @@ def message(
 class Notifier:
     def __init__(self, region: str) -> None:
         self._region = region
-        self._client: Any = None
-        self._lock = threading.Lock()
+        self._clients = LazyClient("sns")
 
     def publish(self, topic: str, notification: dict[str, Any]) -> None:
         """Blocking: run it in a thread."""
-        with self._lock:
-            if self._client is None:
-                # The topic's region, as SageMaker publishes to the topic named.
-                region = topic.split(":")[3] if topic.count(":") >= 5 else self._region
-                self._client = boto3.session.Session().client("sns", region_name=region or self._region)
+        # The topic's region, as SageMaker publishes to the topic named.
+        region = topic.split(":")[3] if topic.count(":") >= 5 else self._region
         try:
-            self._client.publish(TopicArn=topic, Message=json.dumps(notification))
+            self._clients.get(region or self._region).publish(TopicArn=topic, Message=json.dumps(notification))
         except (ClientError, BotoCoreError) as exc:
             log.warning("could not publish the notification of inference %s to %s: %s",
                         notification.get("inferenceId"), topic, exc)

@@ -11,16 +11,15 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from dockyard.artifacts.aws_clients import LazyClient
 from dockyard.artifacts.errors import ArtifactError
 from dockyard.artifacts.policy import check_local_path
 
@@ -57,15 +56,10 @@ class Storage:
     def __init__(self, region: str, allow_paths: tuple[Path, ...] | None) -> None:
         self._region = region
         self._allow = allow_paths
-        self._client: Any = None
-        self._lock = threading.Lock()
+        self._clients = LazyClient("s3")
 
     def _s3(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                # A session of our own: boto3's default session is not safe to share across threads.
-                self._client = boto3.session.Session().client("s3", region_name=self._region)
-            return self._client
+        return self._clients.get(self._region)
 
     def _local(self, loc: Location) -> Path:
         assert loc.path is not None
