@@ -152,8 +152,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     gateway.serverless.wake = reconciler.wake  # a serverless variant's cold start
     if isinstance(runtime, ProcessRuntime):
         runtime.memory.on_exceeded = gateway.stopped.__setitem__  # the watchdog's reason, for the ModelError
-    if runtime.name == "ray":
-        runtime.on_lost = reconciler.poke  # type: ignore[attr-defined]  # an instance's actor or node is gone: heal now
+    runtime.on_exit = reconciler.exited  # a container died, or its host: out of rotation now, then replaced
 
     def changed() -> None:
         # Which endpoints are asynchronous and which capture, before the operation answers.

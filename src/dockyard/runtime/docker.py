@@ -37,11 +37,15 @@ from dockyard.runtime import docker_labels
 from dockyard.runtime.base import (
     ContainerSpec,
     ContainerStats,
+    ExitListener,
+    InstanceExit,
     InstanceSpec,
     InstanceStartError,
     RunningContainer,
     RunningInstance,
+    exit_description,
     failure_reason,
+    ignore_exit,
     start_containers,
 )
 from dockyard.runtime.contract import (
@@ -115,6 +119,12 @@ class DockerRuntime:
         # Generous: a stop holds a thread for up to the stop grace, and starts must not queue behind stops.
         self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="docker")
         self._watcher = ExitWatcher(client)
+        self._watcher.on_die = self._died_elsewhere
+        self.on_exit: ExitListener = ignore_exit
+        # Container id → the running instance it belongs to and the hostnames its death takes down
+        # (the sandbox: all of them), for ``on_exit``; and the loop to report on.
+        self._followed: dict[str, tuple[RunningInstance, tuple[str, ...]]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._session: aiohttp.ClientSession | None = None
         self._stopping: set[asyncio.Future[None]] = set()
         # Instances taken over from a killed server (``adopt``) that ``remove_orphans`` spares.
@@ -151,7 +161,9 @@ class DockerRuntime:
         def launch(i: int, c: ContainerSpec) -> Awaitable[RunningContainer]:
             return self._call(self._start_container, spec, i, c, images[i], sandbox, host_ports[i], limits)
 
-        return await start_containers(instance, launch, lambda c: self._await_healthy(spec, c), self._discard)
+        started = await start_containers(instance, launch, lambda c: self._await_healthy(spec, c), self._discard)
+        self._follow(started)
+        return started
 
     def _limits(self, instance_type: str) -> dict[str, int]:
         resources = resources_for(instance_type)
@@ -298,6 +310,8 @@ class DockerRuntime:
         await asyncio.shield(stop)
 
     async def _stop(self, instance: RunningInstance) -> None:
+        for container_id in self._ids(instance):
+            self._followed.pop(container_id, None)  # stopped on purpose: no exit to report
         self._adopted.discard(instance.spec.instance_id)
         await asyncio.gather(*(self._call(self._stop_container, c.handle) for c in instance.containers))
         await self._discard(instance)
@@ -343,6 +357,33 @@ class DockerRuntime:
         self._watcher.forget(container.id)
 
     # --- observe -------------------------------------------------------------------------------
+
+    def _follow(self, instance: RunningInstance) -> None:
+        """Report the (started) instance's container exits to ``on_exit`` from now on."""
+        self._loop = asyncio.get_running_loop()
+        # The sandbox's death takes the network of every container with it.
+        everything = (instance.extra["sandbox"].id, tuple(c.hostname for c in instance.containers))
+        for container_id, hostnames in [everything, *((c.handle.id, (c.hostname,)) for c in instance.containers)]:
+            self._followed[container_id] = (instance, hostnames)
+            code = self._watcher.exit_code(container_id)
+            if code is not None:  # it died before it was followed
+                self._died(container_id, code)
+
+    @staticmethod
+    def _ids(instance: RunningInstance) -> list[str]:
+        sandbox = instance.extra.get("sandbox")
+        return [*([sandbox.id] if sandbox is not None else []), *(c.handle.id for c in instance.containers)]
+
+    def _died_elsewhere(self, container_id: str, code: int) -> None:
+        """The event thread's news of a death, handed to the event loop."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._died, container_id, code)
+
+    def _died(self, container_id: str, code: int) -> None:
+        followed = self._followed.pop(container_id, None)
+        if followed is not None:
+            instance, hostnames = followed
+            self.on_exit(InstanceExit(instance, hostnames, exit_description(code)))
 
     def dead_containers(self, instance: RunningInstance) -> list[str]:
         sandbox = instance.extra.get("sandbox")
@@ -417,7 +458,9 @@ class DockerRuntime:
             for c, model, url in zip(spec.containers, models, urls)
         )
         log.info("adopted instance %s of endpoint %s, still running", spec.instance_id, spec.endpoint)
-        return RunningInstance(spec, running, extra={"sandbox": sandbox})
+        adopted = RunningInstance(spec, running, extra={"sandbox": sandbox})
+        self._follow(adopted)
+        return adopted
 
     async def remove_orphans(self) -> None:
         await self._remove_owned(spare=self._adopted)

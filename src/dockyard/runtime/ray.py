@@ -12,7 +12,7 @@ cluster address; the gateway routes to those addresses.
 A group the cluster cannot place within ``capacity_timeout`` fails the start with SageMaker's
 insufficient-capacity FailureReason. Each instance has one pending call to its actor's ``watch``:
 it returns when a container exits and fails when the actor (or its node) dies; either way the
-instance is reported dead at once (``on_lost`` rings the reconciler, which replaces it on a node
+instance is reported dead at once (``on_exit`` tells the reconciler, which replaces it on a node
 that is still alive). Actors and placement groups belong to this server's Ray job: when the
 server dies, Ray removes them.
 """
@@ -23,14 +23,23 @@ import asyncio
 import logging
 import re
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import ray
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from dockyard.runtime.base import ContainerStats, InstanceSpec, InstanceStartError, RunningContainer, RunningInstance
+from dockyard.runtime.base import (
+    ContainerStats,
+    ExitListener,
+    InstanceExit,
+    InstanceSpec,
+    InstanceStartError,
+    RunningContainer,
+    RunningInstance,
+    ignore_exit,
+)
 from dockyard.runtime.instance_types import resources_for
 from dockyard.runtime.ray_actor import InstanceHost, NodeConfig, Placed
 
@@ -96,8 +105,8 @@ class RayRuntime:
         self._capacity_timeout = capacity_timeout
         self._host = ray.remote(InstanceHost)
         self._watches: set[asyncio.Task[None]] = set()
-        # Called when an instance is lost (a container exited, the actor or its node died).
-        self.on_lost: Callable[[], None] = lambda: None
+        # Told when an instance is lost (a container exited, the actor or its node died).
+        self.on_exit: ExitListener = ignore_exit
 
     async def start_instance(self, spec: InstanceSpec) -> RunningInstance:
         spec.log_dir.mkdir(parents=True, exist_ok=True)
@@ -153,18 +162,18 @@ class RayRuntime:
     async def _watch(self, instance: RunningInstance) -> None:
         try:
             dead = await instance.extra["actor"].watch.remote()
-            log.warning("instance %s: container(s) %s exited", instance.spec.instance_id, ", ".join(dead))
+            event = InstanceExit(instance, tuple(dead), f"exited on Ray node {instance.node}")
         except ray.exceptions.RayError as exc:
             # The actor died: its node was lost (or its process killed); so are the containers.
-            log.warning("instance %s: its Ray actor on node %s is gone: %s", instance.spec.instance_id, instance.node,
-                        type(exc).__name__)
             dead = [c.hostname for c in instance.containers]
+            event = InstanceExit(instance, tuple(dead), f"went with its Ray actor on node {instance.node} "
+                                 f"({type(exc).__name__})", host_lost=True)
             # At once: Ray would re-place the lost node's groups on the nodes left, taking the room
             # the replacement needs (which the reconciler starts before it stops the lost instance).
             await asyncio.to_thread(remove_placement_group, instance.extra["group"])
             instance.extra["group"] = None
         instance.extra["dead"] = dead
-        self.on_lost()
+        self.on_exit(event)
 
     async def _release(self, actor: Any, group: PlacementGroup | None) -> None:
         """Stop the actor's containers, end the actor, give the group's resources back."""
