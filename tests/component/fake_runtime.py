@@ -113,6 +113,7 @@ class FakeContainer:
         app.router.add_post("/invocations", self._invocations)
         if self.spec.multi_model:
             app.router.add_post("/models", self._load)
+            app.router.add_get("/models/{name}", self._describe)
             app.router.add_delete("/models/{name}", self._unload)
             app.router.add_post("/models/{name}/invoke", self._invoke_model)
         return app
@@ -133,6 +134,12 @@ class FakeContainer:
             self.loading.discard(name)
         self.models[name] = (Path(spec["url"]) / "name.txt").read_text()
         return web.json_response({"status": "loaded"})
+
+    async def _describe(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in self.models:
+            return web.json_response({"message": "not loaded"}, status=404)
+        return web.json_response([{"modelName": name}])
 
     async def _unload(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]

@@ -14,10 +14,9 @@ import pytest
 from botocore.exceptions import ClientError
 from servers import Server
 
-from dockyard.artifacts.package import make_model_tarball
-from e2e.deploy import container_pids, create_endpoint, delete_all, invoke_until_answered
+from e2e.deploy import container_pids, create_endpoint, delete_all, endpoint_stats, instance_ids, invoke_until_answered
 from e2e.models import SKLEARN_URI, iris_classifier, package
-from e2e.test_multi_model import create_mme, invoke, named_model
+from e2e.test_multi_model import code_model, create_mme, invoke, named_model
 
 DYING_INFERENCE = """
     import os
@@ -82,16 +81,11 @@ def rare_checks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv.stop()
 
 
-def _instances(server: Server, endpoint: str) -> set[str]:
-    with urllib.request.urlopen(f"{server.url}/_dockyard/endpoints/{endpoint}/stats", timeout=10) as resp:
-        return {row["instance"] for row in json.load(resp)["containers"]}
-
-
 def _replaced(server: Server, endpoint: str, dead: str, timeout: float = 60.0) -> str:
     """The instance that replaced ``dead``, waiting without invoking (a refused invocation would
     ring the reconciler by itself)."""
     deadline = time.monotonic() + timeout
-    while (now := _instances(server, endpoint)) in (set(), {dead}):
+    while (now := instance_ids(server, endpoint)) in (set(), {dead}):
         assert time.monotonic() < deadline, f"instance {dead} of {endpoint} was not replaced"
         time.sleep(0.1)
     (alive,) = now
@@ -103,7 +97,7 @@ def test_a_crashed_container_is_replaced_before_the_next_health_check(rare_check
     create_endpoint(sm, "crash-now", {"PrimaryContainer": {
         "Image": SKLEARN_URI, "ModelDataUrl": package(tmp_path, iris_classifier(), DYING_INFERENCE).as_uri()}})
     try:
-        (dead,) = _instances(rare_checks, "crash-now")
+        (dead,) = instance_ids(rare_checks, "crash-now")
         with pytest.raises(ClientError) as info:
             rt.invoke_endpoint(EndpointName="crash-now", ContentType="text/csv", Body="-1,3.5,1.4,0.2")
         assert info.value.response["Error"]["Code"] == "ModelError"
@@ -130,12 +124,11 @@ def test_a_crashed_multi_model_container_is_replaced_and_loads_its_models_again(
     prefix = tmp_path / "models"
     prefix.mkdir()
     named_model(prefix, "a.tar.gz", "a")
-    package(tmp_path / "dying", iris_classifier(), DYING_INFERENCE)
-    make_model_tarball(tmp_path / "dying" / "model-src", prefix / "dying.tar.gz")
+    code_model(prefix, "dying.tar.gz", DYING_INFERENCE)
     name = create_mme(sm, "mme-crash-now", prefix)
     try:
         assert invoke(rt, name, "a.tar.gz") == {"model": "a", "rows": 2}
-        (dead,) = _instances(rare_checks, name)
+        (dead,) = instance_ids(rare_checks, name)
         with pytest.raises(ClientError) as info:
             invoke(rt, name, "dying.tar.gz", body="-1,3.5,1.4,0.2")
         assert info.value.response["Error"]["Code"] == "ModelError"
@@ -144,8 +137,7 @@ def test_a_crashed_multi_model_container_is_replaced_and_loads_its_models_again(
         # Loaded again on the replacement (never a 404 "not loaded" from a stale entry).
         assert json.loads(invoke_until_answered(rt, name, "5.1,3.5,1.4,0.2", TargetModel="a.tar.gz")) == \
             {"model": "a", "rows": 1}
-        with urllib.request.urlopen(f"{rare_checks.url}/_dockyard/endpoints/{name}/stats", timeout=10) as resp:
-            models = json.load(resp)["models"]
+        models = endpoint_stats(rare_checks, name)["models"]
         assert [(m["instance"], m["model"], m["loaded"], m["misses"]) for m in models] == [(alive, "a.tar.gz", True, 1)]
     finally:
         delete_all(sm, name)
