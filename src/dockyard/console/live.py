@@ -36,6 +36,7 @@ from dockyard.console import traffic, views
 from dockyard.console.logs import LogFollower
 from dockyard.control.status import EndpointStatus
 from dockyard.control.store import Endpoint
+from dockyard.doorbell import rung
 from dockyard.gateway.routing import RoutingTable
 from dockyard.runtime.base import ContainerStats, RunningInstance
 
@@ -123,12 +124,8 @@ class LiveChannel:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._interval
         while (left := deadline - loop.time()) > 0:
-            try:
-                await asyncio.wait_for(self._wake.wait(), min(left, TABLE_CHECK))
+            if await rung(self._wake, min(left, TABLE_CHECK)) or self.sources.routing() is not self._table:
                 return
-            except asyncio.TimeoutError:
-                if self.sources.routing() is not self._table:
-                    return
 
     async def _tick(self) -> None:
         table = self.sources.routing()
