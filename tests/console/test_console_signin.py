@@ -191,12 +191,13 @@ def test_signing_out_ends_the_session_and_its_open_live_channel(secured: Server)
     assert call(secured, "GET", "/", session=cookies).headers["Location"] == SIGNIN
 
 
-def test_tls_makes_the_cookies_secure(tmp_path: Path) -> None:
+def test_tls_makes_the_cookies_secure_and_their_lifetime_is_the_setting(tmp_path: Path) -> None:
     import ssl
 
     from e2e.test_security import _self_signed
 
-    srv = Server(tmp_path / "state", tmp_path / "server.log", credentials={KEY: SECRET}, tls=_self_signed(tmp_path)).start()
+    srv = Server(tmp_path / "state", tmp_path / "server.log", {"DOCKYARD_CONSOLE_SESSION_SECONDS": "7200"},
+                 credentials={KEY: SECRET}, tls=_self_signed(tmp_path)).start()
     try:
         request = urllib.request.Request(srv.url + SIGNIN, method="POST",
                                          data=urllib.parse.urlencode({"access_key_id": KEY, "secret_access_key": SECRET}).encode())
@@ -205,7 +206,7 @@ def test_tls_makes_the_cookies_secure(tmp_path: Path) -> None:
             opener.open(request, timeout=10)
         assert info.value.code == 303
         cookies = info.value.headers.get_all("Set-Cookie")
-        assert len(cookies) == 2 and all("; Secure" in c for c in cookies)
+        assert len(cookies) == 2 and all("; Secure" in c and "Max-Age=7200" in c for c in cookies)
     finally:
         srv.stop()
 

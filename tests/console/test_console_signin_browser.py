@@ -5,6 +5,7 @@ carries the session's CSRF header), and signed out."""
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -77,5 +78,17 @@ def test_sign_in_see_endpoints_invoke_and_sign_out(signed_out_page: Any, secured
         assert page.get_cookies() == []
         page.get(f"{secured.url}/#/endpoints/{name}")
         wait(page, 30, lambda d: d.current_url.startswith(f"{secured.url}{SIGNIN}"), "the console opened after signing out")
+
+        # A session ended elsewhere (here: signed out by another client with the same cookies):
+        # the open page's live channel ends, and the page goes back to the sign-in by itself.
+        submit(page, KEY, SECRET)
+        wait(page, 30, lambda d: css(d, ".live.on"), "the live channel did not connect after signing in again")
+        cookies = {c["name"]: c["value"] for c in page.get_cookies()}
+        request = urllib.request.Request(f"{secured.url}/_dockyard/console/signout", method="POST", headers={
+            "Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items()),
+            "X-Dockyard-Console-Token": cookies["dockyard-console-csrf"]})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 204
+        wait(page, 30, lambda d: d.current_url.startswith(f"{secured.url}{SIGNIN}"), "the page stayed after its session ended")
     finally:
         delete_all(sm, name)
