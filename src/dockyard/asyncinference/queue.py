@@ -33,6 +33,7 @@ from dockyard.asyncinference import notify
 from dockyard.asyncinference.requests import AsyncConfig, AsyncRequest
 from dockyard.asyncinference.storage import Storage, StorageError
 from dockyard.control.store import Store
+from dockyard.doorbell import rung
 from dockyard.gateway.invocation import WHOLE_BODY, Invocation
 from dockyard.gateway.proxy import Gateway
 from dockyard.gateway.routing import InstanceRoute, VariantRoute
@@ -153,10 +154,7 @@ class AsyncInference:
                 await self._store.run(self.refresh)
                 refreshed = time.monotonic()
             self._dispatch()
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._poll)
-            except asyncio.TimeoutError:
-                pass
+            await rung(self._wake, self._poll)
 
     def _dispatch(self) -> None:
         now = time.time()
