@@ -75,6 +75,11 @@ class AsyncInference:
 
     async def accept(self, endpoint: str, input_location: str, **fields: Any) -> AsyncRequest:
         """Record a new request durably and queue it; ``fields`` are ``AsyncRequest.accept_now``'s."""
+        try:
+            # Only an https:// URL needs the S3 client (its endpoint), made here on first use.
+            await asyncio.to_thread(self._storage.locate, input_location)
+        except StorageError as exc:
+            raise errors.runtime_validation(f"InputLocation {exc}") from None
         route = self._gateway.table.get(endpoint.lower())
         if route is None:
             raise errors.runtime_validation(f"Endpoint {endpoint} of account {self._account_id} not found.")

@@ -48,6 +48,9 @@ TABLE_CHECK = 0.1
 TAIL_LINES = 200
 # A page this many messages behind is disconnected (its EventSource reconnects and starts afresh).
 MAX_BACKLOG = 500
+STILL_ALLOWED = "dockyard.console.still_allowed"
+"""Request key: what let the request in may leave a callable here that says whether it still
+would (a console session that can expire or sign out); the stream ends once it says no."""
 
 
 @dataclass(frozen=True)
@@ -275,6 +278,7 @@ class LiveChannel:
     async def stream(self, request: web.Request) -> web.StreamResponse:
         """GET /_dockyard/console/events[?endpoint=NAME]: the live channel of one page."""
         endpoint = request.query.get("endpoint") or None
+        allowed: Callable[[], bool] = request.get(STILL_ALLOWED, lambda: True)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
         sub = Subscriber(endpoint.lower() if endpoint else None)
@@ -283,7 +287,8 @@ class LiveChannel:
         try:
             # Reconnect after 1 s when the connection drops (the browser's default is 3 s).
             await response.write(b"retry: 1000\n\n")
-            while (data := await sub.queue.get()) is not None:
+            # Messages come at least every second (traffic), so an ended session is noticed in time.
+            while (data := await sub.queue.get()) is not None and allowed():
                 await response.write(data)
         except ConnectionResetError:
             pass  # the page was closed
