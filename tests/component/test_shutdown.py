@@ -23,26 +23,28 @@ from dockyard.gateway.routing import RouteBuilder
 
 
 class Doorbell(asyncio.Event):
-    """An event that, the moment a waiter wakes, starts ``on_ring`` (once): it runs before the
-    woken waiter's caller does."""
+    """An event that, the moment a waiter wakes, starts ``on_ring`` (once; ``rang`` says it has):
+    it runs before the woken waiter's caller does."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.waiting = False
-        self.on_ring: Callable[[], object] | None = None
+        self.rang = False
+        self.on_ring: Callable[[], object] = lambda: None
 
     async def wait(self) -> bool:
-        self.waiting = True
         await super().wait()
-        if self.on_ring is not None:
-            on_ring, self.on_ring = self.on_ring, None
-            on_ring()
+        if not self.rang:
+            self.rang = True
+            self.on_ring()
         return True
 
 
-async def until(condition: Callable[[], object]) -> None:
+async def ring_until_heard(bell: Doorbell, ring: Callable[[], None]) -> None:
+    """Ring until a waiter has heard it: a loop clears its doorbell at the top of each round, which
+    may swallow a ring that came before."""
     async def poll() -> None:
-        while not condition():
+        while not bell.rang:
+            ring()
             await asyncio.sleep(0.005)
 
     await asyncio.wait_for(poll(), WAIT_LIMIT)
@@ -54,13 +56,11 @@ async def test_shutdown_ends_the_loop_when_a_poke_arrives_as_it_is_cancelled(tmp
     reconciler = Reconciler(store, FakeRuntime(), Provisioner(tmp_path, ArtifactStore(tmp_path / "cache"), 5.0), routes,
                             health_interval=0.02)
     bell = reconciler._wake = Doorbell()
+    shutdowns: list[asyncio.Task[None]] = []
+    bell.on_ring = lambda: shutdowns.append(asyncio.ensure_future(reconciler.shutdown()))
     reconciler.start()
     try:
-        await until(lambda: bell.waiting)  # the loop has made its first pass and waits on its doorbell
-        shutdowns: list[asyncio.Task[None]] = []
-        bell.on_ring = lambda: shutdowns.append(asyncio.ensure_future(reconciler.shutdown()))
-        reconciler.poke()
-        await until(lambda: shutdowns)
+        await ring_until_heard(bell, reconciler.poke)
         done, _ = await asyncio.wait(shutdowns, timeout=WAIT_LIMIT)
         assert done, "the reconciler's loop outlived its cancellation, and its shutdown waits for it forever"
     finally:
@@ -76,9 +76,8 @@ async def test_a_loop_waiting_on_rung_ends_when_cancelled_as_its_event_is_set() 
             await rung(bell, 0.02)
 
     task = asyncio.ensure_future(loop())
-    await until(lambda: bell.waiting)
     bell.on_ring = task.cancel
-    bell.set()
+    await ring_until_heard(bell, bell.set)
     done, _ = await asyncio.wait((task,), timeout=WAIT_LIMIT)
     assert done and task.cancelled()
 
