@@ -53,8 +53,9 @@ def main() -> None:
               help=f"--runtime ray: how a node runs an instance's containers.  [env var: {env_name('ray_containers')}; "
                    "default: process]")
 @click.option("--credentials", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="INI file of [sections] with aws_access_key_id and aws_secret_access_key (like ~/.aws/credentials): "
-                   f"every request must be SigV4-signed with one of them.  [env var: {env_name('credentials')}]")
+              help="INI file of [sections] with aws_access_key_id and aws_secret_access_key, and optionally "
+                   "aws_session_token (like ~/.aws/credentials): every request must be SigV4-signed with one of them; the console signs in "
+                   f"with one.  [env var: {env_name('credentials')}]")
 @click.option("--insecure-no-auth", is_flag=True, default=None,
               help=f"Allow a non-loopback --host without --credentials.  [env var: {env_name('insecure_no_auth')}]")
 @click.option("--tls-cert", type=click.Path(path_type=Path, dir_okay=False), default=None,

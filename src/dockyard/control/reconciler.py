@@ -33,6 +33,7 @@ from dockyard.control.provision import Provisioner, plan_digest
 from dockyard.control.scaling import IdleScaler
 from dockyard.control.status import EndpointStatus
 from dockyard.control.store import Endpoint, EndpointSummary, Store
+from dockyard.doorbell import rung
 from dockyard.gateway.routing import RouteBuilder, VariantDeployment
 from dockyard.runtime.base import InstanceExit, InstanceStartError, RunningInstance, Runtime, note_in_log
 
@@ -170,10 +171,7 @@ class Reconciler:
         while True:
             self._wake.clear()
             await self._pass()
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._interval)
-            except asyncio.TimeoutError:
-                pass
+            await rung(self._wake, self._interval)
 
     async def _adopt(self, instances: list[RunningInstance]) -> set[str]:
         """Take over the instances a killed server left running (docker runtime) that an InService

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import aiohttp
 
 from dockyard.images.build_base import DEBIAN_BASE, local_base
-from dockyard.runtime import docker_labels
+from dockyard.runtime import docker_labels, docker_sweep
 from dockyard.runtime.base import (
     ContainerSpec,
     ContainerStats,
@@ -105,8 +105,12 @@ class DockerRuntime:
         registry: str | None = None,
         base_image: str | None = None,
         bind_host: str = "127.0.0.1",
+        sweep_on_close: bool = True,
     ) -> None:
         self._client = client
+        # False when other runtimes of the same owner share the engine (each instance's actor on a
+        # Ray node has its own): closing must not remove their containers.
+        self._sweep_on_close = sweep_on_close
         # Where the sandbox publishes the containers' ports: loopback, or (under Ray) the node's
         # cluster address, which the dockyard server on another machine can reach.
         self._bind_host = bind_host
@@ -334,26 +338,14 @@ class DockerRuntime:
         Found by label, not from ``instance``: a start cancelled half-way may have created
         containers it never recorded. Once the sandbox is gone, any later one cannot start.
         """
-        labels = [f"{OWNER_LABEL}={self._owner}", f"{INSTANCE_LABEL}={instance.spec.instance_id}"]
-        await self._remove_all(await self._call(self._client.containers.list, all=True, filters={"label": labels}))
+        await self._remove_all(await self._call(docker_sweep.labelled, self._client, self._owner, instance.spec.instance_id))
 
     async def _remove_all(self, containers: list[Any]) -> None:
-        """Remove ``containers``, model containers before the sandboxes whose network they use."""
-        for sandboxes in (False, True):
-            await asyncio.gather(
-                *(self._call(self._remove, c) for c in containers if (c.labels.get(ROLE_LABEL) == "sandbox") == sandboxes)
-            )
+        for wave in docker_sweep.in_order(containers):
+            await asyncio.gather(*(self._call(self._remove, c) for c in wave))
 
     def _remove(self, container: Any) -> None:
-        import docker
-
-        try:
-            container.remove(force=True, v=True)
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.APIError as exc:
-            if exc.status_code != 409:  # 409: removal already in progress
-                log.warning("could not remove container %s: %s", container.short_id, exc.explanation or exc)
+        docker_sweep.remove(container)
         self._watcher.forget(container.id)
 
     # --- observe -------------------------------------------------------------------------------
@@ -466,16 +458,17 @@ class DockerRuntime:
         await self._remove_owned(spare=self._adopted)
 
     async def _remove_owned(self, spare: set[str]) -> None:
-        found = await self._call(self._client.containers.list, all=True, filters={"label": f"{OWNER_LABEL}={self._owner}"})
-        found = [c for c in found if c.labels.get(INSTANCE_LABEL) not in spare]
+        found = [c for c in await self._call(docker_sweep.labelled, self._client, self._owner)
+                 if c.labels.get(INSTANCE_LABEL) not in spare]
         if found:
             log.info("removing %d container(s) of no running instance", len(found))
             await self._remove_all(found)
 
     async def close(self) -> None:
         await asyncio.gather(*self._stopping, return_exceptions=True)
-        # Whatever is still labelled ours belongs to no instance any more: a graceful stop leaves nothing.
-        await self._remove_owned(spare=set())
+        if self._sweep_on_close:
+            # Whatever is still labelled ours belongs to no instance any more: a graceful stop leaves nothing.
+            await self._remove_owned(spare=set())
         if self._session is not None:
             await self._session.close()
         await self._call(self._watcher.close)
