@@ -27,6 +27,7 @@ import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 from e2e.deploy import FAST_WAIT, create_endpoint, delete_all, invoke_until_answered, wait_settled
 from e2e.models import SKLEARN_URI, iris, iris_classifier, package
+from e2e.test_crash import DYING_INFERENCE
 from needs import require_ray
 from servers import Server
 
@@ -223,6 +224,30 @@ def test_a_lost_worker_s_instances_serve_again_elsewhere(cluster: Cluster, serve
     assert predict(rt, "spread") == expected()
     delete_all(sm, "spread")
     assert live_groups("spread") == []
+
+
+def test_a_container_that_crashes_on_a_node_is_model_error_then_replaced(server: Server, tmp_path: Path) -> None:
+    """A container's own exit on a node (not the node's loss): the request that crashed it answers
+    ModelError and is not sent to another instance; the actor's report replaces the instance."""
+    sm, rt = server.client("sagemaker"), server.client("sagemaker-runtime", retries={"max_attempts": 0})
+    data = package(tmp_path, iris_classifier(), DYING_INFERENCE).as_uri()
+    create_endpoint(sm, "ray-crash", {"PrimaryContainer": {"Image": SKLEARN_URI, "ModelDataUrl": data}},
+                    InstanceType="ml.c5.large", InitialInstanceCount=2)
+    try:
+        before = set(nodes_of(server, "ray-crash"))
+        with pytest.raises(ClientError) as info:
+            rt.invoke_endpoint(EndpointName="ray-crash", ContentType="text/csv", Body="-1,3.5,1.4,0.2")
+        assert info.value.response["Error"]["Code"] == "ModelError"
+        # Exactly one instance replaced: the other one never saw the request that crashed this one.
+        deadline = time.monotonic() + 120
+        while len(before & set(nodes_of(server, "ray-crash"))) != 1 or len(nodes_of(server, "ray-crash")) != 2:
+            assert time.monotonic() < deadline, "the crashed instance was not replaced"
+            time.sleep(0.2)
+        (dead,) = before - set(nodes_of(server, "ray-crash"))
+        assert f"container(s) primary of instance {dead} exited on Ray node" in server.log()
+        assert invoke_until_answered(rt, "ray-crash", "5.1,3.5,1.4,0.2").strip() == b"[0]"
+    finally:
+        delete_all(sm, "ray-crash")
 
 
 def test_a_deployment_no_node_can_hold_fails_for_capacity(server: Server, model_data: str) -> None:

@@ -27,8 +27,8 @@ from dockyard.runtime import privileges
 from dockyard.runtime.base import ContainerStats, InstanceSpec, InstanceStartError, RunningInstance, Runtime
 from dockyard.runtime.model_data import prepare_container
 
-# How often ``watch`` looks at the containers' processes: cheap (a returncode), and the bound on
-# how late a crashed container is noticed.
+# How often ``watch`` looks at the containers besides being woken by the node runtime's exit
+# reports (``on_exit``): cheap (a returncode), and a bound should a report go missing.
 WATCH_INTERVAL = 0.25
 
 
@@ -72,6 +72,8 @@ class InstanceHost:
         self._address = ray.util.get_node_ip_address()
         self._runtime: Runtime | None = None
         self._instance: RunningInstance | None = None
+        # Set by the node runtime's report of a container's exit: ``watch`` answers at once.
+        self._exited = asyncio.Event()
 
     def _make_runtime(self) -> Runtime:
         config = self._config
@@ -101,6 +103,7 @@ class InstanceHost:
         try:
             spec = await self._fetch(spec)
             self._runtime = self._make_runtime()
+            self._runtime.on_exit = lambda event: self._exited.set()
             self._instance = await self._runtime.start_instance(spec)
         except InstanceStartError as exc:
             shutil.rmtree(spec.workdir, ignore_errors=True)
@@ -131,7 +134,11 @@ class InstanceHost:
                 dead = self._runtime.dead_containers(self._instance)
                 if dead:
                     return dead
-            await asyncio.sleep(WATCH_INTERVAL)
+            try:
+                await asyncio.wait_for(self._exited.wait(), WATCH_INTERVAL)
+            except asyncio.TimeoutError:
+                pass
+            self._exited.clear()
 
     async def stats(self) -> list[ContainerStats]:
         if self._runtime is None or self._instance is None:
