@@ -9,6 +9,7 @@ import functools
 import importlib.util
 import ipaddress
 import logging
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -104,7 +105,8 @@ def _ray_runtime(settings: Settings, scratch: Path) -> Runtime:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise SystemExit(f"dockyard serve --runtime ray: cannot join the Ray cluster at {settings.ray_address}: {exc}") from None
     config = NodeConfig(
-        owner=str(settings.state_dir.resolve()), stop_grace=settings.stop_grace, containers=settings.ray_containers,
+        # Unique in the cluster, which other machines' servers may share: host and state directory.
+        owner=f"{socket.gethostname()}:{settings.state_dir.resolve()}", stop_grace=settings.stop_grace, containers=settings.ray_containers,
         region=settings.region, policy=AccessPolicy.from_settings(settings), cache_dir=scratch / "node-cache",
         layers_dir=scratch / "layers", container_user=settings.container_user, registry=settings.registry,
         base_image=settings.base_image,
@@ -152,8 +154,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     gateway.serverless.wake = reconciler.wake  # a serverless variant's cold start
     if isinstance(runtime, ProcessRuntime):
         runtime.memory.on_exceeded = gateway.stopped.__setitem__  # the watchdog's reason, for the ModelError
-    if runtime.name == "ray":
-        runtime.on_lost = reconciler.poke  # type: ignore[attr-defined]  # an instance's actor or node is gone: heal now
+    runtime.on_exit = reconciler.exited  # a container died, or its host: out of rotation now, then replaced
 
     def changed() -> None:
         # Which endpoints are asynchronous and which capture, before the operation answers.

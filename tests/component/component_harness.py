@@ -45,8 +45,8 @@ class Dockyard:
         self.overrides: dict[str, Any] = {}
 
     def settings(self) -> Settings:
-        return Settings(state_dir=self.state_dir, health_interval=0.02, stop_grace=1.0, startup_timeout=5.0,
-                        restart_backoff=0.01, restart_backoff_max=0.05, **self.overrides)
+        return Settings(**{"state_dir": self.state_dir, "health_interval": 0.02, "stop_grace": 1.0, "startup_timeout": 5.0,
+                           "restart_backoff": 0.01, "restart_backoff_max": 0.05, **self.overrides})
 
     async def start(self, fake: FakeRuntime | None = None) -> Dockyard:
         if fake is not None:

@@ -8,6 +8,7 @@ import asyncio
 import json
 import math
 
+import pytest
 from component_harness import IMAGE, Dockyard, error_of
 from fake_runtime import Behaviour
 
@@ -124,3 +125,45 @@ async def test_shutdown_drains_new_invocations_and_stops_every_instance(dockyard
     await dockyard.stop()
     assert dockyard.fake.running == {}
     assert sorted(dockyard.fake.stopped) == sorted(dockyard.fake.started)
+
+
+@pytest.mark.parametrize("push", [True, False], ids=["reported", "found-by-the-periodic-check"])
+async def test_an_exit_is_replaced_without_waiting_for_the_health_interval(dockyard: Dockyard, push: bool) -> None:
+    """A runtime that reports exits gets its dead instance replaced at once, even with an hour
+    between health checks; one that cannot still has it found by the periodic check."""
+    await dockyard.stop()
+    dockyard.overrides["health_interval"] = 3600.0 if push else 0.02
+    dockyard.fake.push_exits = push
+    await dockyard.start()
+    await dockyard.deploy("ep")
+    dead = await dockyard.fake.kill("ep")
+    # No invocation meanwhile: a refused connection would ring the reconciler by itself.
+    await dockyard.until(lambda: any(not c.exited for c in dockyard.fake.containers("ep")))
+    resp = await dockyard.invoke("ep")
+    while resp.status == 503:  # started, not yet published
+        await asyncio.sleep(0.005)
+        resp = await dockyard.invoke("ep")
+    assert json.loads(await resp.read())["instance"] != dead.instance_id
+    reason = (await dockyard.describe("ep"))["FailureReason"]
+    assert reason.startswith("Instance replaced (")
+    assert f"container(s) primary of instance {dead.instance_id} " + ("was killed by SIGKILL" if push else "exited") in reason
+    log = (dockyard.state_dir / "logs" / "ep" / dead.instance_id / "primary.log").read_text()
+    assert log.endswith(f"[dockyard] {reason.split('): ', 1)[1].rstrip('.')}; dockyard replaces the instance\n")
+
+
+async def test_a_reported_exit_takes_the_instance_out_of_rotation_at_once(dockyard: Dockyard) -> None:
+    """Before its replacement is even started, no request goes to the dead instance."""
+    await dockyard.stop()
+    dockyard.overrides["health_interval"] = 3600.0
+    await dockyard.start()
+    await dockyard.deploy("ep", instances=2)
+    dockyard.fake.gate = asyncio.Event()  # replacements wait
+    dead = await dockyard.fake.kill("ep")
+    try:
+        answers = [json.loads(await (await dockyard.invoke("ep")).read())["instance"] for _ in range(6)]
+        assert dead.instance_id not in answers and len(answers) == 6
+        readiness = await (await dockyard.client.get("/_dockyard/endpoints")).json()  # type: ignore[union-attr]
+        assert readiness["endpoints"]["ep"]["AllTraffic"]["ready"] == 1
+    finally:
+        dockyard.fake.gate.set()
+    await dockyard.until(lambda: len([c for c in dockyard.fake.containers("ep") if not c.exited]) == 2)

@@ -13,6 +13,7 @@ import pytest
 from component_harness import IMAGE, Dockyard, error_of
 
 from dockyard.artifacts.package import make_model_tarball
+from dockyard.gateway import multimodel
 from dockyard.gateway.multimodel import model_name
 
 
@@ -48,6 +49,9 @@ async def invoke(dockyard: Dockyard, target: str) -> dict[str, Any]:
     resp = await dockyard.invoke("mme", b"{}", **{"X-Amzn-SageMaker-Target-Model": target})
     assert resp.status == 200, await resp.text()
     return json.loads(await resp.read())
+
+
+TARGET = "X-Amzn-SageMaker-Target-Model"
 
 
 def calls(dockyard: Dockyard) -> list[tuple[str, str]]:
@@ -216,3 +220,23 @@ async def test_model_metrics_are_prometheus_series(dockyard: Dockyard, tmp_path:
     assert 'dockyard_model_downloading_seconds_count{endpoint="mme"} 2.0' in lines
     assert any(line.startswith('dockyard_loaded_models{endpoint="mme",instance="mme-') and line.endswith(" 2.0")
                for line in lines)
+
+
+async def test_a_load_past_the_management_timeout_is_not_taken_for_loaded(
+        dockyard: Dockyard, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The load given up on keeps going in the container, which answers a second load 409 ("already
+    registered"): until the container lists the model, it is not loaded (429, retried), never a
+    404 "not loaded" from an invocation sent to it too soon."""
+    monkeypatch.setattr(multimodel, "_MANAGEMENT_TIMEOUT", 0.2)
+    await deploy_mme(dockyard, tmp_path, env={"FAKE_LOAD_DELAY": "1.0"})
+    status, code, message = await error_of(await dockyard.invoke("mme", b"{}", **{TARGET: "m1.tar.gz"}))
+    assert (status, code) == (424, "ModelError") and "did not answer POST" in message and "within 0.2 s" in message
+
+    status, code, message = await error_of(await dockyard.invoke("mme", b"{}", **{TARGET: "m1.tar.gz"}))
+    assert (status, code) == (429, "ModelNotReadyException")
+    assert message == "Model m1.tar.gz is still loading in its container, after an earlier load outlasted 0.2 s; " \
+                      "retry the request shortly."
+    (container,) = dockyard.fake.containers("mme")
+    await dockyard.until(lambda: model_name("m1.tar.gz") in container.models)  # the first load ends
+    assert (await invoke(dockyard, "m1.tar.gz"))["model"] == "m1"
+    assert calls(dockyard) == [("load", model_name("m1.tar.gz"))] * 3

@@ -262,7 +262,7 @@ class MultiModels:
             lease = await self._admit(models, url, target)
             try:
                 start = time.perf_counter()
-                await self._post_model(models, url, name, f"{models.container_dir}/{name}")
+                await self._post_model(models, url, target, f"{models.container_dir}/{name}")
                 self.metrics.loading.labels(models.endpoint).observe(time.perf_counter() - start)
             except BaseException:
                 await models.memory.settle(lease, self._reader(models), loaded=False)
@@ -339,12 +339,23 @@ class MultiModels:
                 del models.unpacked[target]
                 shutil.rmtree(models.host_dir / model_name(target), ignore_errors=True)
 
-    async def _post_model(self, models: InstanceModels, url: str, name: str, path: str) -> None:
+    async def _post_model(self, models: InstanceModels, url: str, target: str, path: str) -> None:
         """POST /models; on 507 unload the least recently used model and try again."""
+        name = model_name(target)
         while True:
             status, text, gone = await self._call("POST", url + "/models", {"model_name": name, "url": path})
-            if status in (200, 201, 409):  # 409: the container has it already
+            if status in (200, 201):
                 return
+            if status == 409:
+                # The container has it already — or is still loading it, for a load given up on
+                # after the management timeout: only a model it describes is loaded (else every
+                # invocation would answer 404 "not loaded" until that load ends).
+                if (await self._call("GET", f"{url}/models/{name}"))[0] == 200:
+                    return
+                raise errors.model_not_ready(
+                    f"Model {target} is still loading in its container, after an earlier load outlasted "
+                    f"{_MANAGEMENT_TIMEOUT:g} s; retry the request shortly."
+                )
             if status == 507 and (victim := _victim(models)) is not None:
                 log.info("container out of memory loading %s: unloading %s", name, victim)
                 await self._unload(models, url, victim)
