@@ -200,12 +200,14 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
         return {i.spec.instance_id: i.node for i in reconciler.running(endpoint)}
 
     def readiness() -> dict[str, dict[str, dict[str, Any]]]:
-        """Per endpoint and variant: ready and desired instances, and the nodes they run on."""
+        """Per endpoint and variant: ready and desired instances, the nodes they run on, and when
+        and how its last replaced instance ended."""
         table: dict[str, dict[str, dict[str, Any]]] = {name: {v: dict(counts) for v, counts in variants.items()}
                                                        for name, variants in routes.readiness().items()}
         for name, variants in table.items():
-            for counts in variants.values():
+            for variant, counts in variants.items():
                 counts["nodes"] = []
+                counts["last_exit"] = reconciler.last_exit(name, variant)
             for instance in reconciler.running(name):
                 if instance.spec.variant in variants:
                     variants[instance.spec.variant]["nodes"].append(instance.node)

@@ -42,7 +42,7 @@ async def test_a_crashed_container_is_model_error_then_replaced(dockyard: Dockya
 async def test_a_failing_replacement_is_retried_until_it_works(dockyard: Dockyard) -> None:
     await dockyard.deploy("ep")
     dockyard.fake.images[IMAGE] = Behaviour(ping_status=500)  # the cause: replacements fail
-    await dockyard.fake.kill("ep")
+    dead = await dockyard.fake.kill("ep")
     starts = len(dockyard.fake.started)
     await dockyard.until(lambda: len(dockyard.fake.started) >= starts + 3)  # retried, not given up
 
@@ -54,6 +54,8 @@ async def test_a_failing_replacement_is_retried_until_it_works(dockyard: Dockyar
     assert gauge(text, "dockyard_variant_desired_instances", "ep") == 1
     assert dockyard.client is not None
     readiness = await (await dockyard.client.get("/_dockyard/endpoints")).json()
+    last_exit = readiness["endpoints"]["ep"]["AllTraffic"].pop("last_exit")
+    assert last_exit.endswith(f"container(s) primary of instance {dead.instance_id} was killed by SIGKILL")
     assert readiness == {"endpoints": {"ep": {"AllTraffic": {"ready": 0, "desired": 1, "nodes": []}}}}
     assert _status("InService", readiness["endpoints"]["ep"]) == "[yellow]InService (0/1 ready)[/]"
     status, code, message = await error_of(await dockyard.invoke("ep"))

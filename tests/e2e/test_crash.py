@@ -16,6 +16,7 @@ from servers import Server
 
 from e2e.deploy import container_pids, create_endpoint, delete_all, endpoint_stats, instance_ids, invoke_until_answered
 from e2e.models import SKLEARN_URI, iris_classifier, package
+from e2e.test_cli_commands import dockyard
 from e2e.test_multi_model import code_model, create_mme, invoke, named_model
 
 DYING_INFERENCE = """
@@ -113,6 +114,8 @@ def test_a_crashed_container_is_replaced_before_the_next_health_check(rare_check
         with urllib.request.urlopen(f"{rare_checks.url}/_dockyard/endpoints/crash-now/logs?lines=5", timeout=10) as resp:
             logs = {entry["instance"]: entry["lines"] for entry in json.load(resp)["logs"]}
         assert logs[dead][-1] == f"[dockyard] {what}; dockyard replaces the instance"
+        out = dockyard("endpoints", url=rare_checks.url, columns=400)
+        assert out.returncode == 0 and what in out.stdout, out.stdout
         assert alive != dead
     finally:
         delete_all(sm, "crash-now")

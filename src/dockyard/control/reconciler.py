@@ -101,6 +101,8 @@ class Reconciler:
         self._drain = drain or _nothing_in_flight
         # Exits the runtime reported, by instance id, until healing replaces the instance.
         self._exits: dict[str, InstanceExit] = {}
+        # (endpoint in lower case, variant) → when and how its last replaced instance ended.
+        self._last_exits: dict[tuple[str, str], str] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -159,6 +161,10 @@ class Reconciler:
                     ", ".join(event.hostnames), spec.instance_id, event.what)
         self._routes.withdraw(spec.endpoint, spec.instance_id, lost=event.host_lost)
         self.poke()
+
+    def last_exit(self, endpoint: str, variant: str) -> str | None:
+        """When and how the variant's last replaced instance ended (``dockyard endpoints``)."""
+        return self._last_exits.get((endpoint.lower(), variant))
 
     def running(self, endpoint: str) -> list[RunningInstance]:
         return [i for v in self._running.get(endpoint.lower(), {}).values() for i in v.instances]
@@ -359,6 +365,8 @@ class Reconciler:
                     variant.instances.remove(instance)
                     dead.append(instance)
                     news.append(what)
+                    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                    self._last_exits[(name.lower(), variant.plan.name)] = f"{when} {what}"
                     # In flight there, requests are never answered when the host went away (or,
                     # unreported, may have); a container's own exit ends its connections itself.
                     if event is None or event.host_lost:
@@ -385,6 +393,8 @@ class Reconciler:
         await self._stop_all(name, None)
         self._healing.pop(name.lower(), None)
         self._idle.forget(name.lower())
+        for key in [k for k in self._last_exits if k[0] == name.lower()]:
+            del self._last_exits[key]
         await asyncio.to_thread(shutil.rmtree, self._provisioner.log_dir(name), ignore_errors=True)
         await self._store.run(self._store.delete_endpoint, name)
 
