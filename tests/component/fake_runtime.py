@@ -95,7 +95,8 @@ class FakeContainer:
     # Told when the container exits of itself (the runtime's on_exit, once the instance started).
     on_exit: Callable[[], None] = lambda: None
     received: list[dict[str, object]] = field(default_factory=list)
-    # While set and not yet fired, invocations are held after their body was read (in flight).
+    # While set and not yet fired, invocations (of a model too) are held after their body was read
+    # (in flight).
     hold: asyncio.Event | None = None
     # Multi-model: loaded models (name → the directory's name.txt), and every POST /models and
     # DELETE /models/{name} in order, as ("load" | "unload", name).
@@ -152,6 +153,9 @@ class FakeContainer:
         name = request.match_info["name"]
         if name not in self.models:
             return web.json_response({"message": "not loaded"}, status=404)
+        self.invocations += 1
+        if self.hold is not None:
+            await self.hold.wait()
         seen = {"instance": self.instance_id, "model": self.models[name], "headers": dict(request.headers)}
         return web.json_response(seen)
 

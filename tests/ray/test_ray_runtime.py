@@ -331,7 +331,7 @@ def owner_of(server: Server) -> str:
 def owned(engine: Any, owner: str, instance: str | None = None) -> list[Any]:
     """The engine's containers (running or not) labelled with ``owner`` (and ``instance``)."""
     labels = [f"io.dockyard.owner={owner}"] + ([f"io.dockyard.instance={instance}"] if instance else [])
-    return engine.containers.list(all=True, filters={"label": labels})
+    return engine.containers.list(all=True, filters={"label": labels}, ignore_removed=True)
 
 
 def wait_gone(engine: Any, owner: str, instance: str, server: Server) -> None:

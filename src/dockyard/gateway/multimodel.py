@@ -184,7 +184,7 @@ class MultiModels:
         try:
             return await self._cold(route, models, url, target, stats)
         except BaseException:
-            _release(models.in_use, target)
+            _release(models, target)
             raise
 
     def forget(self, instance_id: str, target: str) -> None:
@@ -199,7 +199,7 @@ class MultiModels:
         models = self._instances.get(instance_id)
         if models is None:
             return
-        if not _release(models.in_use, target) and unload and target in models.loaded:
+        if not _release(models, target) and unload and target in models.loaded:
             self._later(self._unload(models, url, target))
 
     async def _cold(self, route: MultiModelRoute, models: InstanceModels, url: str, target: str,
@@ -280,7 +280,8 @@ class MultiModels:
         return read
 
     async def _admit(self, models: InstanceModels, url: str, target: str) -> Lease:
-        """Room for one more model in the instance's memory, least recently used ones unloaded."""
+        """Room for one more model in the instance's memory, least recently used ones unloaded (or,
+        all in use, the load waits until one is free)."""
 
         async def evict() -> bool:
             victim = _victim(models)
@@ -289,7 +290,10 @@ class MultiModels:
             await self._unload(models, url, victim)
             return True
 
-        return await models.memory.admit(target, self._reader(models), evict)
+        def busy() -> bool:
+            return any(t in models.in_use for t in models.loaded)
+
+        return await models.memory.admit(target, self._reader(models), evict, busy)
 
     def _unload(self, models: InstanceModels, url: str, target: str) -> asyncio.Task[None]:
         """Unload ``target``: out of ``loaded`` at once, the container told by the task returned."""
@@ -393,11 +397,14 @@ def _victim(models: InstanceModels) -> str | None:
     return next((t for t in models.loaded if t not in models.in_use), None)
 
 
-def _release(in_use: dict[str, int], target: str) -> int:
-    """One use of ``target`` fewer; the uses left."""
-    left = in_use.pop(target, 1) - 1
+def _release(models: InstanceModels, target: str) -> int:
+    """One use of ``target`` fewer; the uses left. Unused, a loaded model may be unloaded: a load
+    waiting for room looks again."""
+    left = models.in_use.pop(target, 1) - 1
     if left:
-        in_use[target] = left
+        models.in_use[target] = left
+    elif target in models.loaded:
+        models.memory.freed()
     return left
 
 

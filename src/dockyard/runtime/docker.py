@@ -418,7 +418,8 @@ class DockerRuntime:
         container still answers /ping; the rest are left to ``remove_orphans``."""
         if not await self._call(self._watcher.wait_connected, ENGINE_EVENTS_TIMEOUT):
             return []
-        found = await self._call(self._client.containers.list, filters={"label": f"{OWNER_LABEL}={self._owner}"})
+        found = await self._call(self._client.containers.list, filters={"label": f"{OWNER_LABEL}={self._owner}"},
+                                 ignore_removed=True)  # one gone between listing and inspection is not adopted
         by_instance: dict[str, list[Any]] = {}
         for c in found:
             by_instance.setdefault(c.labels.get(INSTANCE_LABEL, ""), []).append(c)

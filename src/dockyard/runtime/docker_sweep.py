@@ -25,7 +25,8 @@ def labelled(client: docker.DockerClient, owner: str, instance: str | None = Non
     labels = [f"{docker_labels.OWNER}={owner}"]
     if instance is not None:
         labels.append(f"{docker_labels.INSTANCE}={instance}")
-    return client.containers.list(all=True, filters={"label": labels})
+    # One removed between the engine's listing and its inspection (a sweep racing a stop) is gone: skipped.
+    return client.containers.list(all=True, filters={"label": labels}, ignore_removed=True)
 
 
 def in_order(containers: list[Any]) -> tuple[list[Any], list[Any]]:
