@@ -325,26 +325,30 @@ class Reconciler:
         running = self._running[key]
         dead, news = self._take_out_dead(name, running)
         backoff, loop = self._backoff(key), asyncio.get_running_loop()
-        missing = [v.plan for v in running.values() for _ in range(self._idle.wanted(key, v.plan) - len(v.instances))]
-        error = None
-        if missing and backoff.next_try() <= loop.time():
-            # Replacements start before the dead instances stop, so that nothing of the new ones
-            # (a port, a network) can collide with what the old ones are releasing.
-            try:
-                started, error = await self._start_instances(name, missing)
-            finally:
-                backoff.attempted(loop.time())
-            for plan, instance in started:
-                running[plan.name].instances.append(instance)
-            self._publish(name, Status.IN_SERVICE, running)
-        if error is not None:
-            log.error("endpoint %s: replacing an instance failed; retrying with backoff: %s", name, error)
-            await self._set(name, Status.IN_SERVICE, failure_reason=f"Replacing an instance failed: {error}")
-        elif news:
-            # DescribeEndpoint says what happened last, though the endpoint stayed InService.
-            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            await self._set(name, Status.IN_SERVICE, failure_reason=f"Instance replaced ({when}): {'; '.join(news)}.")
-        await self._stop(dead)
+        try:
+            if news:
+                # DescribeEndpoint says what happened (though the endpoint stays InService), from
+                # before the replacement serves; a replacement that fails says so instead.
+                when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                await self._set(name, Status.IN_SERVICE, failure_reason=f"Instance replaced ({when}): {'; '.join(news)}.")
+            missing = [v.plan for v in running.values() for _ in range(self._idle.wanted(key, v.plan) - len(v.instances))]
+            error = None
+            if missing and backoff.next_try() <= loop.time():
+                # Replacements start before the dead instances stop, so that nothing of the new ones
+                # (a port, a network) can collide with what the old ones are releasing.
+                try:
+                    started, error = await self._start_instances(name, missing)
+                finally:
+                    backoff.attempted(loop.time())
+                for plan, instance in started:
+                    running[plan.name].instances.append(instance)
+                self._publish(name, Status.IN_SERVICE, running)
+            if error is not None:
+                log.error("endpoint %s: replacing an instance failed; retrying with backoff: %s", name, error)
+                await self._set(name, Status.IN_SERVICE, failure_reason=f"Replacing an instance failed: {error}")
+        finally:
+            # Also when cancelled (a delete): out of ``running``, nothing else would stop them.
+            await self._stop(dead)
         if any(len(v.instances) < self._idle.wanted(key, v.plan) for v in running.values()):
             loop.call_later(max(backoff.next_try() - loop.time(), 0.0), self.poke)
 
