@@ -1,5 +1,6 @@
 """A real ``dockyard serve`` in a child process, for tests: its URL, state dir, log, clients —
-optionally with SigV4 credentials (``credentials``) and HTTPS (``tls``: certificate, key)."""
+optionally with SigV4 credentials (``credentials``, and ``session_tokens`` for some of their
+keys) and HTTPS (``tls``: certificate, key)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ class Server:
         *,
         args: tuple[str, ...] = (),
         credentials: dict[str, str] | None = None,
+        session_tokens: dict[str, str] | None = None,
         tls: tuple[Path, Path] | None = None,
         allow_paths: tuple[Path, ...] = (Path(tempfile.gettempdir()),),
     ) -> None:
@@ -35,11 +37,12 @@ class Server:
         self.port = free_port()
         # Test model data lives in pytest's temporary directories, outside the default local roots.
         self.args = [*args, *(arg for path in allow_paths for arg in ("--allow-path", str(path)))]
-        self.credentials = credentials
+        self.credentials, self.session_tokens = credentials, session_tokens or {}
         if credentials:
             path = log_path.parent / f"credentials-{self.port}"
             path.write_text("".join(
                 f"[key{i}]\naws_access_key_id = {akid}\naws_secret_access_key = {secret}\n"
+                + (f"aws_session_token = {self.session_tokens[akid]}\n" if akid in self.session_tokens else "")
                 for i, (akid, secret) in enumerate(credentials.items())
             ))
             self.args += ["--credentials", str(path)]
@@ -59,12 +62,16 @@ class Server:
         if self.proc is not None:
             stop_server(self.proc)
 
-    def client(self, service: str, *, signed_by: tuple[str, str] | None = None, **config: object):
-        """A boto3 client; signed by ``signed_by`` (key, secret), else by the server's first key
-        when it has credentials, else by the environment's."""
+    def client(self, service: str, *, signed_by: tuple[str, str] | None = None, session_token: str | None = None,
+               **config: object):
+        """A boto3 client; signed by ``signed_by`` (key, secret) with ``session_token``, else by the
+        server's first key (and its token) when it has credentials, else by the environment's."""
         if signed_by is None and self.credentials:
             signed_by = next(iter(self.credentials.items()))
+            session_token = self.session_tokens.get(signed_by[0])
         keys = {"aws_access_key_id": signed_by[0], "aws_secret_access_key": signed_by[1]} if signed_by else {}
+        if session_token is not None:
+            keys["aws_session_token"] = session_token
         return boto3.client(
             service,
             endpoint_url=self.url,

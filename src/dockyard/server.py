@@ -9,6 +9,7 @@ import functools
 import importlib.util
 import ipaddress
 import logging
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -104,7 +105,8 @@ def _ray_runtime(settings: Settings, scratch: Path) -> Runtime:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise SystemExit(f"dockyard serve --runtime ray: cannot join the Ray cluster at {settings.ray_address}: {exc}") from None
     config = NodeConfig(
-        owner=str(settings.state_dir.resolve()), stop_grace=settings.stop_grace, containers=settings.ray_containers,
+        # Unique in the cluster, which other machines' servers may share: host and state directory.
+        owner=f"{socket.gethostname()}:{settings.state_dir.resolve()}", stop_grace=settings.stop_grace, containers=settings.ray_containers,
         region=settings.region, policy=AccessPolicy.from_settings(settings), cache_dir=scratch / "node-cache",
         layers_dir=scratch / "layers", container_user=settings.container_user, registry=settings.registry,
         base_image=settings.base_image,
@@ -152,8 +154,7 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
     gateway.serverless.wake = reconciler.wake  # a serverless variant's cold start
     if isinstance(runtime, ProcessRuntime):
         runtime.memory.on_exceeded = gateway.stopped.__setitem__  # the watchdog's reason, for the ModelError
-    if runtime.name == "ray":
-        runtime.on_lost = reconciler.poke  # type: ignore[attr-defined]  # an instance's actor or node is gone: heal now
+    runtime.on_exit = reconciler.exited  # a container died, or its host: out of rotation now, then replaced
 
     def changed() -> None:
         # Which endpoints are asynchronous and which capture, before the operation answers.
@@ -199,12 +200,14 @@ def build_app(settings: Settings, runtime: Runtime | None = None) -> web.Applica
         return {i.spec.instance_id: i.node for i in reconciler.running(endpoint)}
 
     def readiness() -> dict[str, dict[str, dict[str, Any]]]:
-        """Per endpoint and variant: ready and desired instances, and the nodes they run on."""
+        """Per endpoint and variant: ready and desired instances, the nodes they run on, and when
+        and how its last replaced instance ended."""
         table: dict[str, dict[str, dict[str, Any]]] = {name: {v: dict(counts) for v, counts in variants.items()}
                                                        for name, variants in routes.readiness().items()}
         for name, variants in table.items():
-            for counts in variants.values():
+            for variant, counts in variants.items():
                 counts["nodes"] = []
+                counts["last_exit"] = reconciler.last_exit(name, variant)
             for instance in reconciler.running(name):
                 if instance.spec.variant in variants:
                     variants[instance.spec.variant]["nodes"].append(instance.node)
@@ -285,7 +288,7 @@ def serve(settings: Settings) -> None:
         _serve_locked(settings, keys, ssl_context)
 
 
-def _serve_locked(settings: Settings, keys: dict[str, str], ssl_context: ssl.SSLContext | None) -> None:
+def _serve_locked(settings: Settings, keys: dict[str, auth.Credential], ssl_context: ssl.SSLContext | None) -> None:
     _private_state_dir(settings)
     app = build_app(settings)
     max_connections = min(settings.max_connections, connections.raise_fd_limit())
@@ -295,7 +298,10 @@ def _serve_locked(settings: Settings, keys: dict[str, str], ssl_context: ssl.SSL
     app.middlewares.append(guard.middleware())
     if keys:
         open_paths = auth.OPEN_PATHS | ({"/metrics"} if settings.metrics_open else set())
-        app.middlewares.append(auth.middleware(keys, settings.max_payload_bytes, open_paths))
+        # A browser cannot sign: the console has its own sign-in, which the signature check asks.
+        signin = console.SignIn(keys, settings.console_session_seconds, secure=ssl_context is not None)
+        app.add_routes(signin.routes())
+        app.middlewares.append(auth.middleware(keys, settings.max_payload_bytes, open_paths, signin.authorizes))
     loop = event_loop()
     asyncio.set_event_loop(loop)
     connections.quiet_fd_exhaustion(loop)
@@ -356,7 +362,7 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def _credentials(settings: Settings) -> dict[str, str]:
+def _credentials(settings: Settings) -> dict[str, auth.Credential]:
     if settings.credentials is not None:
         try:
             return auth.load_credentials(settings.credentials)

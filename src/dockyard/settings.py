@@ -114,7 +114,8 @@ class Settings:
     # with SageMaker's insufficient-capacity FailureReason.
     ray_capacity_timeout: float = field(default=120.0, metadata=_bounds(0))
     # Security (README "Security"). An INI file of access key id → secret (like ~/.aws/credentials):
-    # when given, every request must carry a SigV4 signature made with one of its keys.
+    # when given, every request must carry a SigV4 signature made with one of its keys (and its
+    # session token, if it has one); the console signs in with one.
     credentials: Path | None = None
     # Serve a non-loopback host without credentials (refused otherwise).
     insecure_no_auth: bool = False
@@ -123,6 +124,8 @@ class Settings:
     tls_key: Path | None = None
     # Answer /metrics unsigned even when credentials are configured (for a Prometheus scraper).
     metrics_open: bool = False
+    # With credentials: how long a console sign-in lasts, in seconds (then the browser signs in again).
+    console_session_seconds: float = field(default=12 * 3600.0, metadata=_bounds(1))
     # Slow clients: a connection must complete its request headers within header_timeout of its
     # first byte (and of connecting), and a request body within body_timeout of its headers.
     header_timeout: float = field(default=10.0, metadata=_bounds(0.01))

@@ -14,21 +14,22 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from dockyard.api.auth import load_credentials, verify
+from dockyard.api.auth import Credential, authenticate, load_credentials, verify
 from dockyard.errors import AwsError
 
-KEYS = {"AKIDEXAMPLE": "secret-one", "AKIDOTHER": "secret-two"}
+KEYS = {"AKIDEXAMPLE": Credential("secret-one"), "AKIDOTHER": Credential("secret-two"),
+        "ASIATEMPORARY": Credential("secret-three", "the-session-token")}
 NOW = dt.datetime(2026, 11, 29, 12, 0, 0, tzinfo=dt.timezone.utc)
 
 
 def signed(body: bytes = b'{"MaxResults": 3}', *, key: str = "AKIDEXAMPLE", secret: str = "secret-one",
            service: str = "sagemaker", region: str = "eu-west-1", at: dt.datetime = NOW,
-           path: str = "/", extra: dict[str, str] | None = None) -> tuple[str, CIMultiDictProxy[str], bytes]:
+           path: str = "/", extra: dict[str, str] | None = None, token: str | None = None) -> tuple[str, CIMultiDictProxy[str], bytes]:
     request = AWSRequest(method="POST", url=f"http://127.0.0.1:8780{path}", data=body,
                          headers={"X-Amz-Target": "SageMaker.ListModels", "Content-Type": "application/x-amz-json-1.1",
                                   "Host": "127.0.0.1:8780", **(extra or {})})
     with mock.patch("botocore.auth.get_current_datetime", return_value=at.replace(tzinfo=None)):
-        SigV4Auth(Credentials(key, secret), service, region).add_auth(request)
+        SigV4Auth(Credentials(key, secret, token), service, region).add_auth(request)
     headers = CIMultiDictProxy(CIMultiDict(request.headers.items()))
     return path, headers, body
 
@@ -75,6 +76,27 @@ def test_an_unknown_key_is_unrecognized() -> None:
         "UnrecognizedClientException", 403, "The security token included in the request is invalid.")
 
 
+def test_a_key_with_a_session_token_needs_that_token_and_a_key_without_one_ignores_it() -> None:
+    assert check(*signed(key="ASIATEMPORARY", secret="secret-three", token="the-session-token")) == "ASIATEMPORARY"
+    for token in (None, "another-token", ""):
+        err = refused(*signed(key="ASIATEMPORARY", secret="secret-three", token=token))
+        assert (err.code, err.status, err.message) == (
+            "UnrecognizedClientException", 403, "The security token included in the request is invalid."), token
+    assert check(*signed(token="any-token")) == "AKIDEXAMPLE"
+
+
+def test_authenticate_checks_secret_and_any_session_token() -> None:
+    assert authenticate(KEYS, "AKIDEXAMPLE", "secret-one")
+    assert authenticate(KEYS, "AKIDEXAMPLE", "secret-one", "ignored: this key has no token")
+    assert not authenticate(KEYS, "AKIDEXAMPLE", "secret-two")
+    assert not authenticate(KEYS, "AKIDNOBODY", "secret-one")
+    assert not authenticate(KEYS, "AKIDEXAMPLE", "")
+    assert authenticate(KEYS, "ASIATEMPORARY", "secret-three", "the-session-token")
+    assert not authenticate(KEYS, "ASIATEMPORARY", "secret-three")
+    assert not authenticate(KEYS, "ASIATEMPORARY", "secret-three", "another-token")
+    assert not authenticate(KEYS, "AKIDEXAMPLE", "sécret")  # not ASCII: refused, not a TypeError
+
+
 def test_no_authorization_is_a_missing_token() -> None:
     path, headers, body = signed()
     bare = CIMultiDict(headers)
@@ -115,8 +137,8 @@ def test_a_malformed_authorization_header_is_an_incomplete_signature() -> None:
 def test_credentials_file_is_an_ini_of_key_pairs(tmp_path: Path) -> None:
     path = tmp_path / "credentials"
     path.write_text("[ci]\naws_access_key_id = AKID1\naws_secret_access_key = s%cret=1\n\n"
-                    "[alice]\naws_access_key_id=AKID2\naws_secret_access_key=two\n")
-    assert load_credentials(path) == {"AKID1": "s%cret=1", "AKID2": "two"}
+                    "[alice]\naws_access_key_id=AKID2\naws_secret_access_key=two\naws_session_token = tok\n")
+    assert load_credentials(path) == {"AKID1": Credential("s%cret=1"), "AKID2": Credential("two", "tok")}
     path.write_text("[ci]\naws_access_key_id = AKID1\n")
     with pytest.raises(ValueError, match=r"section \[ci\] needs aws_access_key_id and aws_secret_access_key"):
         load_credentials(path)

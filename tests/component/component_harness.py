@@ -23,6 +23,8 @@ from dockyard.settings import Settings
 IMAGE = "fake-image:latest"
 # How long a helper waits for the reconciler before the test fails (a hang guard, not a timing).
 WAIT_LIMIT = 10.0
+# How long the server's shutdown may take before the test fails (a hang guard, not a timing).
+STOP_LIMIT = 30.0
 
 
 class AwsError(Exception):
@@ -43,8 +45,8 @@ class Dockyard:
         self.overrides: dict[str, Any] = {}
 
     def settings(self) -> Settings:
-        return Settings(state_dir=self.state_dir, health_interval=0.02, stop_grace=1.0, startup_timeout=5.0,
-                        restart_backoff=0.01, restart_backoff_max=0.05, **self.overrides)
+        return Settings(**{"state_dir": self.state_dir, "health_interval": 0.02, "stop_grace": 1.0, "startup_timeout": 5.0,
+                           "restart_backoff": 0.01, "restart_backoff_max": 0.05, **self.overrides})
 
     async def start(self, fake: FakeRuntime | None = None) -> Dockyard:
         if fake is not None:
@@ -56,9 +58,16 @@ class Dockyard:
         return self
 
     async def stop(self) -> None:
+        """Shut the server down (every instance stops); a shutdown that does not end within
+        ``STOP_LIMIT`` fails the test, naming the tasks still running, instead of hanging the suite."""
         if self.client is not None:
             client, self.client = self.client, None
-            await client.close()
+            closing = asyncio.ensure_future(client.close())
+            if not (await asyncio.wait((closing,), timeout=STOP_LIMIT))[0]:
+                stuck = still_running()  # before the cancel, which unwinds the stacks
+                closing.cancel()
+                raise AssertionError(f"the server did not shut down within {STOP_LIMIT:g} s; tasks still running: {stuck}")
+            await closing
 
     async def restart(self, fake: FakeRuntime | None = None) -> Dockyard:
         """Stop this server (its instances stop) and start a new one on the same state dir."""
@@ -156,6 +165,22 @@ class Dockyard:
         resp = await self.client.post(f"/endpoints/{endpoint}/invocations", data=body, headers=headers)
         await resp.read()
         return resp
+
+
+def still_running() -> str:
+    """The event loop's other tasks, each with where it waits (what a hung shutdown waits for)."""
+    rows = []
+    for task in asyncio.all_tasks():
+        if task is asyncio.current_task():
+            continue
+        frames = []
+        # The chain of awaits (Task.get_stack gives only the outermost frame of a suspended task).
+        awaiting: Any = task.get_coro()
+        while (frame := getattr(awaiting, "cr_frame", None)) is not None:
+            frames.append(f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno} {frame.f_code.co_name}")
+            awaiting = awaiting.cr_await
+        rows.append(f"task {task.get_name()!r} at {' > '.join(frames) or 'its start'}")
+    return "; ".join(rows) or "no other task"
 
 
 async def error_of(resp: ClientResponse) -> tuple[int, str, str]:

@@ -4,7 +4,8 @@ Each container's behaviour comes from the ``Behaviour`` registered for its image
 ``FAKE_*`` variables in the container's Environment (so one test can give two models different
 behaviours): a slow start, a failing ``/ping``, a crash after N invocations, a fixed response
 status, body and extra headers, a large streamed body that may be cut off part way, a
-connection dropped unanswered while the process lives on. A container that exits resets the
+connection dropped unanswered while the process lives on. A container that exits is reported to
+``on_exit`` first (unless ``push_exits`` is off: a runtime that cannot tell), then resets the
 connections of the requests in flight to it, as a killed process's kernel does. By default
 ``/invocations`` echoes what the container received (headers, body,
 its hostname and instance) as JSON, so tests assert what a container *was sent*. A multi-model
@@ -17,6 +18,7 @@ The runtime keeps records for assertions: ``running`` (instance id → instance)
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import shutil
 from collections.abc import Callable, Mapping
@@ -90,8 +92,11 @@ class FakeContainer:
     invocations: int = 0
     # Set when the container exited (crash, or killed by a test).
     exited: bool = False
+    # Told when the container exits of itself (the runtime's on_exit, once the instance started).
+    on_exit: Callable[[], None] = lambda: None
     received: list[dict[str, object]] = field(default_factory=list)
-    # While set and not yet fired, invocations are held after their body was read (in flight).
+    # While set and not yet fired, invocations (of a model too) are held after their body was read
+    # (in flight).
     hold: asyncio.Event | None = None
     # Multi-model: loaded models (name → the directory's name.txt), and every POST /models and
     # DELETE /models/{name} in order, as ("load" | "unload", name).
@@ -109,6 +114,7 @@ class FakeContainer:
         app.router.add_post("/invocations", self._invocations)
         if self.spec.multi_model:
             app.router.add_post("/models", self._load)
+            app.router.add_get("/models/{name}", self._describe)
             app.router.add_delete("/models/{name}", self._unload)
             app.router.add_post("/models/{name}/invoke", self._invoke_model)
         return app
@@ -130,6 +136,12 @@ class FakeContainer:
         self.models[name] = (Path(spec["url"]) / "name.txt").read_text()
         return web.json_response({"status": "loaded"})
 
+    async def _describe(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in self.models:
+            return web.json_response({"message": "not loaded"}, status=404)
+        return web.json_response([{"modelName": name}])
+
     async def _unload(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         self.model_calls.append(("unload", name))
@@ -141,6 +153,9 @@ class FakeContainer:
         name = request.match_info["name"]
         if name not in self.models:
             return web.json_response({"message": "not loaded"}, status=404)
+        self.invocations += 1
+        if self.hold is not None:
+            await self.hold.wait()
         seen = {"instance": self.instance_id, "model": self.models[name], "headers": dict(request.headers)}
         return web.json_response(seen)
 
@@ -201,7 +216,9 @@ class FakeContainer:
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def exit(self) -> None:
-        self.exited = True
+        if not self.exited:
+            self.exited = True
+            self.on_exit()
         for transport, task in list(self.in_flight.items()):
             transport.abort()
             if task is not None:
@@ -226,6 +243,9 @@ class FakeRuntime:
         self.stopped: list[str] = []
         self.orphan_sweeps = 0
         self.leftovers: list[base.RunningInstance] = []
+        self.on_exit: base.ExitListener = base.ignore_exit
+        # Whether exits are reported to on_exit (off: the reconciler's periodic check finds them).
+        self.push_exits = True
 
     def behaviour(self, container: base.ContainerSpec) -> Behaviour:
         return self.images.get(container.image, Behaviour()).with_environment(container.environment)
@@ -256,9 +276,17 @@ class FakeRuntime:
         except BaseException:
             await self.stop_instance(instance)
             raise
+        for fake, container in zip(fakes, instance.containers):
+            fake.on_exit = functools.partial(self._exited, instance, container.hostname)
         return instance
 
+    def _exited(self, instance: base.RunningInstance, hostname: str) -> None:
+        if self.push_exits:
+            self.on_exit(base.InstanceExit(instance, (hostname,), base.exit_description(-9)))
+
     async def stop_instance(self, instance: base.RunningInstance) -> None:
+        for container in instance.containers:
+            container.handle.on_exit = lambda: None  # stopped on purpose: no exit to report
         await asyncio.gather(*(c.handle.exit() for c in instance.containers))
         if self.running.pop(instance.spec.instance_id, None) is not None:
             self.stopped.append(instance.spec.instance_id)

@@ -8,6 +8,7 @@ import asyncio
 import json
 import math
 
+import pytest
 from component_harness import IMAGE, Dockyard, error_of
 from fake_runtime import Behaviour
 
@@ -41,7 +42,7 @@ async def test_a_crashed_container_is_model_error_then_replaced(dockyard: Dockya
 async def test_a_failing_replacement_is_retried_until_it_works(dockyard: Dockyard) -> None:
     await dockyard.deploy("ep")
     dockyard.fake.images[IMAGE] = Behaviour(ping_status=500)  # the cause: replacements fail
-    await dockyard.fake.kill("ep")
+    dead = await dockyard.fake.kill("ep")
     starts = len(dockyard.fake.started)
     await dockyard.until(lambda: len(dockyard.fake.started) >= starts + 3)  # retried, not given up
 
@@ -53,6 +54,8 @@ async def test_a_failing_replacement_is_retried_until_it_works(dockyard: Dockyar
     assert gauge(text, "dockyard_variant_desired_instances", "ep") == 1
     assert dockyard.client is not None
     readiness = await (await dockyard.client.get("/_dockyard/endpoints")).json()
+    last_exit = readiness["endpoints"]["ep"]["AllTraffic"].pop("last_exit")
+    assert last_exit.endswith(f"container(s) primary of instance {dead.instance_id} was killed by SIGKILL")
     assert readiness == {"endpoints": {"ep": {"AllTraffic": {"ready": 0, "desired": 1, "nodes": []}}}}
     assert _status("InService", readiness["endpoints"]["ep"]) == "[yellow]InService (0/1 ready)[/]"
     status, code, message = await error_of(await dockyard.invoke("ep"))
@@ -124,3 +127,45 @@ async def test_shutdown_drains_new_invocations_and_stops_every_instance(dockyard
     await dockyard.stop()
     assert dockyard.fake.running == {}
     assert sorted(dockyard.fake.stopped) == sorted(dockyard.fake.started)
+
+
+@pytest.mark.parametrize("push", [True, False], ids=["reported", "found-by-the-periodic-check"])
+async def test_an_exit_is_replaced_without_waiting_for_the_health_interval(dockyard: Dockyard, push: bool) -> None:
+    """A runtime that reports exits gets its dead instance replaced at once, even with an hour
+    between health checks; one that cannot still has it found by the periodic check."""
+    await dockyard.stop()
+    dockyard.overrides["health_interval"] = 3600.0 if push else 0.02
+    dockyard.fake.push_exits = push
+    await dockyard.start()
+    await dockyard.deploy("ep")
+    dead = await dockyard.fake.kill("ep")
+    # No invocation meanwhile: a refused connection would ring the reconciler by itself.
+    await dockyard.until(lambda: any(not c.exited for c in dockyard.fake.containers("ep")))
+    resp = await dockyard.invoke("ep")
+    while resp.status == 503:  # started, not yet published
+        await asyncio.sleep(0.005)
+        resp = await dockyard.invoke("ep")
+    assert json.loads(await resp.read())["instance"] != dead.instance_id
+    reason = (await dockyard.describe("ep"))["FailureReason"]
+    assert reason.startswith("Instance replaced (")
+    assert f"container(s) primary of instance {dead.instance_id} " + ("was killed by SIGKILL" if push else "exited") in reason
+    log = (dockyard.state_dir / "logs" / "ep" / dead.instance_id / "primary.log").read_text()
+    assert log.endswith(f"[dockyard] {reason.split('): ', 1)[1].rstrip('.')}; dockyard replaces the instance\n")
+
+
+async def test_a_reported_exit_takes_the_instance_out_of_rotation_at_once(dockyard: Dockyard) -> None:
+    """Before its replacement is even started, no request goes to the dead instance."""
+    await dockyard.stop()
+    dockyard.overrides["health_interval"] = 3600.0
+    await dockyard.start()
+    await dockyard.deploy("ep", instances=2)
+    dockyard.fake.gate = asyncio.Event()  # replacements wait
+    dead = await dockyard.fake.kill("ep")
+    try:
+        answers = [json.loads(await (await dockyard.invoke("ep")).read())["instance"] for _ in range(6)]
+        assert dead.instance_id not in answers and len(answers) == 6
+        readiness = await (await dockyard.client.get("/_dockyard/endpoints")).json()  # type: ignore[union-attr]
+        assert readiness["endpoints"]["ep"]["AllTraffic"]["ready"] == 1
+    finally:
+        dockyard.fake.gate.set()
+    await dockyard.until(lambda: len([c for c in dockyard.fake.containers("ep") if not c.exited]) == 2)

@@ -78,6 +78,16 @@ def open_endpoint(driver: Any, server: Server, name: str) -> None:
     wait(driver, 30, lambda d: css(d, ".live.on"), "the live channel did not connect")
 
 
+def invoke_in_form(driver: Any, body: str) -> None:
+    """Send ``body`` with the open endpoint page's invoke form and wait for the answer."""
+    from selenium.webdriver.common.by import By
+
+    form = css(driver, "form.invoke")[0]
+    form.find_element(By.NAME, "body").send_keys(body)
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait(driver, 30, lambda d: text(d, "#invoke-response"), "the invoke form showed no response")
+
+
 def test_the_page_loads_with_no_console_errors(page: Any, server: Server, screenshot: Any) -> None:
     page.get(f"{server.url}/")
     wait(page, 30, lambda d: css(d, ".live.on"), "the live channel did not connect")
@@ -168,14 +178,9 @@ def test_charts_have_points_after_invocations(page: Any, server: Server, iris: s
 
 
 def test_the_invoke_form_returns_the_models_answer(page: Any, server: Server, iris: str, rt: Any) -> None:
-    from selenium.webdriver.common.by import By
-
     open_endpoint(page, server, iris)
     body = "5.9,3.0,5.1,1.8\n6.3,3.3,4.7,1.6"
-    form = css(page, "form.invoke")[0]
-    form.find_element(By.NAME, "body").send_keys(body)
-    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    wait(page, 30, lambda d: text(d, "#invoke-response"), "the invoke form showed no response")
+    invoke_in_form(page, body)
     expected = rt.invoke_endpoint(EndpointName=iris, ContentType="text/csv", Accept="application/json", Body=body.encode())
     assert text(page, "#invoke-status") == "HTTP 200"
     assert json.loads(text(page, "#invoke-response") or "") == json.loads(expected["Body"].read())
@@ -209,9 +214,7 @@ def test_the_invoke_form_reaches_the_container_it_names(
         wait(page, 30, lambda d: text(d, "select[name=targetContainer] option[value=probabilities]"),
              "the Direct endpoint's containers are not offered")
         Select(form.find_element(By.NAME, "targetContainer")).select_by_value("probabilities")
-        form.find_element(By.NAME, "body").send_keys(body)
-        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        wait(page, 30, lambda d: text(d, "#invoke-response"), "the invoke form showed no response")
+        invoke_in_form(page, body)
         expected = rt.invoke_endpoint(EndpointName=name, ContentType="text/csv", Accept="application/json",
                                       Body=body.encode(), TargetContainerHostname="probabilities")
         assert text(page, "#invoke-response") == expected["Body"].read().decode()

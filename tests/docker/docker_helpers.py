@@ -16,7 +16,8 @@ from dockyard.runtime.docker import OWNER_LABEL
 def owned_containers(engine: Any, state_dir: Path, **labels: str) -> list[Any]:
     """Every container (running or not) a server with ``state_dir`` owns, optionally filtered by label."""
     filters = [f"{OWNER_LABEL}={state_dir.resolve()}", *(f"io.dockyard.{k}={v}" for k, v in labels.items())]
-    return engine.containers.list(all=True, filters={"label": filters})
+    # A container removed between the listing and its inspection (dockyard replacing it) is skipped.
+    return engine.containers.list(all=True, filters={"label": filters}, ignore_removed=True)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:

@@ -11,6 +11,7 @@ from docker_helpers import owned_containers, wait_for
 from e2e.deploy import create_endpoint
 from e2e.models import SKLEARN_URI, iris_classifier, package
 
+from dockyard.runtime.docker_labels import INSTANCE
 from dockyard.runtime.instance_types import GIB, resources_for
 
 INSTANCE_TYPES = botocore.session.get_session().get_service_model("sagemaker").shape_for(
@@ -95,6 +96,9 @@ def test_a_container_killed_behind_dockyards_back_is_replaced(sm, rt, server, en
         return any(c.id != old.id for c in owned_containers(engine, server.state_dir, endpoint="phoenix", role="container"))
 
     wait_for(replaced, 30, "a new instance of phoenix")
+    # The engine's die event reported the exit (the periodic check would not say how it ended).
+    assert f"container(s) primary of instance {old.labels[INSTANCE]} exited with code 137 (SIGKILL); taking it " \
+           "out of rotation" in server.log()
     # The dead instance goes, sandbox and all, once its replacement serves: one instance, two containers.
     wait_for(lambda: len(owned_containers(engine, server.state_dir, endpoint="phoenix")) == 2, 30,
              "the dead instance of phoenix to be removed")

@@ -42,7 +42,7 @@ def test_a_models_memory_is_measured_from_its_containers_cgroup(server, sm, rt, 
     create_endpoint(sm, "mme-docker-memory", {"PrimaryContainer": {
         "Image": SKLEARN_URI, "Mode": "MultiModel", "ModelDataUrl": prefix.as_uri() + "/"}})
     try:
-        (container,) = [c for c in engine.containers.list(filters={"label": "io.dockyard.endpoint=mme-docker-memory"})
+        (container,) = [c for c in engine.containers.list(filters={"label": "io.dockyard.endpoint=mme-docker-memory"}, ignore_removed=True)
                         if c.labels.get("io.dockyard.multi-model") == "true"]
         # The engine on this machine: the cgroup's files answer (else the stats API would).
         assert cgroup_memory(container.id) is not None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +86,15 @@ def _is_zygote(pid: int) -> bool:
         return Path(f"/proc/{pid}/comm").read_bytes().strip() == ZYGOTE_NAME
     except OSError:
         return False
+
+
+def endpoint_stats(server: Any, endpoint: str) -> dict[str, Any]:
+    """What ``dockyard stats`` shows of ``endpoint``: its containers and (multi-model) models."""
+    with urllib.request.urlopen(f"{server.url}/_dockyard/endpoints/{endpoint}/stats", timeout=10) as resp:
+        stats: dict[str, Any] = json.load(resp)
+    return stats
+
+
+def instance_ids(server: Any, endpoint: str) -> set[str]:
+    """The ids of ``endpoint``'s running instances."""
+    return {row["instance"] for row in endpoint_stats(server, endpoint)["containers"]}

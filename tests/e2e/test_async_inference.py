@@ -307,10 +307,15 @@ def test_file_locations_as_local_extension(tmp_path, moto_url, model_data):
             time.sleep(0.2)
         assert "/etc/hostname" in failure.read_text() and "allow" in failure.read_text()
 
-        # Endpoint configs SageMaker refuses: no S3OutputPath; a serverless variant.
+        # Endpoint configs SageMaker refuses: no S3OutputPath; a serverless variant. And https://
+        # output paths, which botocore allows but dockyard does not write to.
         variant = {"VariantName": "v", "ModelName": "async-files", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}
         for name, variants, output, expected in (
             ("no-output", [variant], {}, "S3OutputPath is required"),
+            ("https-output", [variant], {"S3OutputPath": f"https://{BUCKET}.s3.amazonaws.com/out"},
+             f"S3OutputPath https://{BUCKET}.s3.amazonaws.com/out: dockyard writes asynchronous results to s3://"),
+            ("https-failure", [variant], {"S3OutputPath": out.as_uri(), "S3FailurePath": f"https://s3.amazonaws.com/{BUCKET}/f"},
+             "S3FailurePath https://"),
             ("serverless", [{"VariantName": "v", "ModelName": "async-files",
                              "ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 1}}],
              {"S3OutputPath": out.as_uri()}, "serverless"),
@@ -320,5 +325,55 @@ def test_file_locations_as_local_extension(tmp_path, moto_url, model_data):
                                           AsyncInferenceConfig={"OutputConfig": output})
             assert exc.value.response["Error"]["Code"] == "ValidationException"
             assert expected in exc.value.response["Error"]["Message"]
+    finally:
+        server.stop()
+
+
+def test_https_input_locations_name_s3_objects(tmp_path, moto_url, aws, model_data):
+    """An https:// InputLocation naming an S3 object is read through the server's S3 client (here
+    moto's, on loopback): the configured endpoint's path-style URL and AWS's own URL shapes; any
+    other https:// URL is a ValidationError and nothing is queued."""
+    s3 = aws["s3"]
+    server = start(tmp_path, moto_url)
+    try:
+        sm, rt = server.client("sagemaker"), server.client("sagemaker-runtime")
+        deploy(sm, "async-https", model_data, {"OutputConfig": {"S3OutputPath": f"s3://{BUCKET}/https-out"}})
+        endpoint = moto_url.removeprefix("http://")
+        refused = {
+            "https://example.com/async/in/x": "example.com is not an S3 endpoint",
+            f"https://{endpoint.rsplit(':', 1)[0]}:1/{BUCKET}/in/x": "is not an S3 endpoint",
+            f"https://{endpoint}/{BUCKET}/in/x?X-Amz-Signature=abc": "query string (a presigned URL?)",
+            f"https://{BUCKET}.s3.us-east-1.amazonaws.com/": "no object key",
+        }
+        for url, reason in refused.items():
+            message = validation_error(rt.invoke_endpoint_async, EndpointName="async-https", InputLocation=url)
+            assert message.startswith(f"InputLocation {url} is not an S3 object URL: ") and reason in message
+            assert f"https://{endpoint}/BUCKET/KEY on the configured S3 endpoint" in message
+        # http:// is not in botocore's pattern at all.
+        unchecked = server.client("sagemaker-runtime", parameter_validation=False)
+        assert "InputLocation" in validation_error(
+            unchecked.invoke_endpoint_async, EndpointName="async-https", InputLocation=f"http://{endpoint}/{BUCKET}/in/x")
+
+        put_input(s3, "in/my file+1.csv", b"7,8,9")
+        put_input(s3, "in/plain.csv", b"1,1,2")
+        inputs = {
+            f"https://{endpoint}/{BUCKET}/in/my%20file%2B1.csv": "7,8,9",
+            f"https://{BUCKET}.s3.us-east-1.amazonaws.com/in/plain.csv": "1,1,2",
+            f"https://s3.us-east-1.amazonaws.com/{BUCKET}/in/my+file%2B1.csv": "7,8,9",
+        }
+        accepted = {url: rt.invoke_endpoint_async(EndpointName="async-https", InputLocation=url, ContentType="text/csv")
+                    for url in inputs}
+        missing = rt.invoke_endpoint_async(EndpointName="async-https",
+                                           InputLocation=f"https://{endpoint}/{BUCKET}/in/none.csv")
+        for url, body in inputs.items():
+            assert json.loads(wait_object(s3, accepted[url]["OutputLocation"]))["echo"] == body
+        reason = wait_object(s3, missing["FailureLocation"]).decode()
+        assert f"https://{endpoint}/{BUCKET}/in/none.csv" in reason and "NoSuchKey" in reason
+        # The refused URLs were never queued: nothing is waiting and only these four outcomes exist.
+        stats = json.loads(get(server, "/_dockyard/endpoints/async-https/stats"))["backlog"]
+        assert stats["ApproximateBacklogSize"] == 0
+        listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="https-out/")["Contents"]
+        expected = {a["OutputLocation"] for a in accepted.values()} | {missing["FailureLocation"]}
+        assert {f"s3://{BUCKET}/{o['Key']}" for o in listed} == expected
     finally:
         server.stop()

@@ -10,6 +10,9 @@ import re
 import time
 import urllib.request
 
+import pytest
+from botocore.exceptions import ClientError
+
 from e2e.deploy import FAST_WAIT
 from e2e.models import SKLEARN_URI
 from e2e.test_async_inference import BUCKET, aws, model_data, moto_url, start  # noqa: F401 (fixtures)
@@ -104,5 +107,25 @@ def test_unreachable_destination_drops_and_counts_records_not_invocations(tmp_pa
             assert time.monotonic() < deadline, "dropped records were not counted"
             time.sleep(0.2)
         assert int(found.group(1)) == 3
+    finally:
+        server.stop()
+
+
+def test_https_destination_is_refused_with_the_s3_form_named(tmp_path, moto_url, aws, model_data):  # noqa: F811
+    """botocore's pattern allows an https:// DestinationS3Uri, but dockyard writes captured data to
+    s3:// and file:// only: the config is refused at once, rather than every record dropped later."""
+    server = start(tmp_path, moto_url)
+    try:
+        sm = server.client("sagemaker")
+        sm.create_model(ModelName="cap-https", ExecutionRoleArn="arn:aws:iam::123456789012:role/test",
+                        PrimaryContainer={"Image": SKLEARN_URI, "ModelDataUrl": model_data})
+        destination = f"https://{BUCKET}.s3.amazonaws.com/capture"
+        with pytest.raises(ClientError) as exc:
+            config(sm, "cap-https", "cap-https", {**CAPTURE, "DestinationS3Uri": destination})
+        assert exc.value.response["Error"]["Code"] == "ValidationException"
+        assert exc.value.response["Error"]["Message"] == (
+            f"DataCaptureConfig.DestinationS3Uri {destination}: dockyard writes captured data to s3://BUCKET/PREFIX "
+            "(or file://) locations only; give the s3:// form.")
+        assert sm.list_endpoint_configs(NameContains="cap-https")["EndpointConfigs"] == []
     finally:
         server.stop()

@@ -35,10 +35,17 @@ def output_fn(prediction, accept):
 
 def named_model(prefix: Path, relative: str, name: str) -> None:
     """``prefix/relative``: a model.tar.gz whose inference.py answers ``name``."""
-    work = prefix.parent / f"build-{name}"
+    code_model(prefix, relative, NAMED_INFERENCE, name)
+
+
+def code_model(prefix: Path, relative: str, inference_py: str, name: str | None = None) -> None:
+    """``prefix/relative``: a model.tar.gz of the iris classifier with ``inference_py`` (and
+    ``name.txt`` holding ``name``, when given)."""
+    work = prefix.parent / f"build-{name or relative}"
     work.mkdir()
-    package(work, iris_classifier(), NAMED_INFERENCE)  # fills work/model-src
-    (work / "model-src" / "name.txt").write_text(name)
+    package(work, iris_classifier(), inference_py)  # fills work/model-src
+    if name is not None:
+        (work / "model-src" / "name.txt").write_text(name)
     target = prefix / relative
     target.parent.mkdir(parents=True, exist_ok=True)
     make_model_tarball(work / "model-src", target)

@@ -20,9 +20,9 @@ from botocore.exceptions import ClientError
 from servers import Server
 
 from dockyard.artifacts.package import make_model_tarball
-from e2e.deploy import create_endpoint, delete_all, invoke_until_answered
+from e2e.deploy import create_endpoint, delete_all, endpoint_stats, instance_ids, invoke_until_answered
 from e2e.models import SKLEARN_URI, iris_classifier, package
-from e2e.test_multi_model import create_mme, error_of, invoke, invoke_at_once, named_model
+from e2e.test_multi_model import code_model, create_mme, error_of, invoke, invoke_at_once, named_model
 
 
 def _tar_gz(path: Path, *members: tuple[tarfile.TarInfo, bytes | None]) -> None:
@@ -137,15 +137,6 @@ def model_fn(model_dir):
 """
 
 
-def _stats(server: Server, endpoint: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{server.url}/_dockyard/endpoints/{endpoint}/stats", timeout=10) as resp:
-        return json.load(resp)
-
-
-def _instances(server: Server, endpoint: str) -> set[str]:
-    return {row["instance"] for row in _stats(server, endpoint)["containers"]}
-
-
 def test_a_model_that_kills_its_container_leaves_no_stale_model_behind(server: Server, sm, rt, tmp_path: Path) -> None:
     """The load that killed the container answers ModelError; the instance is replaced (until then
     only ModelError or ServiceUnavailable); the replacement loads every model afresh, and nothing
@@ -154,12 +145,11 @@ def test_a_model_that_kills_its_container_leaves_no_stale_model_behind(server: S
     prefix.mkdir()
     named_model(prefix, "a.tar.gz", "a")
     named_model(prefix, "b.tar.gz", "b")
-    package(tmp_path / "exit", iris_classifier(), EXITS_AT_LOAD)
-    make_model_tarball(tmp_path / "exit" / "model-src", prefix / "exit.tar.gz")
+    code_model(prefix, "exit.tar.gz", EXITS_AT_LOAD)
     name = create_mme(sm, "mme-crash", prefix)
     try:
         assert invoke(rt, name, "a.tar.gz") == {"model": "a", "rows": 2}
-        (dead,) = _instances(server, name)
+        (dead,) = instance_ids(server, name)
         with pytest.raises(ClientError) as info:
             invoke(rt, name, "exit.tar.gz")
         err = info.value.response
@@ -168,8 +158,8 @@ def test_a_model_that_kills_its_container_leaves_no_stale_model_behind(server: S
         body = "5.1,3.5,1.4,0.2"
         assert json.loads(invoke_until_answered(rt, name, body, TargetModel="b.tar.gz")) == {"model": "b", "rows": 1}
         assert invoke(rt, name, "a.tar.gz") == {"model": "a", "rows": 2}
-        (alive,) = _instances(server, name)
-        rows = {(row["instance"], row["model"]): row for row in _stats(server, name)["models"]}
+        (alive,) = instance_ids(server, name)
+        rows = {(row["instance"], row["model"]): row for row in endpoint_stats(server, name)["models"]}
         assert alive != dead and set(rows) == {(alive, "a.tar.gz"), (alive, "b.tar.gz")}
         assert rows[(alive, "a.tar.gz")]["loaded"] and rows[(alive, "a.tar.gz")]["misses"] == 1
     finally:
@@ -211,7 +201,7 @@ def test_a_load_queued_when_its_endpoint_is_deleted_never_starts(server: Server,
         "Environment": {"GATE": str(gate)},
     }})
     victim = create_mme(sm, "mme-victim", victim_prefix)
-    (victim_instance,) = _instances(server, victim)
+    (victim_instance,) = instance_ids(server, victim)
     answers: dict[str, Any] = {}
 
     def call(endpoint: str, target: str) -> None:
@@ -226,10 +216,10 @@ def test_a_load_queued_when_its_endpoint_is_deleted_never_starts(server: Server,
             t.start()
         # Every one asked for (each load holds its turn from then on: loads whose memory is not
         # measured yet wait inside it), and the first in model_fn.
-        _wait_for(lambda: len(_stats(server, hog)["models"]) == PARALLEL_LOADS and any(tmp_path.glob("gate.*")))
+        _wait_for(lambda: len(endpoint_stats(server, hog)["models"]) == PARALLEL_LOADS and any(tmp_path.glob("gate.*")))
         queued = threading.Thread(target=call, args=(victim, "a.tar.gz"))
         queued.start()
-        _wait_for(lambda: [m["misses"] for m in _stats(server, victim)["models"]] == [1])
+        _wait_for(lambda: [m["misses"] for m in endpoint_stats(server, victim)["models"]] == [1])
         delete_all(sm, victim)
         assert not (server.state_dir / "instances" / victim_instance).exists()
     finally:
@@ -274,7 +264,7 @@ def test_fifty_concurrent_first_requests_make_one_download_and_one_load(server: 
         assert invoke_at_once(rt, name, "cold.tar.gz", 50) == [{"model": "cold", "rows": 2}] * 50
         assert _series(server, "dockyard_model_downloading_seconds_count", name) == 1
         assert _series(server, "dockyard_model_loading_seconds_count", name) == 1
-        (row,) = _stats(server, name)["models"]
+        (row,) = endpoint_stats(server, name)["models"]
         assert row["hits"] + row["misses"] == 50 and row["loaded"]
     finally:
         delete_all(sm, name)
@@ -364,7 +354,7 @@ def test_sys_exit_or_keyboard_interrupt_in_a_models_code_fails_only_its_load_or_
     name = create_mme(sm, "mme-interrupt", prefix)
     try:
         assert invoke(rt, name, "a.tar.gz") == {"model": "a", "rows": 2}
-        (instance,) = _instances(server, name)
+        (instance,) = instance_ids(server, name)
         for target, expected in (("load-interrupt", "KeyboardInterrupt"), ("load-exit", "SystemExit: 2")):
             with pytest.raises(rt.exceptions.ModelError) as info:
                 invoke(rt, name, f"{target}.tar.gz")
@@ -376,6 +366,6 @@ def test_sys_exit_or_keyboard_interrupt_in_a_models_code_fails_only_its_load_or_
             assert info.value.response["OriginalMessage"] == "KeyboardInterrupt: "
         # The container, and the models it had, went on.
         assert invoke(rt, name, "a.tar.gz") == {"model": "a", "rows": 2}
-        assert _instances(server, name) == {instance}
+        assert instance_ids(server, name) == {instance}
     finally:
         delete_all(sm, name)

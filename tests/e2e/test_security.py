@@ -4,6 +4,7 @@ and private state — with boto3, the AWS CLI and dockyard's own CLI as the clie
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import stat
 import subprocess
@@ -27,12 +28,14 @@ from e2e.deploy import create_endpoint, delete_all
 from e2e.models import SKLEARN_URI, iris, iris_classifier, package
 
 KEY, SECRET = "AKIDDOCKYARDTEST", "the-right-secret"
+TEMP_KEY, TEMP_SECRET, TOKEN = "ASIADOCKYARDTEST", "temporary-secret", "the-session-token"
 
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("secured")
-    srv = Server(root / "state", root / "server.log", credentials={KEY: SECRET, "AKIDSECOND": "second"}).start()
+    srv = Server(root / "state", root / "server.log", credentials={KEY: SECRET, "AKIDSECOND": "second", TEMP_KEY: TEMP_SECRET},
+                 session_tokens={TEMP_KEY: TOKEN}).start()
     yield srv
     srv.stop()
 
@@ -93,6 +96,27 @@ def test_wrong_unknown_missing_and_expired_signatures_get_aws_errors_once(secure
     assert expired["Error"]["Code"] == "InvalidSignatureException"
     assert expired["Error"]["Message"].startswith("Signature expired: ")
     assert "refused" in secured.log() and "Traceback" not in secured.log()
+
+
+@pytest.mark.parametrize("service", ["sagemaker", "sagemaker-runtime"])
+def test_a_key_with_a_session_token_needs_that_token(secured: Server, service: str) -> None:
+    def call(token: str | None, key: tuple[str, str] = (TEMP_KEY, TEMP_SECRET)) -> Any:
+        client = secured.client(service, signed_by=key, session_token=token)
+        if service == "sagemaker":
+            return client.list_models()
+        return client.invoke_endpoint(EndpointName="nope", Body=b"1", ContentType="text/csv")
+
+    if service == "sagemaker":
+        assert "Models" in call(TOKEN)
+        # A key without a token in the file ignores one the client sends.
+        assert "Models" in call("anything", (KEY, SECRET))
+    else:  # past the signature check, the runtime API answers
+        assert refusal(lambda: call(TOKEN))["Error"]["Code"] == "ValidationError"
+    for token in (None, "another-token"):
+        refused = refusal(functools.partial(call, token))
+        assert (refused["Error"]["Code"], refused["Error"]["Message"]) == (
+            "UnrecognizedClientException", "The security token included in the request is invalid.")
+        assert (refused["ResponseMetadata"]["HTTPStatusCode"], refused["ResponseMetadata"]["RetryAttempts"]) == (403, 0)
 
 
 def test_metrics_and_admin_routes_need_a_signature_health_does_not(secured: Server) -> None:

@@ -184,6 +184,10 @@ def test_memory_beyond_memory_size_is_model_error(server: Server, tmp_path: Path
     assert "Container primary was stopped: its resident memory" in error["OriginalMessage"]
     # The container is replaced; the next request is answered.
     until(lambda: _answers(rt, "greedy"))
+    # DescribeEndpoint says why (the watchdog's reason, not just "killed by SIGKILL").
+    reason = server.client("sagemaker").describe_endpoint(EndpointName="greedy")["FailureReason"]
+    assert "container(s) primary of instance greedy-" in reason
+    assert "was stopped: its resident memory" in reason and "exceeded the variant's MemorySizeInMB (1024 MB)" in reason
 
 
 def _answers(rt: Any, endpoint: str) -> bool:

@@ -13,6 +13,9 @@ have room for all three.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
 import threading
 import time
 from collections import Counter
@@ -24,6 +27,7 @@ import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 from e2e.deploy import FAST_WAIT, create_endpoint, delete_all, invoke_until_answered, wait_settled
 from e2e.models import SKLEARN_URI, iris, iris_classifier, package
+from e2e.test_crash import DYING_INFERENCE
 from needs import require_ray
 from servers import Server
 
@@ -222,6 +226,30 @@ def test_a_lost_worker_s_instances_serve_again_elsewhere(cluster: Cluster, serve
     assert live_groups("spread") == []
 
 
+def test_a_container_that_crashes_on_a_node_is_model_error_then_replaced(server: Server, tmp_path: Path) -> None:
+    """A container's own exit on a node (not the node's loss): the request that crashed it answers
+    ModelError and is not sent to another instance; the actor's report replaces the instance."""
+    sm, rt = server.client("sagemaker"), server.client("sagemaker-runtime", retries={"max_attempts": 0})
+    data = package(tmp_path, iris_classifier(), DYING_INFERENCE).as_uri()
+    create_endpoint(sm, "ray-crash", {"PrimaryContainer": {"Image": SKLEARN_URI, "ModelDataUrl": data}},
+                    InstanceType="ml.c5.large", InitialInstanceCount=2)
+    try:
+        before = set(nodes_of(server, "ray-crash"))
+        with pytest.raises(ClientError) as info:
+            rt.invoke_endpoint(EndpointName="ray-crash", ContentType="text/csv", Body="-1,3.5,1.4,0.2")
+        assert info.value.response["Error"]["Code"] == "ModelError"
+        # Exactly one instance replaced: the other one never saw the request that crashed this one.
+        deadline = time.monotonic() + 120
+        while len(before & set(nodes_of(server, "ray-crash"))) != 1 or len(nodes_of(server, "ray-crash")) != 2:
+            assert time.monotonic() < deadline, "the crashed instance was not replaced"
+            time.sleep(0.2)
+        (dead,) = before - set(nodes_of(server, "ray-crash"))
+        assert f"container(s) primary of instance {dead} exited on Ray node" in server.log()
+        assert invoke_until_answered(rt, "ray-crash", "5.1,3.5,1.4,0.2").strip() == b"[0]"
+    finally:
+        delete_all(sm, "ray-crash")
+
+
 def test_a_deployment_no_node_can_hold_fails_for_capacity(server: Server, model_data: str) -> None:
     sm = server.client("sagemaker")
     create_endpoint(sm, "too-big", {"PrimaryContainer": {"Image": SKLEARN_URI, "ModelDataUrl": model_data}},
@@ -278,8 +306,6 @@ def test_docker_containers_run_on_the_node_s_engine(cluster: Cluster, model_data
                                                     tmp_path: Path) -> None:
     """--ray-containers docker: the actor runs the managed image in the node's engine (one engine
     for every node here), published on the node's address."""
-    from dockyard.runtime.docker import OWNER_LABEL
-
     s = Server(tmp_path / "state", tmp_path / "server.log",
                args=("--runtime", "ray", "--ray-address", cluster.address, "--ray-containers", "docker")).start()
     try:
@@ -289,10 +315,103 @@ def test_docker_containers_run_on_the_node_s_engine(cluster: Cluster, model_data
         [node] = nodes_of(s, "in-docker").values()
         assert any(cluster.node_id(n.name).startswith(node_id(node)) for n in cluster.nodes if n.alive())
         assert predict(rt, "in-docker") == expected()
-        owned = engine.containers.list(filters={"label": f"{OWNER_LABEL}={(tmp_path / 'state').resolve()}"})
-        assert {c.labels["io.dockyard.role"] for c in owned} == {"sandbox", "container"}
+        assert {c.labels["io.dockyard.role"] for c in owned(engine, owner_of(s))} == {"sandbox", "container"}
         delete_all(sm, "in-docker")
         assert live_groups("in-docker") == []
-        assert engine.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={(tmp_path / 'state').resolve()}"}) == []
+        assert owned(engine, owner_of(s)) == []
     finally:
         s.stop()
+
+
+def owner_of(server: Server) -> str:
+    """The owner label of a Ray server's containers: its host and state directory, unique in a cluster."""
+    return f"{socket.gethostname()}:{server.state_dir.resolve()}"
+
+
+def owned(engine: Any, owner: str, instance: str | None = None) -> list[Any]:
+    """The engine's containers (running or not) labelled with ``owner`` (and ``instance``)."""
+    labels = [f"io.dockyard.owner={owner}"] + ([f"io.dockyard.instance={instance}"] if instance else [])
+    return engine.containers.list(all=True, filters={"label": labels}, ignore_removed=True)
+
+
+def wait_gone(engine: Any, owner: str, instance: str, server: Server) -> None:
+    deadline = time.monotonic() + 60  # a hang guard, not a timing
+    while owned(engine, owner, instance):
+        assert time.monotonic() < deadline, f"instance {instance}'s containers remain; log:\n{server.log()[-3000:]}"
+        time.sleep(0.2)
+
+
+def replaced(server: Server, name: str, old: str) -> str:
+    """The id of the instance that serves ``name`` instead of ``old``, once there is one."""
+    deadline = time.monotonic() + 90
+    while True:
+        now = nodes_of(server, name)
+        if len(now) == 1 and old not in now:
+            return next(iter(now))
+        assert time.monotonic() < deadline, f"{old} not replaced: {now}; log:\n{server.log()[-3000:]}"
+        time.sleep(0.2)
+
+
+@pytest.mark.docker
+def test_docker_containers_of_a_dead_actor_or_a_killed_server_are_reaped(
+        cluster: Cluster, model_data: str, engine: Any, sklearn_image: str, tmp_path: Path) -> None:
+    """--ray-containers docker: the containers are the engine's, not the actor's children, so they
+    outlive a SIGKILLed actor (or server). The replacement's stop of the dead instance removes
+    them on their node, a restarted server removes its predecessor's, a graceful stop leaves none;
+    a container labelled with another owner is never touched, and stopping one instance leaves the
+    others' containers alone."""
+    import ray._private.state
+
+    args = ("--runtime", "ray", "--ray-address", cluster.address, "--ray-containers", "docker")
+    env = {"DOCKYARD_HEALTH_INTERVAL": "0.5", "DOCKYARD_RESTART_BACKOFF_MAX": "2"}
+    s = Server(tmp_path / "state", tmp_path / "first.log", env, args=args).start()
+    second: Server | None = None
+    foreign = None
+    try:
+        sm, rt = s.client("sagemaker"), s.client("sagemaker-runtime")
+        create_endpoint(sm, "reaped", {"PrimaryContainer": {"Image": sklearn_image, "ModelDataUrl": model_data}},
+                        InstanceType="ml.c5.large")
+        [old] = nodes_of(s, "reaped")
+        owner = owner_of(s)
+        assert {c.labels["io.dockyard.role"] for c in owned(engine, owner, old)} == {"sandbox", "container"}
+        # Another server's container, even one with the same instance label, must survive every reaping.
+        foreign = engine.containers.run(sklearn_image, entrypoint=["sleep", "infinity"], command=[], detach=True,
+                                        labels={"io.dockyard.owner": f"{owner}-elsewhere", "io.dockyard.role": "sandbox",
+                                                "io.dockyard.instance": old})
+
+        [pid] = [a["Pid"] for a in ray._private.state.actors().values() if a["Name"] == old and a["State"] == "ALIVE"]
+        os.kill(pid, signal.SIGKILL)
+        new = replaced(s, "reaped", old)
+        assert predict(rt, "reaped") == expected()
+        wait_gone(engine, owner, old, s)
+        assert {c.labels["io.dockyard.role"] for c in owned(engine, owner, new)} == {"sandbox", "container"}
+
+        # An update stops the old instance after the new one serves: only the old one's containers go.
+        sm.create_model(ModelName="reaped-2", ExecutionRoleArn="arn:aws:iam::123456789012:role/test", PrimaryContainer={
+            "Image": sklearn_image, "ModelDataUrl": model_data, "Environment": {"SECOND": "1"}})
+        sm.create_endpoint_config(EndpointConfigName="reaped-2", ProductionVariants=[{
+            "VariantName": "AllTraffic", "ModelName": "reaped-2", "InstanceType": "ml.c5.large", "InitialInstanceCount": 1}])
+        sm.update_endpoint(EndpointName="reaped", EndpointConfigName="reaped-2")
+        sm.get_waiter("endpoint_in_service").wait(EndpointName="reaped", WaiterConfig=FAST_WAIT)
+        serving = nodes_of(s, "reaped")
+        assert len(serving) == 1 and new not in serving, f"the new instance died: {serving}; log:\n{s.log()[-3000:]}"
+        [newer] = serving
+        assert predict(rt, "reaped") == expected()
+        assert {c.labels["io.dockyard.role"] for c in owned(engine, owner, newer)} == {"sandbox", "container"}
+
+        # A SIGKILLed server's actors end with its Ray job; its containers stay, until its successor starts.
+        s.proc.kill()
+        s.proc.wait()
+        second = Server(tmp_path / "state", tmp_path / "second.log", env, args=args).start()
+        assert json.loads(invoke_until_answered(second.client("sagemaker-runtime"), "reaped", ROWS)) == expected()
+        wait_gone(engine, owner, newer, second)
+        second.stop()
+        assert owned(engine, owner) == []
+        foreign.reload()
+        assert foreign.status == "running"
+    finally:
+        s.stop()
+        if second is not None:
+            second.stop()
+        if foreign is not None:
+            foreign.remove(force=True)

@@ -76,8 +76,8 @@ def routes(
 
 def readiness_route(readiness: Callable[[], dict[str, dict[str, dict[str, Any]]]]) -> web.RouteDef:
     """``GET /_dockyard/endpoints``: per endpoint and variant, ready and desired instances (what
-    ``dockyard endpoints`` shows as ``InService (0/1 ready)`` while an endpoint heals) and the
-    nodes its instances run on."""
+    ``dockyard endpoints`` shows as ``InService (0/1 ready)`` while an endpoint heals), the
+    nodes its instances run on, and when and how its last replaced instance ended (or null)."""
 
     async def endpoints(_: web.Request) -> web.Response:
         return web.json_response({"endpoints": readiness()})

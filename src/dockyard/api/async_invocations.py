@@ -19,13 +19,14 @@ from dockyard.asyncinference.queue import AsyncInference
 
 _PREFIX = "X-Amzn-SageMaker-"
 # header (after the prefix) → (max length, whole-value pattern or None); botocore's model, with
-# file:// input as dockyard's local extension and https:// input left out (not read here).
+# file:// input as dockyard's local extension. An https:// input must also name an S3 object
+# (asyncinference/object_urls.py), checked when the queue accepts it.
 _STRINGS: dict[str, tuple[int, str | None]] = {
     "Content-Type": (1024, r"[\x00-\x7f]*"),
     "Accept": (1024, r"[\x00-\x7f]*"),
     "Custom-Attributes": (1024, r"[\x00-\x7f]*"),
     "Inference-Id": (64, r"\S[\x20-\x7e]*"),
-    "InputLocation": (1024, r"(s3://([^/]+)/?(.*)|file://.+)"),
+    "InputLocation": (1024, r"((https|s3)://([^/]+)/?(.*)|file://.+)"),
     "S3OutputPathExtension": (512, r"(?!s3:|https:)(?!.*(^|/)\.\.(/|$))[a-zA-Z0-9!_.*'()/-]+"),
     "Filename": (32, r"(?!.*\..*\.)[a-zA-Z0-9][a-zA-Z0-9-_\.]*"),
 }

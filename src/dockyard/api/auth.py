@@ -4,11 +4,17 @@ The expected signature is computed with botocore's own signer (``SigV4Auth``: ca
 string to sign, signing key) over the request as it arrived — the client's signed headers, its
 date and its credential scope — and compared in constant time. Answers are what AWS answers, all
 403 (never retried by boto3): no ``Authorization`` → ``MissingAuthenticationTokenException``,
-unknown key → ``UnrecognizedClientException``, wrong signature or a date outside the 5-minute
-window → ``InvalidSignatureException``.
+unknown key, or a key with a session token signed without that token (``X-Amz-Security-Token``)
+→ ``UnrecognizedClientException``, wrong signature or a date outside the 5-minute window →
+``InvalidSignatureException``.
 
 The credentials file is an INI file like ``~/.aws/credentials``: each section holds one
-``aws_access_key_id`` and ``aws_secret_access_key``; the section names are free.
+``aws_access_key_id`` and ``aws_secret_access_key``, and optionally an ``aws_session_token``;
+the section names are free.
+
+A request without ``Authorization`` may instead be authorized by the console's sign-in session
+(``console/signin.py``), which the middleware is handed as ``session``: this module knows nothing
+of cookies, and a request that carries a signature is always judged by its signature.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ import hashlib
 import hmac
 import logging
 import re
-from collections.abc import Mapping
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
@@ -47,15 +55,26 @@ OPEN_PATHS = frozenset({"/_dockyard/health"})
 _ALGORITHM = "AWS4-HMAC-SHA256"
 _DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 _STAMP = re.compile(r"\d{8}T\d{6}Z")
+_INVALID_TOKEN = "The security token included in the request is invalid."
 _BAD_SIGNATURE = (
     "The request signature we calculated does not match the signature you provided. Check your AWS "
     "Secret Access Key and signing method. Consult the service documentation for details."
 )
 
 
-def load_credentials(path: Path) -> dict[str, str]:
-    """access key id → secret, from an INI file of ``aws_access_key_id``/``aws_secret_access_key``
-    sections. A file that cannot be used is a ``ValueError`` naming the problem."""
+@dataclass(frozen=True)
+class Credential:
+    """One section of the credentials file: the secret of an access key id, and the session token
+    that must come with every request it signs (temporary credentials), if it has one."""
+
+    secret: str
+    session_token: str | None = None
+
+
+def load_credentials(path: Path) -> dict[str, Credential]:
+    """access key id → its credential, from an INI file of ``aws_access_key_id``/``aws_secret_access_key``
+    (and optional ``aws_session_token``) sections. A file that cannot be used is a ``ValueError``
+    naming the problem."""
     parser = configparser.ConfigParser(interpolation=None)
     try:
         parser.read_string(path.read_text(), source=str(path))
@@ -67,10 +86,26 @@ def load_credentials(path: Path) -> dict[str, str]:
         akid, secret = section.get("aws_access_key_id"), section.get("aws_secret_access_key")
         if not akid or not secret:
             raise ValueError(f"credentials file {path}: section [{name}] needs aws_access_key_id and aws_secret_access_key")
-        keys[akid.strip()] = secret.strip()
+        token = section.get("aws_session_token", "").strip() or None
+        keys[akid.strip()] = Credential(secret.strip(), token)
     if not keys:
         raise ValueError(f"credentials file {path} holds no [section] with aws_access_key_id and aws_secret_access_key")
     return keys
+
+
+def same(given: str, expected: str) -> bool:
+    """Whether two secrets are equal, compared in constant time."""
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def authenticate(keys: Mapping[str, Credential], akid: str, secret: str, session_token: str = "") -> bool:
+    """Whether ``secret`` (and the session token, for a key that has one) is that of ``akid``,
+    in constant time: an unknown key costs the same comparison, so timing tells no key apart."""
+    credential = keys.get(akid)
+    expected = credential or Credential(secrets.token_urlsafe(32))
+    secret_ok = same(secret, expected.secret)
+    token_ok = same(session_token, expected.session_token or "") if expected.session_token else True
+    return credential is not None and secret_ok and token_ok
 
 
 def _error(code: str, message: str, status: int = 403) -> errors.AwsError:
@@ -127,7 +162,7 @@ def verify(
     raw_path: str,
     headers: CIMultiDictProxy[str],
     body_sha256: str | None,
-    keys: Mapping[str, str],
+    keys: Mapping[str, Credential],
     now: dt.datetime,
 ) -> str:
     """The access key id that signed this request, or an ``AwsError`` saying what AWS would say.
@@ -142,9 +177,13 @@ def verify(
     if len(scope) != 5:
         raise _error("IncompleteSignatureException", f"Credential should have 5 parts separated by '/': {fields['Credential']}", 400)
     akid, day, region, service, terminator = scope
-    secret = keys.get(akid)
-    if secret is None:
-        raise _error("UnrecognizedClientException", "The security token included in the request is invalid.")
+    credential = keys.get(akid)
+    if credential is None:
+        raise _error("UnrecognizedClientException", _INVALID_TOKEN)
+    # Temporary credentials: the key is only valid together with its token (AWS's answer to a
+    # missing or wrong one is the unknown key's).
+    if credential.session_token is not None and not same(headers.get("X-Amz-Security-Token", ""), credential.session_token):
+        raise _error("UnrecognizedClientException", _INVALID_TOKEN)
     stamp = headers.get("X-Amz-Date", "")
     signed_at = _parse_stamp(stamp)
     if signed_at < now - MAX_SKEW:
@@ -170,7 +209,7 @@ def verify(
             signed[name] = value
     request = AWSRequest(method=method, url=f"http://{headers.get('Host', '')}{raw_path}", headers=signed)
     request.context["timestamp"] = stamp
-    signer = _Verifier(Credentials(akid, secret), service, region, body_sha256)
+    signer = _Verifier(Credentials(akid, credential.secret), service, region, body_sha256)
     canonical = signer.canonical_request(request)
     expected = signer.signature(signer.string_to_sign(request, canonical), request)
     if not hmac.compare_digest(expected, fields["Signature"]):
@@ -178,8 +217,13 @@ def verify(
     return akid
 
 
-def middleware(keys: Mapping[str, str], max_payload: int, open_paths: frozenset[str] = OPEN_PATHS) -> Middleware:
+def middleware(keys: Mapping[str, Credential], max_payload: int, open_paths: frozenset[str] = OPEN_PATHS,
+               session: Callable[[web.Request], bool] | None = None) -> Middleware:
     """An aiohttp middleware that refuses (403) any request not signed by one of ``keys``.
+
+    ``session``, if given, is asked first about a request without ``Authorization``: True lets it
+    through unsigned (the console's signed-in browser), False leaves it to the signature check,
+    and it raises its own refusal for a console request it will not let through.
 
     The signature covers the body's SHA-256, so the body is read here — once, capped as its
     handler caps it — and kept under ``VERIFIED_BODY`` for the handler. A body declared larger
@@ -190,6 +234,8 @@ def middleware(keys: Mapping[str, str], max_payload: int, open_paths: frozenset[
     @web.middleware
     async def sigv4(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in open_paths:
+            return await handler(request)
+        if session is not None and "Authorization" not in request.headers and session(request):
             return await handler(request)
         if is_control_plane(request):
             limit, too_large = MAX_REQUEST_BYTES, errors.request_too_large

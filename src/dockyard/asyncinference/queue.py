@@ -33,6 +33,7 @@ from dockyard.asyncinference import notify
 from dockyard.asyncinference.requests import AsyncConfig, AsyncRequest
 from dockyard.asyncinference.storage import Storage, StorageError
 from dockyard.control.store import Store
+from dockyard.doorbell import rung
 from dockyard.gateway.invocation import WHOLE_BODY, Invocation
 from dockyard.gateway.proxy import Gateway
 from dockyard.gateway.routing import InstanceRoute, VariantRoute
@@ -74,6 +75,11 @@ class AsyncInference:
 
     async def accept(self, endpoint: str, input_location: str, **fields: Any) -> AsyncRequest:
         """Record a new request durably and queue it; ``fields`` are ``AsyncRequest.accept_now``'s."""
+        try:
+            # Only an https:// URL needs the S3 client (its endpoint), made here on first use.
+            await asyncio.to_thread(self._storage.locate, input_location)
+        except StorageError as exc:
+            raise errors.runtime_validation(f"InputLocation {exc}") from None
         route = self._gateway.table.get(endpoint.lower())
         if route is None:
             raise errors.runtime_validation(f"Endpoint {endpoint} of account {self._account_id} not found.")
@@ -148,10 +154,7 @@ class AsyncInference:
                 await self._store.run(self.refresh)
                 refreshed = time.monotonic()
             self._dispatch()
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._poll)
-            except asyncio.TimeoutError:
-                pass
+            await rung(self._wake, self._poll)
 
     def _dispatch(self) -> None:
         now = time.time()

@@ -1,5 +1,6 @@
 """Where asynchronous requests and data capture read and write: ``s3://`` through boto3 (any
-S3-compatible store via ``AWS_ENDPOINT_URL_S3``) and, as dockyard's local extension, ``file://``
+S3-compatible store via ``AWS_ENDPOINT_URL_S3``), an ``https://`` S3 object URL as the bucket and
+key it names (``object_urls.py``; same client), and, as dockyard's local extension, ``file://``
 under the server's allowed local roots (``artifacts/policy.py``).
 
 Every call here is blocking; callers run them in a thread. Objects are read in chunks and written
@@ -22,6 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from dockyard.artifacts.aws_clients import LazyClient
 from dockyard.artifacts.errors import ArtifactError
 from dockyard.artifacts.policy import check_local_path
+from dockyard.asyncinference.object_urls import NotAnObjectUrl, s3_object
 
 CHUNK = 1 << 20
 
@@ -61,6 +63,17 @@ class Storage:
     def _s3(self) -> Any:
         return self._clients.get(self._region)
 
+    def locate(self, uri: str) -> Location:
+        """What ``uri`` names; ``StorageError`` when it names nothing this storage reads or writes
+        (an ``https://`` URL that is not an S3 object URL, say)."""
+        if urllib.parse.urlsplit(uri).scheme.lower() != "https":
+            return Location.parse(uri)
+        try:
+            bucket, key = s3_object(uri, self._s3().meta.endpoint_url)
+        except NotAnObjectUrl as exc:
+            raise StorageError(str(exc)) from None
+        return Location(uri, bucket, key)
+
     def _local(self, loc: Location) -> Path:
         assert loc.path is not None
         try:
@@ -69,7 +82,7 @@ class Storage:
             raise StorageError(str(exc)) from None
 
     def exists(self, uri: str) -> bool:
-        loc = Location.parse(uri)
+        loc = self.locate(uri)
         if loc.path is not None:
             return self._local(loc).exists()
         try:
@@ -85,7 +98,7 @@ class Storage:
     def read(self, uri: str) -> Iterator[bytes]:
         """The object's bytes chunk by chunk; ``StorageError`` (before the first chunk) when it
         is missing or unreadable."""
-        loc = Location.parse(uri)
+        loc = self.locate(uri)
         if loc.path is not None:
             path = self._local(loc)
             try:
@@ -100,7 +113,7 @@ class Storage:
         return _chunks(body)
 
     def write_file(self, uri: str, source: Path, content_type: str | None = None) -> None:
-        loc = Location.parse(uri)
+        loc = self.locate(uri)
         if loc.path is not None:
             path = self._local(loc)
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -53,8 +53,9 @@ def main() -> None:
               help=f"--runtime ray: how a node runs an instance's containers.  [env var: {env_name('ray_containers')}; "
                    "default: process]")
 @click.option("--credentials", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="INI file of [sections] with aws_access_key_id and aws_secret_access_key (like ~/.aws/credentials): "
-                   f"every request must be SigV4-signed with one of them.  [env var: {env_name('credentials')}]")
+              help="INI file of [sections] with aws_access_key_id and aws_secret_access_key, and optionally "
+                   "aws_session_token (like ~/.aws/credentials): every request must be SigV4-signed with one of them; the console signs in "
+                   f"with one.  [env var: {env_name('credentials')}]")
 @click.option("--insecure-no-auth", is_flag=True, default=None,
               help=f"Allow a non-loopback --host without --credentials.  [env var: {env_name('insecure_no_auth')}]")
 @click.option("--tls-cert", type=click.Path(path_type=Path, dir_okay=False), default=None,
@@ -108,7 +109,7 @@ def demo(url: str, keep: bool) -> None:
 def endpoints(url: str) -> None:
     """List endpoints with their status."""
     sm, _ = sagemaker_clients(url, retries=False)
-    table = _table("Name", "Status", "Nodes", "Created", "Last modified")
+    table = _table("Name", "Status", "Nodes", "Created", "Last modified", "Last exit")
     with talking_to(url):
         readiness = get_json(url, "/_dockyard/endpoints")["endpoints"]
         for page in sm.get_paginator("list_endpoints").paginate():
@@ -116,7 +117,7 @@ def endpoints(url: str) -> None:
                 variants = readiness.get(ep["EndpointName"], {})
                 table.add_row(
                     ep["EndpointName"], _status(ep["EndpointStatus"], variants), _nodes(variants),
-                    _time(ep["CreationTime"]), _time(ep["LastModifiedTime"]),
+                    _time(ep["CreationTime"]), _time(ep["LastModifiedTime"]), _last_exit(variants),
                 )
     console.print(table)
 
@@ -217,6 +218,11 @@ def _status(status: str, variants: dict[str, dict[str, int]]) -> str:
         return f"[yellow]InService ({ready}/{desired} ready)[/]"
     colour = {"InService": "green", "Failed": "red"}.get(status, "yellow")
     return f"[{colour}]{status}[/]"
+
+
+def _last_exit(variants: dict[str, dict[str, Any]]) -> str:
+    """The latest of the variants' last replaced instances: when and how its container ended."""
+    return max((v["last_exit"] for v in variants.values() if v.get("last_exit")), default="-")
 
 
 def _nodes(variants: dict[str, dict[str, Any]]) -> str:

@@ -36,6 +36,7 @@ from dockyard.console import traffic, views
 from dockyard.console.logs import LogFollower
 from dockyard.control.status import EndpointStatus
 from dockyard.control.store import Endpoint
+from dockyard.doorbell import rung
 from dockyard.gateway.routing import RoutingTable
 from dockyard.runtime.base import ContainerStats, RunningInstance
 
@@ -47,6 +48,9 @@ TABLE_CHECK = 0.1
 TAIL_LINES = 200
 # A page this many messages behind is disconnected (its EventSource reconnects and starts afresh).
 MAX_BACKLOG = 500
+STILL_ALLOWED = "dockyard.console.still_allowed"
+"""Request key: what let the request in may leave a callable here that says whether it still
+would (a console session that can expire or sign out); the stream ends once it says no."""
 
 
 @dataclass(frozen=True)
@@ -120,12 +124,8 @@ class LiveChannel:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._interval
         while (left := deadline - loop.time()) > 0:
-            try:
-                await asyncio.wait_for(self._wake.wait(), min(left, TABLE_CHECK))
+            if await rung(self._wake, min(left, TABLE_CHECK)) or self.sources.routing() is not self._table:
                 return
-            except asyncio.TimeoutError:
-                if self.sources.routing() is not self._table:
-                    return
 
     async def _tick(self) -> None:
         table = self.sources.routing()
@@ -278,6 +278,7 @@ class LiveChannel:
     async def stream(self, request: web.Request) -> web.StreamResponse:
         """GET /_dockyard/console/events[?endpoint=NAME]: the live channel of one page."""
         endpoint = request.query.get("endpoint") or None
+        allowed: Callable[[], bool] = request.get(STILL_ALLOWED, lambda: True)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
         sub = Subscriber(endpoint.lower() if endpoint else None)
@@ -286,7 +287,8 @@ class LiveChannel:
         try:
             # Reconnect after 1 s when the connection drops (the browser's default is 3 s).
             await response.write(b"retry: 1000\n\n")
-            while (data := await sub.queue.get()) is not None:
+            # Messages come at least every second (traffic), so an ended session is noticed in time.
+            while (data := await sub.queue.get()) is not None and allowed():
                 await response.write(data)
         except ConnectionResetError:
             pass  # the page was closed

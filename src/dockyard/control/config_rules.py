@@ -1,7 +1,8 @@
-"""Consistency rules beyond botocore's shapes: CreateEndpointConfig's variants name existing
-models, have unique names, are either instance-based or serverless, and a serverless variant's
-memory is one of SageMaker's 1 GB steps and its ProvisionedConcurrency at most its MaxConcurrency;
-UpdateEndpointWeightsAndCapacities names each variant once."""
+"""Consistency rules beyond botocore's shapes: CreateEndpointConfig's asynchronous results go to
+an s3:// (or file://) S3OutputPath, captured data to an s3:// (or file://) destination, its variants name existing models, have unique names, are
+either instance-based or serverless, and a serverless variant's memory is one of SageMaker's 1 GB
+steps and its ProvisionedConcurrency at most its MaxConcurrency; UpdateEndpointWeightsAndCapacities
+names each variant once."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ SERVERLESS_MEMORY_SIZES = tuple(range(1024, 6144 + 1, 1024))
 
 
 def check_endpoint_config(params: dict[str, Any], get_model: Callable[[str], object]) -> None:
-    if "AsyncInferenceConfig" in params and not params["AsyncInferenceConfig"]["OutputConfig"].get("S3OutputPath"):
-        # Where results go: SageMaker requires it although the service model does not.
-        raise errors.validation("AsyncInferenceConfig.OutputConfig.S3OutputPath is required.")
+    if "AsyncInferenceConfig" in params:
+        _check_async_output(params["AsyncInferenceConfig"]["OutputConfig"])
+    if "DataCaptureConfig" in params:
+        _check_written_location("DataCaptureConfig.DestinationS3Uri", params["DataCaptureConfig"]["DestinationS3Uri"],
+                                "captured data")
     seen: set[str] = set()
     for variant in params["ProductionVariants"]:
         name = variant["VariantName"]
@@ -77,3 +80,22 @@ def check_desired_weights(desired: list[dict[str, Any]]) -> None:
         if name in seen:
             raise errors.validation(f"The variant {name} is named more than once in DesiredWeightsAndCapacities.")
         seen.add(name)
+
+
+def _check_async_output(output: dict[str, Any]) -> None:
+    if not output.get("S3OutputPath"):
+        # Where results go: SageMaker requires it although the service model does not.
+        raise errors.validation("AsyncInferenceConfig.OutputConfig.S3OutputPath is required.")
+    for field in ("S3OutputPath", "S3FailurePath"):
+        if field in output:
+            _check_written_location(f"AsyncInferenceConfig.OutputConfig.{field}", output[field], "asynchronous results")
+
+
+def _check_written_location(field: str, location: str, what: str) -> None:
+    # botocore's patterns allow https://, but dockyard writes to s3:// and file:// locations only
+    # (an https:// one would fail at every write, long after the config was accepted).
+    if location.startswith("https://"):
+        raise errors.validation(
+            f"{field} {location}: dockyard writes {what} to s3://BUCKET/PREFIX (or file://) locations only; "
+            "give the s3:// form."
+        )

@@ -4,8 +4,10 @@ One loop handles everything: a new endpoint (Creating → InService | Failed), a
 (Updating → InService, blue/green, rolled back on failure), a delete (Deleting → gone), a
 server restart (InService endpoints with nothing running yet) and crashed containers (their
 instances are replaced) are all "heal": start what is missing, with backoff (``healing``). It
-wakes when the control plane rings, when its own work finishes, when a backoff ends, and every
-``health_interval`` seconds to look for dead containers. Work runs as one task per endpoint.
+wakes when the control plane rings, when its own work finishes, when a backoff ends, when the
+runtime reports a container's exit (``exited``: the instance leaves the routes at once), and every
+``health_interval`` seconds to look for dead containers the runtime could not report. Work runs as
+one task per endpoint.
 
 After every change it hands the gateway what runs (``RouteBuilder.publish``); an instance an
 update leaves out is stopped once the gateway has answered what it was already sending there
@@ -19,6 +21,7 @@ import asyncio
 import functools
 import logging
 import shutil
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,8 +33,9 @@ from dockyard.control.provision import Provisioner, plan_digest
 from dockyard.control.scaling import IdleScaler
 from dockyard.control.status import EndpointStatus
 from dockyard.control.store import Endpoint, EndpointSummary, Store
+from dockyard.doorbell import rung
 from dockyard.gateway.routing import RouteBuilder, VariantDeployment
-from dockyard.runtime.base import InstanceStartError, RunningInstance, Runtime
+from dockyard.runtime.base import InstanceExit, InstanceStartError, RunningInstance, Runtime, note_in_log
 
 log = logging.getLogger(__name__)
 MAX_FAILURE_REASON = 1024
@@ -95,6 +99,10 @@ class Reconciler:
         # Serverless variants scaled to zero and when to do so (``scaling.py``).
         self._idle = idle or IdleScaler(lambda endpoint, variant: None, float("inf"))
         self._drain = drain or _nothing_in_flight
+        # Exits the runtime reported, by instance id, until healing replaces the instance.
+        self._exits: dict[str, InstanceExit] = {}
+        # (endpoint in lower case, variant) → when and how its last replaced instance ended.
+        self._last_exits: dict[tuple[str, str], str] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -142,6 +150,22 @@ class Reconciler:
             self._healing.pop(endpoint.lower(), None)
         self.poke()
 
+    def exited(self, event: InstanceExit) -> None:
+        """The runtime's news that containers of an instance died: it leaves the routes now (new
+        requests go to the other instances, or answer 503), and healing replaces it."""
+        spec = event.instance.spec
+        if spec.instance_id in self._exits:  # told already (a sandbox and its containers)
+            return
+        self._exits[spec.instance_id] = event
+        log.warning("endpoint %s: container(s) %s of instance %s %s; taking it out of rotation", spec.endpoint,
+                    ", ".join(event.hostnames), spec.instance_id, event.what)
+        self._routes.withdraw(spec.endpoint, spec.instance_id, lost=event.host_lost)
+        self.poke()
+
+    def last_exit(self, endpoint: str, variant: str) -> str | None:
+        """When and how the variant's last replaced instance ended (``dockyard endpoints``)."""
+        return self._last_exits.get((endpoint.lower(), variant))
+
     def running(self, endpoint: str) -> list[RunningInstance]:
         return [i for v in self._running.get(endpoint.lower(), {}).values() for i in v.instances]
 
@@ -153,10 +177,7 @@ class Reconciler:
         while True:
             self._wake.clear()
             await self._pass()
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._interval)
-            except asyncio.TimeoutError:
-                pass
+            await rung(self._wake, self._interval)
 
     async def _adopt(self, instances: list[RunningInstance]) -> set[str]:
         """Take over the instances a killed server left running (docker runtime) that an InService
@@ -302,34 +323,61 @@ class Reconciler:
                 return
             self._running[key] = {p.name: RunningVariant(p) for p in ep.deployment.plans}
         running = self._running[key]
-        dead = []
-        for variant in running.values():
-            for instance in list(variant.instances):
-                if exited := self._runtime.dead_containers(instance):
-                    log.warning("endpoint %s: container(s) %s of instance %s exited; replacing the instance",
-                                name, ", ".join(exited), instance.spec.instance_id)
-                    variant.instances.remove(instance)
-                    dead.append(instance)
-        if dead:
-            self._publish(name, Status.IN_SERVICE, running, lost=[i.spec.instance_id for i in dead])
+        dead, news = self._take_out_dead(name, running)
         backoff, loop = self._backoff(key), asyncio.get_running_loop()
-        missing = [v.plan for v in running.values() for _ in range(self._idle.wanted(key, v.plan) - len(v.instances))]
-        if missing and backoff.next_try() <= loop.time():
-            # Replacements start before the dead instances stop, so that nothing of the new ones
-            # (a port, a network) can collide with what the old ones are releasing.
-            try:
-                started, error = await self._start_instances(name, missing)
-            finally:
-                backoff.attempted(loop.time())
-            for plan, instance in started:
-                running[plan.name].instances.append(instance)
-            self._publish(name, Status.IN_SERVICE, running)
+        try:
+            if news:
+                # DescribeEndpoint says what happened (though the endpoint stays InService), from
+                # before the replacement serves; a replacement that fails says so instead.
+                when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                await self._set(name, Status.IN_SERVICE, failure_reason=f"Instance replaced ({when}): {'; '.join(news)}.")
+            missing = [v.plan for v in running.values() for _ in range(self._idle.wanted(key, v.plan) - len(v.instances))]
+            error = None
+            if missing and backoff.next_try() <= loop.time():
+                # Replacements start before the dead instances stop, so that nothing of the new ones
+                # (a port, a network) can collide with what the old ones are releasing.
+                try:
+                    started, error = await self._start_instances(name, missing)
+                finally:
+                    backoff.attempted(loop.time())
+                for plan, instance in started:
+                    running[plan.name].instances.append(instance)
+                self._publish(name, Status.IN_SERVICE, running)
             if error is not None:
                 log.error("endpoint %s: replacing an instance failed; retrying with backoff: %s", name, error)
                 await self._set(name, Status.IN_SERVICE, failure_reason=f"Replacing an instance failed: {error}")
-        await self._stop(dead)
+        finally:
+            # Also when cancelled (a delete): out of ``running``, nothing else would stop them.
+            await self._stop(dead)
         if any(len(v.instances) < self._idle.wanted(key, v.plan) for v in running.values()):
             loop.call_later(max(backoff.next_try() - loop.time(), 0.0), self.poke)
+
+    def _take_out_dead(self, name: str, running: Running) -> tuple[list[RunningInstance], list[str]]:
+        """Remove the instances with dead containers from ``running`` and the routes, saying so in
+        the server's log and the containers' own; the instances, and what happened to each."""
+        dead, lost, news = [], [], []
+        for variant in running.values():
+            for instance in list(variant.instances):
+                if exited := self._runtime.dead_containers(instance):
+                    event = self._exits.pop(instance.spec.instance_id, None)
+                    what = f"container(s) {', '.join(exited)} of instance {instance.spec.instance_id} " + (
+                        event.what if event is not None else "exited")
+                    log.warning("endpoint %s: %s; replacing the instance", name, what)
+                    for container in instance.containers:
+                        if container.hostname in exited:
+                            note_in_log(container, f"{what}; dockyard replaces the instance")
+                    variant.instances.remove(instance)
+                    dead.append(instance)
+                    news.append(what)
+                    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                    self._last_exits[(name.lower(), variant.plan.name)] = f"{when} {what}"
+                    # In flight there, requests are never answered when the host went away (or,
+                    # unreported, may have); a container's own exit ends its connections itself.
+                    if event is None or event.host_lost:
+                        lost.append(instance.spec.instance_id)
+        if dead:
+            self._publish(name, Status.IN_SERVICE, running, lost=lost)
+        return dead, news
 
     async def _scale_to_zero(self, name: str, variants: list[str]) -> None:
         """Stop the instances of serverless variants idle for long enough (checked again here,
@@ -349,6 +397,8 @@ class Reconciler:
         await self._stop_all(name, None)
         self._healing.pop(name.lower(), None)
         self._idle.forget(name.lower())
+        for key in [k for k in self._last_exits if k[0] == name.lower()]:
+            del self._last_exits[key]
         await asyncio.to_thread(shutil.rmtree, self._provisioner.log_dir(name), ignore_errors=True)
         await self._store.run(self._store.delete_endpoint, name)
 
@@ -418,6 +468,8 @@ class Reconciler:
             raise
 
     async def _stop(self, instances: list[RunningInstance]) -> None:
+        for instance in instances:
+            self._exits.pop(instance.spec.instance_id, None)
         await asyncio.gather(*(self._runtime.stop_instance(i) for i in instances))
 
     # --- routing -----------------------------------------------------------------------------
@@ -430,7 +482,9 @@ class Reconciler:
                 mode=v.plan.mode,
                 hostnames=tuple(c.hostname for c in v.plan.containers),
                 desired_instances=self._idle.wanted(endpoint.lower(), v.plan),
-                instances={i.spec.instance_id: {c.hostname: c.url for c in i.containers} for i in v.instances},
+                # Never one with a dead container, whichever work publishes before healing replaces it.
+                instances={i.spec.instance_id: {c.hostname: c.url for c in i.containers} for i in v.instances
+                           if not self._runtime.dead_containers(i)},
                 multi_model=multimodel.route(v.plan, v.instances),
                 max_concurrency=v.plan.serverless.max_concurrency if v.plan.serverless else None,
             )

@@ -9,7 +9,10 @@ on the instance. Until one growth is measured, loads run one at a time, so that 
 measured alone. A load's growth (memory after − before) is kept only when nothing else loaded or
 unloaded on the instance in between (that would be counted too). A reservation lasts until the
 reading after its load, so a model's memory is counted at every moment: in the reading, in the
-reservation, or in both (never less).
+reservation, or in both (never less) — and a reading still counts the reservations that ended
+while it was taken (their model may have been loaded just after it). When every loaded model is
+in use and something else will free memory (a load in flight settles, an unload ends, an
+invocation ends), a load waits for that rather than going over the budget.
 """
 
 from __future__ import annotations
@@ -25,10 +28,11 @@ log = logging.getLogger(__name__)
 # Loading stops short of the instance's memory by this fraction: room for requests in flight.
 MEMORY_HEADROOM = 0.9
 
-# Reads the container's memory now (None: unknown); unloads the least recently used model (False:
-# nothing is loaded).
+# Reads the container's memory now (None: unknown); unloads the least recently used model not in
+# use (False: there is none); whether a loaded model is in use (free once its invocations end).
 Reader = Callable[[], Awaitable[int | None]]
 Evict = Callable[[], Awaitable[bool]]
+Busy = Callable[[], bool]
 
 
 @dataclass
@@ -59,13 +63,16 @@ class MemoryBudget:
         self._unloads = 0  # in flight
         self._tokens = itertools.count()
         self._first = asyncio.Lock()
+        # Set (and replaced) whenever memory may have become free: loads waiting for room look again.
+        self._room = asyncio.Event()
 
     def estimate(self, target: str) -> int | None:
         """What loading ``target`` will add: its own growth, else the largest measured here."""
         return self.measured.get(target, max(self.measured.values(), default=None))
 
-    async def admit(self, target: str, read: Reader, evict: Evict) -> Lease:
-        """Make room for ``target`` (unloading least recently used models) and reserve it."""
+    async def admit(self, target: str, read: Reader, evict: Evict, busy: Busy) -> Lease:
+        """Make room for ``target`` (unloading least recently used models, or waiting for one to
+        be free) and reserve it."""
         token = next(self._tokens)
         if self.limit is None:
             return Lease(target, token, None, self.changes)
@@ -77,22 +84,42 @@ class MemoryBudget:
                 self._first.release()
         try:
             expected = self.estimate(target) or 0
-            resident = await read()
-            while resident is not None and resident + sum(self.reserved.values()) + expected > self.limit:
-                log.info("container near its memory (%d + %d reserved + %d of %d bytes): unloading one",
-                         resident, sum(self.reserved.values()), expected, self.limit)
-                if not await evict():
+            while True:
+                room = self._room  # whatever frees memory from now on wakes this load
+                resident, reserved, alone = await self._reading(read)
+                if resident is None or resident + reserved + expected <= self.limit:
                     break
-                resident = await read()
+                log.info("container near its memory (%d + %d reserved + %d of %d bytes): unloading one",
+                         resident, reserved, expected, self.limit)
+                if await evict():
+                    continue
+                if not (self.reserved or self._unloads or busy()):
+                    break  # nothing will free memory: the load goes ahead (a 507 unloads, or it fails)
+                log.info("every loaded model is in use: %s waits for room", target)
+                await room.wait()
         except BaseException:
             if first:
                 self._first.release()
             raise
-        # Measured alone: no other load is in flight now, and none starts or unloads until after.
-        alone = not self.reserved
         self.changes += 1
         self.reserved[token] = expected
+        # Measured alone: no other load is in flight now, and none starts or unloads until after.
         return Lease(target, token, resident if alone else None, self.changes, first)
+
+    async def _reading(self, read: Reader) -> tuple[int | None, int, bool]:
+        """The container's memory now, the bytes reserved beside it, and whether no load was in
+        flight. A reservation that ends while the reading is taken still counts: its model may
+        have been loaded after the container was read."""
+        held = dict(self.reserved)
+        resident = await read()
+        held.update(self.reserved)
+        return resident, sum(held.values()), not held
+
+    def freed(self) -> None:
+        """Memory may have become free (a reservation ended, an unload ended, a model's
+        invocations ended): loads waiting for room read the container again."""
+        self._room.set()
+        self._room = asyncio.Event()
 
     def unloading(self) -> None:
         """A model is being unloaded: a growth measured meanwhile would be short by its memory."""
@@ -102,6 +129,7 @@ class MemoryBudget:
     def unloaded(self) -> None:
         self.changes += 1
         self._unloads -= 1
+        self.freed()
 
     async def settle(self, lease: Lease, read: Reader, loaded: bool) -> None:
         """After the load of ``lease``: measure its growth if it was alone, then drop its reservation."""
@@ -114,3 +142,4 @@ class MemoryBudget:
             self.reserved.pop(lease.token, None)
             if lease.first:
                 self._first.release()
+            self.freed()

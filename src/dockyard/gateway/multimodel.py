@@ -184,7 +184,7 @@ class MultiModels:
         try:
             return await self._cold(route, models, url, target, stats)
         except BaseException:
-            _release(models.in_use, target)
+            _release(models, target)
             raise
 
     def forget(self, instance_id: str, target: str) -> None:
@@ -199,7 +199,7 @@ class MultiModels:
         models = self._instances.get(instance_id)
         if models is None:
             return
-        if not _release(models.in_use, target) and unload and target in models.loaded:
+        if not _release(models, target) and unload and target in models.loaded:
             self._later(self._unload(models, url, target))
 
     async def _cold(self, route: MultiModelRoute, models: InstanceModels, url: str, target: str,
@@ -262,7 +262,7 @@ class MultiModels:
             lease = await self._admit(models, url, target)
             try:
                 start = time.perf_counter()
-                await self._post_model(models, url, name, f"{models.container_dir}/{name}")
+                await self._post_model(models, url, target, f"{models.container_dir}/{name}")
                 self.metrics.loading.labels(models.endpoint).observe(time.perf_counter() - start)
             except BaseException:
                 await models.memory.settle(lease, self._reader(models), loaded=False)
@@ -280,7 +280,8 @@ class MultiModels:
         return read
 
     async def _admit(self, models: InstanceModels, url: str, target: str) -> Lease:
-        """Room for one more model in the instance's memory, least recently used ones unloaded."""
+        """Room for one more model in the instance's memory, least recently used ones unloaded (or,
+        all in use, the load waits until one is free)."""
 
         async def evict() -> bool:
             victim = _victim(models)
@@ -289,7 +290,10 @@ class MultiModels:
             await self._unload(models, url, victim)
             return True
 
-        return await models.memory.admit(target, self._reader(models), evict)
+        def busy() -> bool:
+            return any(t in models.in_use for t in models.loaded)
+
+        return await models.memory.admit(target, self._reader(models), evict, busy)
 
     def _unload(self, models: InstanceModels, url: str, target: str) -> asyncio.Task[None]:
         """Unload ``target``: out of ``loaded`` at once, the container told by the task returned."""
@@ -335,12 +339,23 @@ class MultiModels:
                 del models.unpacked[target]
                 shutil.rmtree(models.host_dir / model_name(target), ignore_errors=True)
 
-    async def _post_model(self, models: InstanceModels, url: str, name: str, path: str) -> None:
+    async def _post_model(self, models: InstanceModels, url: str, target: str, path: str) -> None:
         """POST /models; on 507 unload the least recently used model and try again."""
+        name = model_name(target)
         while True:
             status, text, gone = await self._call("POST", url + "/models", {"model_name": name, "url": path})
-            if status in (200, 201, 409):  # 409: the container has it already
+            if status in (200, 201):
                 return
+            if status == 409:
+                # The container has it already — or is still loading it, for a load given up on
+                # after the management timeout: only a model it describes is loaded (else every
+                # invocation would answer 404 "not loaded" until that load ends).
+                if (await self._call("GET", f"{url}/models/{name}"))[0] == 200:
+                    return
+                raise errors.model_not_ready(
+                    f"Model {target} is still loading in its container, after an earlier load outlasted "
+                    f"{_MANAGEMENT_TIMEOUT:g} s; retry the request shortly."
+                )
             if status == 507 and (victim := _victim(models)) is not None:
                 log.info("container out of memory loading %s: unloading %s", name, victim)
                 await self._unload(models, url, victim)
@@ -382,11 +397,14 @@ def _victim(models: InstanceModels) -> str | None:
     return next((t for t in models.loaded if t not in models.in_use), None)
 
 
-def _release(in_use: dict[str, int], target: str) -> int:
-    """One use of ``target`` fewer; the uses left."""
-    left = in_use.pop(target, 1) - 1
+def _release(models: InstanceModels, target: str) -> int:
+    """One use of ``target`` fewer; the uses left. Unused, a loaded model may be unloaded: a load
+    waiting for room looks again."""
+    left = models.in_use.pop(target, 1) - 1
     if left:
-        in_use[target] = left
+        models.in_use[target] = left
+    elif target in models.loaded:
+        models.memory.freed()
     return left
 
 

@@ -14,15 +14,15 @@ until the reconciler publishes the endpoint's route again (it is told, and repla
 instance); while every instance of a variant is marked, all of them are tried as before.
 
 A request whose connection ends before any byte of the response is failed over the same way
-when its instance has been withdrawn from the routes as dead (the runtime lost it: a Ray node
-died or went silent), and answers 503 (boto3 retries it) when no other instance is there or the
+when its instance has been withdrawn from the routes as lost (the runtime lost its host: a Ray
+node died or went silent; or a dead container found by the periodic check), and answers 503 (boto3 retries it) when no other instance is there or the
 body, streamed, cannot be sent again; the model may then have seen the request twice, and
 SageMaker makes no at-most-once promise either. When the reconciler withdraws instances as dead
 (``EndpointRoute.lost``), the exchanges in flight to them are ended at once (``Upstream.abandon``)
-instead of waiting out the invocation timeout. A container that hangs up on a request while its
-instance is still routed — most often the model's own code ended the process — is the model's
-failure: ModelError, as SageMaker answers, and the request is not sent again (it would crash the
-next instance too).
+instead of waiting out the invocation timeout. A container that hangs up on a request otherwise —
+most often the model's own code ended the process, which the runtime reports as an exit, not a
+loss — is the model's failure: ModelError, as SageMaker answers, and the request is not sent
+again (it would crash the next instance too).
 """
 
 from __future__ import annotations
@@ -87,6 +87,8 @@ class Gateway:
         self._account_id = account_id
         self._region = region
         self.upstream = Upstream(invocation_timeout)
+        # Instances withdrawn as lost while requests were in flight to them (those may be resent).
+        self._lost: set[str] = set()
         # Instances out of rotation because they refused a connection, by endpoint (lower case).
         self._refused: dict[str, set[str]] = {}
         # Called when an instance is taken out of rotation (the reconciler's health pass).
@@ -99,6 +101,8 @@ class Gateway:
         key = name.lower()
         table = dict(self.table)
         before = table.get(key)
+        # Kept while anything is in flight there: those requests look it up when they fail.
+        self._lost = {i for i in self._lost if self.in_flight.count(i)} | (route.lost if route is not None else set())
         if route is not None and route.lost and before is not None:
             # Instances withdrawn as dead: what is in flight to them will never be answered.
             for v in before.variants:
@@ -400,7 +404,7 @@ class Gateway:
                 raise _Refused(call.as_model_error(exc)) from None
             raise call.as_model_error(exc) from None
         except UpstreamUnanswered as exc:
-            if self._routed(inv.endpoint, instance):
+            if instance.instance_id not in self._lost:
                 raise call.as_model_error(exc) from None
             self._take_out(inv.endpoint, instance)
             gone = errors.service_unavailable(
@@ -410,11 +414,6 @@ class Gateway:
             if first and isinstance(body, (bytes, bytearray)):
                 raise _Refused(gone) from None
             raise gone from None
-
-    def _routed(self, endpoint: str, instance: InstanceRoute) -> bool:
-        """Whether ``instance`` is still in the routes (not withdrawn as dead)."""
-        route = self.table.get(endpoint.lower())
-        return route is not None and any(i.instance_id == instance.instance_id for v in route.variants for i in v.instances)
 
     def model_error(self, endpoint: str, container: str, status: int, message: str) -> AwsError:
         kind = "client" if 400 <= status < 500 else "server"

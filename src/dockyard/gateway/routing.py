@@ -160,6 +160,18 @@ class RouteBuilder:
                 if (v.name, hostname) not in kept:
                     self._metrics.forget(endpoint, v.name, hostname)
 
+    def withdraw(self, endpoint: str, instance_id: str, lost: bool) -> None:
+        """Take one instance out of ``endpoint``'s route at once (it died), ahead of the reconciler's
+        next publish; ``lost``: its host is gone too, so what is in flight there is ended."""
+        published = self._published.get(endpoint.lower())
+        if published is None:
+            return
+        name, status, variants = published
+        kept = tuple(replace(v, instances={i: urls for i, urls in v.instances.items() if i != instance_id})
+                     for v in variants)
+        if kept != variants:
+            self.publish(name, status, kept, lost=[instance_id] if lost else ())
+
     def drain(self) -> None:
         """Take every instance out of rotation for good (the server is stopping): invocations
         get 503; those in flight keep the routes they hold."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from dockyard import errors
+from dockyard.doorbell import rung
 from dockyard.gateway.routing import EndpointRoute, VariantRoute
 
 # Cold starts take from a fraction of a second (a small scikit-learn model) to minutes.
@@ -132,10 +133,7 @@ class ServerlessGate:
                     f"Variant {variant.name} of endpoint {endpoint} could not start an instance within "
                     f"{self._wait_limit:g} s; see its logs (dockyard logs {endpoint})."
                 )
-            try:
-                await asyncio.wait_for(self._published.wait(), remaining)
-            except asyncio.TimeoutError:
-                pass
+            await rung(self._published, remaining)
 
     def published(self, name: str, route: EndpointRoute | None) -> None:
         """A route was published: note which serverless variants became warm or cold, and wake

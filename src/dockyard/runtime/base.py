@@ -3,13 +3,15 @@
 An *instance* is one copy of a variant's model: all of the model's containers side by side on
 one host, sharing its network, like one EC2 instance. A runtime starts an instance (and only
 returns once every container answers ``/ping``), stops it, says whether it is still alive, and
-reports logs and resource use.
+reports logs and resource use. It tells ``on_exit`` when a running instance's container exits (or
+its host is lost) as it happens, so the instance is replaced at once, not at the next health check.
 """
 
 from __future__ import annotations
 
 import asyncio
 import platform
+import signal
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +79,42 @@ class RunningInstance:
 
 
 @dataclass(frozen=True)
+class InstanceExit:
+    """News from a runtime, as it happens: containers of a running instance exited, or its host is gone."""
+
+    instance: RunningInstance
+    hostnames: tuple[str, ...]
+    # What happened, for the server's log and DescribeEndpoint: "exited with code 1", ...
+    what: str
+    # The host itself is gone (a Ray node): requests in flight there will never be answered.
+    host_lost: bool = False
+
+
+ExitListener = Callable[[InstanceExit], None]
+
+
+def ignore_exit(event: InstanceExit) -> None:
+    """The ``on_exit`` of a runtime nobody listens to yet."""
+
+
+def exit_description(code: int | None) -> str:
+    """A container's exit status in words: a negative code is the signal that killed it (asyncio's
+    convention); an engine reports signal n as code 128 + n."""
+    if code is None:
+        return "exited"
+    if code < 0:
+        return f"was killed by {_signal_name(-code)}"
+    return f"exited with code {code}" + (f" ({_signal_name(code - 128)})" if code > 128 else "")
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+@dataclass(frozen=True)
 class ContainerStats:
     hostname: str
     cpu_percent: float | None
@@ -85,6 +123,11 @@ class ContainerStats:
 
 class Runtime(Protocol):
     name: str
+    # Told on the event loop when a container of a running instance (one ``start_instance``
+    # returned and ``stop_instance`` has not been asked to stop) exits, or its host is lost. A
+    # runtime that cannot tell leaves it uncalled: the reconciler also asks ``dead_containers``
+    # every health interval.
+    on_exit: ExitListener
 
     async def start_instance(self, spec: InstanceSpec) -> RunningInstance:
         """Start every container, wait for all to pass ``/ping``; raise InstanceStartError."""
@@ -179,6 +222,15 @@ async def _abandon(
     await asyncio.gather(*launches, return_exceptions=True)
     instance.containers = _launched(launches)
     await discard(instance)
+
+
+def note_in_log(container: RunningContainer, text: str) -> None:
+    """Add dockyard's own line to a container's log, where ``dockyard logs`` shows how it ended."""
+    try:
+        with container.log_path.open("a", encoding="utf-8") as log:
+            log.write(f"[dockyard] {text}\n")
+    except OSError:  # the log directory went with its endpoint
+        pass
 
 
 def failure_reason(spec: InstanceSpec, container: RunningContainer, what: str) -> str:

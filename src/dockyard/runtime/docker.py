@@ -33,15 +33,19 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import aiohttp
 
 from dockyard.images.build_base import DEBIAN_BASE, local_base
-from dockyard.runtime import docker_labels
+from dockyard.runtime import docker_labels, docker_sweep
 from dockyard.runtime.base import (
     ContainerSpec,
     ContainerStats,
+    ExitListener,
+    InstanceExit,
     InstanceSpec,
     InstanceStartError,
     RunningContainer,
     RunningInstance,
+    exit_description,
     failure_reason,
+    ignore_exit,
     start_containers,
 )
 from dockyard.runtime.contract import (
@@ -101,8 +105,12 @@ class DockerRuntime:
         registry: str | None = None,
         base_image: str | None = None,
         bind_host: str = "127.0.0.1",
+        sweep_on_close: bool = True,
     ) -> None:
         self._client = client
+        # False when other runtimes of the same owner share the engine (each instance's actor on a
+        # Ray node has its own): closing must not remove their containers.
+        self._sweep_on_close = sweep_on_close
         # Where the sandbox publishes the containers' ports: loopback, or (under Ray) the node's
         # cluster address, which the dockyard server on another machine can reach.
         self._bind_host = bind_host
@@ -115,6 +123,12 @@ class DockerRuntime:
         # Generous: a stop holds a thread for up to the stop grace, and starts must not queue behind stops.
         self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="docker")
         self._watcher = ExitWatcher(client)
+        self._watcher.on_die = self._died_elsewhere
+        self.on_exit: ExitListener = ignore_exit
+        # Container id → the running instance it belongs to and the hostnames its death takes down
+        # (the sandbox: all of them), for ``on_exit``; and the loop to report on.
+        self._followed: dict[str, tuple[RunningInstance, tuple[str, ...]]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._session: aiohttp.ClientSession | None = None
         self._stopping: set[asyncio.Future[None]] = set()
         # Instances taken over from a killed server (``adopt``) that ``remove_orphans`` spares.
@@ -151,7 +165,9 @@ class DockerRuntime:
         def launch(i: int, c: ContainerSpec) -> Awaitable[RunningContainer]:
             return self._call(self._start_container, spec, i, c, images[i], sandbox, host_ports[i], limits)
 
-        return await start_containers(instance, launch, lambda c: self._await_healthy(spec, c), self._discard)
+        started = await start_containers(instance, launch, lambda c: self._await_healthy(spec, c), self._discard)
+        self._follow(started)
+        return started
 
     def _limits(self, instance_type: str) -> dict[str, int]:
         resources = resources_for(instance_type)
@@ -298,6 +314,8 @@ class DockerRuntime:
         await asyncio.shield(stop)
 
     async def _stop(self, instance: RunningInstance) -> None:
+        for container_id in self._ids(instance):
+            self._followed.pop(container_id, None)  # stopped on purpose: no exit to report
         self._adopted.discard(instance.spec.instance_id)
         await asyncio.gather(*(self._call(self._stop_container, c.handle) for c in instance.containers))
         await self._discard(instance)
@@ -320,29 +338,44 @@ class DockerRuntime:
         Found by label, not from ``instance``: a start cancelled half-way may have created
         containers it never recorded. Once the sandbox is gone, any later one cannot start.
         """
-        labels = [f"{OWNER_LABEL}={self._owner}", f"{INSTANCE_LABEL}={instance.spec.instance_id}"]
-        await self._remove_all(await self._call(self._client.containers.list, all=True, filters={"label": labels}))
+        await self._remove_all(await self._call(docker_sweep.labelled, self._client, self._owner, instance.spec.instance_id))
 
     async def _remove_all(self, containers: list[Any]) -> None:
-        """Remove ``containers``, model containers before the sandboxes whose network they use."""
-        for sandboxes in (False, True):
-            await asyncio.gather(
-                *(self._call(self._remove, c) for c in containers if (c.labels.get(ROLE_LABEL) == "sandbox") == sandboxes)
-            )
+        for wave in docker_sweep.in_order(containers):
+            await asyncio.gather(*(self._call(self._remove, c) for c in wave))
 
     def _remove(self, container: Any) -> None:
-        import docker
-
-        try:
-            container.remove(force=True, v=True)
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.APIError as exc:
-            if exc.status_code != 409:  # 409: removal already in progress
-                log.warning("could not remove container %s: %s", container.short_id, exc.explanation or exc)
+        docker_sweep.remove(container)
         self._watcher.forget(container.id)
 
     # --- observe -------------------------------------------------------------------------------
+
+    def _follow(self, instance: RunningInstance) -> None:
+        """Report the (started) instance's container exits to ``on_exit`` from now on."""
+        self._loop = asyncio.get_running_loop()
+        # The sandbox's death takes the network of every container with it.
+        everything = (instance.extra["sandbox"].id, tuple(c.hostname for c in instance.containers))
+        for container_id, hostnames in [everything, *((c.handle.id, (c.hostname,)) for c in instance.containers)]:
+            self._followed[container_id] = (instance, hostnames)
+            code = self._watcher.exit_code(container_id)
+            if code is not None:  # it died before it was followed
+                self._died(container_id, code)
+
+    @staticmethod
+    def _ids(instance: RunningInstance) -> list[str]:
+        sandbox = instance.extra.get("sandbox")
+        return [*([sandbox.id] if sandbox is not None else []), *(c.handle.id for c in instance.containers)]
+
+    def _died_elsewhere(self, container_id: str, code: int) -> None:
+        """The event thread's news of a death, handed to the event loop."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._died, container_id, code)
+
+    def _died(self, container_id: str, code: int) -> None:
+        followed = self._followed.pop(container_id, None)
+        if followed is not None:
+            instance, hostnames = followed
+            self.on_exit(InstanceExit(instance, hostnames, exit_description(code)))
 
     def dead_containers(self, instance: RunningInstance) -> list[str]:
         sandbox = instance.extra.get("sandbox")
@@ -385,7 +418,8 @@ class DockerRuntime:
         container still answers /ping; the rest are left to ``remove_orphans``."""
         if not await self._call(self._watcher.wait_connected, ENGINE_EVENTS_TIMEOUT):
             return []
-        found = await self._call(self._client.containers.list, filters={"label": f"{OWNER_LABEL}={self._owner}"})
+        found = await self._call(self._client.containers.list, filters={"label": f"{OWNER_LABEL}={self._owner}"},
+                                 ignore_removed=True)  # one gone between listing and inspection is not adopted
         by_instance: dict[str, list[Any]] = {}
         for c in found:
             by_instance.setdefault(c.labels.get(INSTANCE_LABEL, ""), []).append(c)
@@ -417,22 +451,25 @@ class DockerRuntime:
             for c, model, url in zip(spec.containers, models, urls)
         )
         log.info("adopted instance %s of endpoint %s, still running", spec.instance_id, spec.endpoint)
-        return RunningInstance(spec, running, extra={"sandbox": sandbox})
+        adopted = RunningInstance(spec, running, extra={"sandbox": sandbox})
+        self._follow(adopted)
+        return adopted
 
     async def remove_orphans(self) -> None:
         await self._remove_owned(spare=self._adopted)
 
     async def _remove_owned(self, spare: set[str]) -> None:
-        found = await self._call(self._client.containers.list, all=True, filters={"label": f"{OWNER_LABEL}={self._owner}"})
-        found = [c for c in found if c.labels.get(INSTANCE_LABEL) not in spare]
+        found = [c for c in await self._call(docker_sweep.labelled, self._client, self._owner)
+                 if c.labels.get(INSTANCE_LABEL) not in spare]
         if found:
             log.info("removing %d container(s) of no running instance", len(found))
             await self._remove_all(found)
 
     async def close(self) -> None:
         await asyncio.gather(*self._stopping, return_exceptions=True)
-        # Whatever is still labelled ours belongs to no instance any more: a graceful stop leaves nothing.
-        await self._remove_owned(spare=set())
+        if self._sweep_on_close:
+            # Whatever is still labelled ours belongs to no instance any more: a graceful stop leaves nothing.
+            await self._remove_owned(spare=set())
         if self._session is not None:
             await self._session.close()
         await self._call(self._watcher.close)

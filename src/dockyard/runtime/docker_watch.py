@@ -2,7 +2,8 @@
 
 The Engine API is blocking, and the reconciler asks "which containers died?" from the event loop
 every few seconds, so the answer must be at hand without a round trip: one thread follows the
-engine's ``die`` events and records the exit code of every container the runtime watches. One
+engine's ``die`` events and records the exit code of every container the runtime watches (and
+tells ``on_die``, from its thread, so the runtime can report the exit at once). One
 thread per container copies its stdout/stderr into the instance's log file, where ``dockyard
 logs`` and FailureReasons read it, as with the process runtime.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,8 @@ class ExitWatcher:
         self._connected = threading.Event()
         self._closed = threading.Event()
         self._stream: Any = None
+        # Told (container id, exit code) on the watcher's thread when a watched container dies.
+        self.on_die: Callable[[str, int], None] = lambda container_id, code: None
         self._thread = threading.Thread(target=self._follow, name="docker-events", daemon=True)
         self._thread.start()
 
@@ -64,11 +68,15 @@ class ExitWatcher:
         if (event.get("Action") or event.get("status")) != "die":
             return
         actor = event.get("Actor") or {}
-        container_id = actor.get("ID") or event.get("id")
-        code = (actor.get("Attributes") or {}).get("exitCode", "-1")
+        container_id = str(actor.get("ID") or event.get("id"))
+        text = str((actor.get("Attributes") or {}).get("exitCode", "-1"))
+        code = int(text) if text.lstrip("-").isdigit() else -1
         with self._lock:
-            if container_id in self._watched:
-                self._exits[container_id] = int(code) if str(code).lstrip("-").isdigit() else -1
+            watched = container_id in self._watched
+            if watched:
+                self._exits[container_id] = code
+        if watched:
+            self.on_die(container_id, code)
 
     def _follow(self) -> None:
         since: float | None = None

@@ -6,7 +6,8 @@ are what the platform must keep within it, as docker would enforce).
 A container is a process group (the model server and its forked workers), so its memory is the
 group's resident set, read from /proc every ``INTERVAL`` seconds. Over the limit, the group is
 killed at once; ``on_exceeded(container URL, reason)`` is told first, so the invocation that was
-in flight answers ModelError naming the limit, and the reconciler replaces the dead container.
+in flight answers ModelError naming the limit, and the reconciler replaces the dead container
+(``stopped`` keeps the reason by URL until the runtime reports the exit with it).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class MemoryWatch:
     def __init__(self) -> None:
         self.on_exceeded: Callable[[str, str], None] = lambda url, reason: None
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # Container URL → why it was killed ("was stopped: …"), for the runtime's exit report.
+        self.stopped: dict[str, str] = {}
 
     def watch(self, instance: RunningInstance) -> None:
         """Watch ``instance`` if it is serverless or multi-model."""
@@ -43,6 +46,8 @@ class MemoryWatch:
         task = self._tasks.pop(instance.spec.instance_id, None)
         if task is not None:
             task.cancel()
+        for container in instance.containers:
+            self.stopped.pop(container.url, None)
 
     async def _watch(self, instance: RunningInstance, limit: int, what: str) -> None:
         while True:
@@ -54,10 +59,9 @@ class MemoryWatch:
             await asyncio.sleep(INTERVAL)
 
     def _stop(self, instance: RunningInstance, container: RunningContainer, rss: int, limit: int, what: str) -> None:
-        reason = (
-            f"Container {container.hostname} was stopped: its resident memory ({rss / 2**20:.0f} MB) exceeded "
-            f"{what} ({limit // 2**20} MB)."
-        )
+        stopped = f"was stopped: its resident memory ({rss / 2**20:.0f} MB) exceeded {what} ({limit // 2**20} MB)"
+        reason = f"Container {container.hostname} {stopped}."
         log.warning("endpoint %s, instance %s: %s", instance.spec.endpoint, instance.spec.instance_id, reason)
+        self.stopped[container.url] = stopped
         self.on_exceeded(container.url, reason)
         processes.signal_group(container.handle.pid, signal.SIGKILL)

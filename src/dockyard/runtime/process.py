@@ -6,6 +6,9 @@ model brings a ``requirements.txt``, see ``layers``); a local directory with an 
 as a bring-your-own container (an extension for development and for ``dockyard check``). Any
 other image cannot run here and fails the instance with a FailureReason saying so.
 
+Each running container has a task awaiting its exit (asyncio's child watcher; for a forked one,
+the fork server's report), which tells ``on_exit`` the moment it ends.
+
 Children get SIGKILL when the server dies (parent-death signal) and carry a ``DOCKYARD_OWNER``
 marker in their environment so a restarted server can sweep any that survived.
 
@@ -16,6 +19,7 @@ instead of spawned, unless the model's Environment sets variables that take effe
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import shutil
@@ -32,11 +36,15 @@ from dockyard.runtime import contract, processes
 from dockyard.runtime.base import (
     ContainerSpec,
     ContainerStats,
+    ExitListener,
+    InstanceExit,
     InstanceSpec,
     InstanceStartError,
     RunningContainer,
     RunningInstance,
+    exit_description,
     failure_reason,
+    ignore_exit,
     start_containers,
 )
 from dockyard.runtime.forkserver import ForkedProcess, ForkServer
@@ -162,6 +170,7 @@ class ProcessRuntime:
         self.memory = MemoryWatch()
         # Where fork servers log; None: every container is spawned.
         self._forks = ForkServer(zygotes_dir, user, self._zygote_environment) if zygotes_dir is not None else None
+        self.on_exit: ExitListener = ignore_exit
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -179,7 +188,21 @@ class ProcessRuntime:
             self.stop_instance,
         )
         self.memory.watch(instance)
+        self._follow_exits(instance)
         return instance
+
+    def _follow_exits(self, instance: RunningInstance) -> None:
+        """Tell ``on_exit`` when a container of the (started) instance ends, until it is stopped."""
+        waits = instance.extra["exits"] = [asyncio.ensure_future(c.handle.wait()) for c in instance.containers]
+        for container, wait in zip(instance.containers, waits):
+            wait.add_done_callback(functools.partial(self._exited, instance, container))
+
+    def _exited(self, instance: RunningInstance, container: RunningContainer, wait: asyncio.Future[int]) -> None:
+        if wait.cancelled():  # stopped on purpose
+            return
+        # The memory watchdog's reason when it was the one that killed it.
+        what = self.memory.stopped.pop(container.url, None) or exit_description(wait.result())
+        self.on_exit(InstanceExit(instance, (container.hostname,), what))
 
     async def _launch(self, spec: InstanceSpec, container: ContainerSpec) -> RunningContainer:
         command, extra_env, cwd = command_for(container.image)
@@ -270,6 +293,8 @@ class ProcessRuntime:
             raise InstanceStartError(failure_reason(spec, container, str(exc))) from None
 
     async def stop_instance(self, instance: RunningInstance) -> None:
+        for wait in instance.extra.pop("exits", ()):
+            wait.cancel()
         self.memory.unwatch(instance)
         await asyncio.gather(*(processes.stop_group(c.handle, self._stop_grace) for c in instance.containers))
         shutil.rmtree(instance.spec.workdir, ignore_errors=True)

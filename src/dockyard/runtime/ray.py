@@ -12,9 +12,16 @@ cluster address; the gateway routes to those addresses.
 A group the cluster cannot place within ``capacity_timeout`` fails the start with SageMaker's
 insufficient-capacity FailureReason. Each instance has one pending call to its actor's ``watch``:
 it returns when a container exits and fails when the actor (or its node) dies; either way the
-instance is reported dead at once (``on_lost`` rings the reconciler, which replaces it on a node
+instance is reported dead at once (``on_exit`` tells the reconciler, which replaces it on a node
 that is still alive). Actors and placement groups belong to this server's Ray job: when the
 server dies, Ray removes them.
+
+Docker containers (``--ray-containers docker``) are the node engine's, not the actor's children:
+an actor that dies (its process killed, its node's Ray gone while the machine lives on) leaves
+them running. They carry the server's owner label and their instance's id, so a task pinned to
+their node (``ray_actor.reap``) removes them: those of a dead actor's instance when it is stopped
+(after its replacement started), and on every node at server start (a killed predecessor's) and
+at close (whatever a stop left).
 """
 
 from __future__ import annotations
@@ -23,16 +30,25 @@ import asyncio
 import logging
 import re
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import ray
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
-from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 
-from dockyard.runtime.base import ContainerStats, InstanceSpec, InstanceStartError, RunningContainer, RunningInstance
+from dockyard.runtime.base import (
+    ContainerStats,
+    ExitListener,
+    InstanceExit,
+    InstanceSpec,
+    InstanceStartError,
+    RunningContainer,
+    RunningInstance,
+    ignore_exit,
+)
 from dockyard.runtime.instance_types import resources_for
-from dockyard.runtime.ray_actor import InstanceHost, NodeConfig, Placed
+from dockyard.runtime.ray_actor import InstanceHost, NodeConfig, Placed, reap
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +64,8 @@ _UNSIZED = {"CPU": 1.0}
 _CALL_MARGIN = 10.0
 # How long the head's address has to accept a connection when the server starts.
 _PROBE_TIMEOUT = 5.0
+# How long a node's reaping task may take: a worker process to start, then removals by SIGKILL.
+_REAP_TIMEOUT = 60.0
 
 
 def connect(address: str) -> None:
@@ -95,14 +113,23 @@ class RayRuntime:
         self._config = config
         self._capacity_timeout = capacity_timeout
         self._host = ray.remote(InstanceHost)
+        # No CPU: it must run on a node whose CPUs the instances hold.
+        self._reaper = ray.remote(num_cpus=0)(reap) if config.containers == "docker" else None
+        # The instances this server runs or is starting: what a sweep for leftovers spares.
+        self._live: set[str] = set()
         self._watches: set[asyncio.Task[None]] = set()
-        # Called when an instance is lost (a container exited, the actor or its node died).
-        self.on_lost: Callable[[], None] = lambda: None
+        # Told when an instance is lost (a container exited, the actor or its node died).
+        self.on_exit: ExitListener = ignore_exit
 
     async def start_instance(self, spec: InstanceSpec) -> RunningInstance:
         spec.log_dir.mkdir(parents=True, exist_ok=True)
         bundle = bundle_for(spec.instance_type, await asyncio.to_thread(ray.cluster_resources))
-        group = await self._place(spec, bundle)
+        self._live.add(spec.instance_id)
+        try:
+            group = await self._place(spec, bundle)
+        except BaseException:
+            self._live.discard(spec.instance_id)
+            raise
         actor: Any = None
         try:
             actor = self._host.options(
@@ -118,7 +145,7 @@ class RayRuntime:
             if isinstance(placed, str):
                 raise InstanceStartError(placed)
         except BaseException:
-            await asyncio.shield(self._release(actor, group))
+            await asyncio.shield(self._release(spec.instance_id, actor, group, None))
             raise
         containers = tuple(RunningContainer(c.hostname, placed.urls[c.hostname], spec.log_dir / f"{c.hostname}.log")
                            for c in spec.containers)
@@ -153,35 +180,62 @@ class RayRuntime:
     async def _watch(self, instance: RunningInstance) -> None:
         try:
             dead = await instance.extra["actor"].watch.remote()
-            log.warning("instance %s: container(s) %s exited", instance.spec.instance_id, ", ".join(dead))
+            event = InstanceExit(instance, tuple(dead), f"exited on Ray node {instance.node}")
         except ray.exceptions.RayError as exc:
-            # The actor died: its node was lost (or its process killed); so are the containers.
-            log.warning("instance %s: its Ray actor on node %s is gone: %s", instance.spec.instance_id, instance.node,
-                        type(exc).__name__)
+            # The actor died: its node was lost (or its process killed); so are its process
+            # containers. Docker ones may live on: the stop of the instance removes them.
             dead = [c.hostname for c in instance.containers]
+            event = InstanceExit(instance, tuple(dead), f"went with its Ray actor on node {instance.node} "
+                                 f"({type(exc).__name__})", host_lost=True)
             # At once: Ray would re-place the lost node's groups on the nodes left, taking the room
             # the replacement needs (which the reconciler starts before it stops the lost instance).
             await asyncio.to_thread(remove_placement_group, instance.extra["group"])
             instance.extra["group"] = None
         instance.extra["dead"] = dead
-        self.on_lost()
+        self.on_exit(event)
 
-    async def _release(self, actor: Any, group: PlacementGroup | None) -> None:
-        """Stop the actor's containers, end the actor, give the group's resources back."""
+    async def _release(self, instance_id: str, actor: Any, group: PlacementGroup | None, node_id: str | None) -> None:
+        """Stop the actor's containers, end the actor, give the group's resources back. When the
+        actor could not stop them, its docker containers are removed on its node (on every node
+        when it died before saying where it ran)."""
+        stopped = actor is None
         if actor is not None:
             try:
                 await asyncio.wait_for(_wait(actor.stop.remote()), self._config.stop_grace + _CALL_MARGIN)
+                stopped = True
             except (ray.exceptions.RayError, asyncio.TimeoutError):
-                pass  # dead already, or stuck: killing the actor kills its containers too
+                pass  # dead already, or stuck: killing the actor kills its process containers too
             await asyncio.to_thread(ray.kill, actor)
         if group is not None:
             await asyncio.to_thread(remove_placement_group, group)
+        if not stopped:
+            await self._reap([node_id] if node_id else None, instance=instance_id)
+        self._live.discard(instance_id)
+
+    async def _reap(self, nodes: list[str] | None, spare: Collection[str] = (), instance: str | None = None) -> None:
+        """Run ``reap`` on each of ``nodes`` (None: every live node; docker containers only),
+        waiting a bounded time."""
+        if self._reaper is None:
+            return
+        if nodes is None:
+            nodes = [n["NodeID"] for n in await asyncio.to_thread(ray.nodes) if n["Alive"]]
+        refs = [self._reaper.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
+                .remote(self._config.owner, spare, instance) for node in nodes]
+        results = await asyncio.gather(*(asyncio.wait_for(_wait(ref), _REAP_TIMEOUT) for ref in refs),
+                                       return_exceptions=True)
+        for node, result in zip(nodes, results):
+            if isinstance(result, BaseException):  # the node is gone, or its engine did not answer in time
+                log.warning("could not remove this server's leftover containers on Ray node %s: %s", node[:8],
+                            type(result).__name__)
+            elif result:
+                log.info("removed the containers of instance(s) %s left on Ray node %s", ", ".join(result), node[:8])
 
     async def stop_instance(self, instance: RunningInstance) -> None:
         watch = instance.extra.get("watch")
         if watch is not None:
             watch.cancel()
-        await self._release(instance.extra["actor"], instance.extra["group"])
+        await self._release(instance.spec.instance_id, instance.extra["actor"], instance.extra["group"],
+                            instance.extra["node_id"])
 
     def dead_containers(self, instance: RunningInstance) -> list[str]:
         return list(instance.extra.get("dead", ()))
@@ -208,12 +262,15 @@ class RayRuntime:
         return []
 
     async def remove_orphans(self) -> None:
-        return None
+        # The docker containers of that earlier server's actors did not.
+        await self._reap(None, spare=set(self._live))
 
     async def close(self) -> None:
         for watch in list(self._watches):
             watch.cancel()
         await asyncio.gather(*self._watches, return_exceptions=True)
+        # Every instance is stopped: whatever still carries our label is left over, on any node.
+        await self._reap(None)
         await asyncio.to_thread(ray.shutdown)
 
 

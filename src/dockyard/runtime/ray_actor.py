@@ -1,14 +1,15 @@
 """What runs on a Ray node for one instance: the actor that fetches the instance's model data there,
 starts its containers there through the process runtime (or the node's Docker engine), and
-reports where they listen.
+reports where they listen; and the task that removes a server's docker containers left on a node.
 
 The ray runtime (``ray.py``) creates one ``InstanceHost`` per instance, in the instance's placement
 group, so it lands on the node Ray reserved for the instance. The containers listen on the node's
 cluster address. ``watch`` returns once a container has exited; when the node dies, the actor dies
 with it, and the call fails: either way the ray runtime learns that the instance is gone.
 
-Containers are children of the actor's process and die with it (parent-death signal), so a lost
-actor leaves nothing behind on a node that survives.
+Process containers are children of the actor's process and die with it (parent-death signal).
+Docker containers are the node engine's and outlive an actor killed on a node that survives: the
+ray runtime runs ``reap`` on that node (a task pinned to it) to remove them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -25,8 +27,8 @@ from dockyard.runtime import privileges
 from dockyard.runtime.base import ContainerStats, InstanceSpec, InstanceStartError, RunningInstance, Runtime
 from dockyard.runtime.model_data import prepare_container
 
-# How often ``watch`` looks at the containers' processes: cheap (a returncode), and the bound on
-# how late a crashed container is noticed.
+# How often ``watch`` looks at the containers besides being woken by the node runtime's exit
+# reports (``on_exit``): cheap (a returncode), and a bound should a report go missing.
 WATCH_INTERVAL = 0.25
 
 
@@ -70,6 +72,8 @@ class InstanceHost:
         self._address = ray.util.get_node_ip_address()
         self._runtime: Runtime | None = None
         self._instance: RunningInstance | None = None
+        # Set by the node runtime's report of a container's exit: ``watch`` answers at once.
+        self._exited = asyncio.Event()
 
     def _make_runtime(self) -> Runtime:
         config = self._config
@@ -82,7 +86,7 @@ class InstanceHost:
             except EngineUnavailable as exc:
                 raise InstanceStartError(f"Ray node {self._address} cannot run containers: {exc}") from None
             return DockerRuntime(client, config.owner, config.stop_grace, config.registry, config.base_image,
-                                 bind_host=self._address)
+                                 bind_host=self._address, sweep_on_close=False)
         from dockyard.runtime.process import ProcessRuntime
 
         try:
@@ -99,6 +103,7 @@ class InstanceHost:
         try:
             spec = await self._fetch(spec)
             self._runtime = self._make_runtime()
+            self._runtime.on_exit = lambda event: self._exited.set()
             self._instance = await self._runtime.start_instance(spec)
         except InstanceStartError as exc:
             shutil.rmtree(spec.workdir, ignore_errors=True)
@@ -129,7 +134,11 @@ class InstanceHost:
                 dead = self._runtime.dead_containers(self._instance)
                 if dead:
                     return dead
-            await asyncio.sleep(WATCH_INTERVAL)
+            try:
+                await asyncio.wait_for(self._exited.wait(), WATCH_INTERVAL)
+            except asyncio.TimeoutError:
+                pass
+            self._exited.clear()
 
     async def stats(self) -> list[ContainerStats]:
         if self._runtime is None or self._instance is None:
@@ -148,3 +157,20 @@ class InstanceHost:
                 await self._runtime.stop_instance(self._instance)
             await self._runtime.close()
         self._instance = self._runtime = None
+
+
+def reap(owner: str, spare: Collection[str], instance: str | None) -> list[str]:
+    """On a node: remove the docker containers of ``owner`` (only those of ``instance`` if given)
+    except those of the instances in ``spare``; the ids of the instances whose containers went.
+    A node without an engine has none."""
+    from dockyard.runtime import docker_sweep
+    from dockyard.runtime.docker_engine import EngineUnavailable, connect
+
+    try:
+        client = connect()
+    except EngineUnavailable:
+        return []
+    try:
+        return docker_sweep.sweep(client, owner, spare, instance)
+    finally:
+        client.close()

@@ -8,7 +8,10 @@
  *   - the views, built with the small h() helper below (text is always set as text, never as
  *     HTML), and the charts (uPlot, vendored beside this file);
  *   - the invoke form, which posts to the runtime API (/endpoints/NAME/invocations) like any
- *     client, and the strategy form, which asks the server's advisor (/_dockyard/console/api/advice).
+ *     client, and the strategy form, which asks the server's advisor (/_dockyard/console/api/advice);
+ *   - on a server with credentials (signed in at /_dockyard/console/signin): the session's CSRF
+ *     token, copied from its cookie into the X-Dockyard-Console-Token header of every POST, and
+ *     signing out.
  * No framework and no build step: edit this file and reload.
  */
 "use strict";
@@ -16,6 +19,8 @@
 (() => {
   const API = "/_dockyard/console/api";
   const EVENTS = "/_dockyard/console/events";
+  const SIGNIN = "/_dockyard/console/signin";
+  const SIGNOUT = "/_dockyard/console/signout";
   const HISTORY = 120; // points kept per chart (one a second)
   const MAX_LOG_LINES = 2000;
   const COLORS = ["#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#db2777", "#0891b2", "#65a30d"];
@@ -56,6 +61,28 @@
     return h("table", {}, head, h("tbody", {}, rows));
   }
 
+  // --- the sign-in session (only on a server with credentials) ------------------------------------
+
+  // The session's CSRF token: the server sets this cookie at sign-in (the session id itself is
+  // HttpOnly). Without credentials there is none, and no header is needed.
+  const csrfToken = () => (document.cookie.match(/(?:^|; )dockyard-console-csrf=([^;]*)/) || [])[1];
+
+  function post(url, headers, body) {
+    const token = csrfToken();
+    return fetch(url, { method: "POST", headers: token ? { ...headers, "X-Dockyard-Console-Token": token } : headers, body });
+  }
+
+  async function signOut() {
+    await post(SIGNOUT, {});
+    location.assign(SIGNIN);
+  }
+
+  // The live channel failed: if that is because the session ended, sign in again.
+  async function checkSession() {
+    const response = await fetch(`${API}/endpoints`);
+    if (response.status === 403) location.assign(SIGNIN);
+  }
+
   // --- the live channel --------------------------------------------------------------------------
 
   function connect(endpoint) {
@@ -75,7 +102,10 @@
       on(name, (data) => state.page[name] && state.page[name](data));
     }
     source.onopen = () => setLive(true);
-    source.onerror = () => setLive(false);
+    source.onerror = () => {
+      setLive(false);
+      checkSession();
+    };
   }
 
   function setLive(up) {
@@ -364,7 +394,7 @@
       const started = performance.now();
       let response, text;
       try {
-        response = await fetch(`/endpoints/${encodeURIComponent(name)}/invocations`, { method: "POST", headers, body: payload });
+        response = await post(`/endpoints/${encodeURIComponent(name)}/invocations`, headers, payload);
         text = await response.text();
       } catch (error) {
         result.hidden = false;
@@ -497,10 +527,8 @@
       }
 
       async function advise() {
-        const response = await fetch(`${API}/advice`, {
-          method: "POST", headers: { "Content-Type": "application/json" },
-          body: JSON.stringify({ answers: answers(), directory: inputs.directory.value }),
-        });
+        const response = await post(`${API}/advice`, { "Content-Type": "application/json" },
+          JSON.stringify({ answers: answers(), directory: inputs.directory.value }));
         const a = await response.json();
         if (!response.ok) {
           answer.replaceChildren(h("p", { className: "error" }, a.message));
@@ -523,5 +551,10 @@
   }
 
   window.addEventListener("hashchange", route);
+  if (csrfToken()) {
+    const button = document.getElementById("signout");
+    button.hidden = false;
+    button.addEventListener("click", signOut);
+  }
   route();
 })();
