@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from servers import Server
+from servers import Server, self_signed_tls
 
 from dockyard.api import auth
 from dockyard.api.errors import runtime_errors
@@ -194,10 +194,9 @@ def test_signing_out_ends_the_session_and_its_open_live_channel(secured: Server)
 def test_tls_makes_the_cookies_secure_and_their_lifetime_is_the_setting(tmp_path: Path) -> None:
     import ssl
 
-    from e2e.test_security import _self_signed
 
     srv = Server(tmp_path / "state", tmp_path / "server.log", {"DOCKYARD_CONSOLE_SESSION_SECONDS": "7200"},
-                 credentials={KEY: SECRET}, tls=_self_signed(tmp_path)).start()
+                 credentials={KEY: SECRET}, tls=self_signed_tls(tmp_path)).start()
     try:
         request = urllib.request.Request(srv.url + SIGNIN, method="POST",
                                          data=urllib.parse.urlencode({"access_key_id": KEY, "secret_access_key": SECRET}).encode())

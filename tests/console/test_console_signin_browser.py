@@ -14,7 +14,7 @@ import pytest
 from e2e.deploy import create_endpoint, delete_all
 from servers import Server
 
-from console.test_console_browser import _model, console_errors, css, invoke_in_form, open_endpoint, status_of, text, wait
+from console.pages import console_errors, console_model, css, invoke_in_form, open_endpoint, status_of, text, wait
 
 KEY, SECRET = "AKIDBROWSER", "browser-secret"
 SIGNIN = "/_dockyard/console/signin"
@@ -47,7 +47,7 @@ def test_sign_in_see_endpoints_invoke_and_sign_out(signed_out_page: Any, secured
                                                    screenshot: Any) -> None:
     page, name = signed_out_page, "signed-in-iris"
     sm = secured.client("sagemaker")
-    create_endpoint(sm, name, _model(tmp_path, name))
+    create_endpoint(sm, name, console_model(tmp_path, name))
     try:
         page.get(f"{secured.url}/")
         wait(page, 30, lambda d: d.current_url == f"{secured.url}{SIGNIN}", "the console did not redirect to its sign-in")

@@ -20,7 +20,7 @@ import botocore.auth
 import pytest
 from botocore import UNSIGNED
 from botocore.exceptions import ClientError
-from servers import Server
+from servers import Server, self_signed_tls
 
 from dockyard.cli.embedded import start_server, stop_server
 from dockyard.runtime.ports import free_port
@@ -201,34 +201,8 @@ def test_a_non_loopback_host_needs_credentials_or_an_explicit_insecure_flag(tmp_
         stop_server(proc)
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    x509 = pytest.importorskip("cryptography.x509")
-    import ipaddress
-
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 def test_tls_with_credentials_serves_boto3_over_https(tmp_path: Path) -> None:
-    tls = _self_signed(tmp_path)
+    tls = self_signed_tls(tmp_path)
     srv = Server(tmp_path / "state", tmp_path / "server.log", credentials={KEY: SECRET}, tls=tls).start()
     try:
         assert srv.url.startswith("https://")
