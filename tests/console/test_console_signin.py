@@ -4,6 +4,7 @@ clock of the test's own, expiry and the limit on failed sign-ins."""
 
 from __future__ import annotations
 
+import html
 import json
 import urllib.error
 import urllib.parse
@@ -111,6 +112,30 @@ def test_a_wrong_key_or_secret_gets_the_form_again_saying_so_without_saying_whic
     assert answer.status == 403
     assert f'<p class="message" id="signin-message">{WRONG}</p>'.encode() in answer.body
     assert answer.cookies == {}
+
+
+@pytest.mark.parametrize("content_type, body", [
+    ("multipart/form-data; boundary=xx", b"--xx\r\ngarbage"),
+    ("multipart/form-data", b"garbage"),
+    ("application/json", b'{"access_key_id": "AKIDCONSOLE"}'),
+])
+def test_a_body_that_is_not_the_form_gets_the_form_again_saying_so(secured: Server, content_type: str, body: bytes) -> None:
+    answer = call(secured, "POST", SIGNIN, headers={"Content-Type": content_type}, body=body)
+    assert answer.status == 400
+    expected = f"Sign in with the form: its fields come as application/x-www-form-urlencoded, not {content_type.split(';')[0]}."
+    assert f'<p class="message" id="signin-message">{expected}</p>'.encode() in answer.body
+    assert answer.cookies == {}
+
+
+@pytest.mark.parametrize("charset, body, problem", [
+    ("", b"access_key_id=\xff\xfe&secret_access_key=x", "'utf-8' codec can't decode byte 0xff"),
+    ("; charset=bogus", b"access_key_id=a&secret_access_key=b", "unknown encoding: bogus"),
+])
+def test_a_form_that_does_not_decode_gets_the_form_again_naming_why(secured: Server, charset: str, body: bytes, problem: str) -> None:
+    answer = call(secured, "POST", SIGNIN, headers={"Content-Type": f"application/x-www-form-urlencoded{charset}"}, body=body)
+    assert answer.status == 400
+    assert f"The sign-in form could not be read: {html.escape(problem)}".encode() in answer.body
+    assert "Traceback" not in secured.log()
 
 
 def test_a_key_with_a_session_token_signs_in_with_its_token_only(secured: Server) -> None:

@@ -45,6 +45,7 @@ MAX_FAILURES = 10
 FAILURE_WINDOW = 300.0
 _INVOCATION = re.compile(r"/endpoints/[^/]+/invocations")
 _READS = frozenset({"GET", "HEAD"})
+_FORM_TYPE = "application/x-www-form-urlencoded"
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,13 @@ class SignIn:
         if len(failures) >= MAX_FAILURES:
             wait = int(failures[0] + FAILURE_WINDOW - now) + 1
             return _page(f"Too many failed sign-ins from {client}: try again in {wait} s.", 429)
-        form = await request.post()
+        if request.content_type != _FORM_TYPE:
+            # The form posts this; a multipart or JSON body would only fail to parse further on.
+            return _page(f"Sign in with the form: its fields come as {_FORM_TYPE}, not {request.content_type}.", 400)
+        try:
+            form = await request.post()
+        except (ValueError, LookupError) as exc:  # a body that does not decode, or an unknown charset
+            return _page(f"The sign-in form could not be read: {exc}.", 400)
         akid = str(form.get("access_key_id", "")).strip()
         if not auth.authenticate(self._keys, akid, str(form.get("secret_access_key", "")),
                                  str(form.get("session_token", "")).strip()):
