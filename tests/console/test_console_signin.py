@@ -26,7 +26,7 @@ from dockyard.console.signin import FAILURE_WINDOW, MAX_FAILURES, SignIn
 KEY, SECRET = "AKIDCONSOLE", "console-secret"
 TEMP_KEY, TEMP_SECRET, TOKEN = "ASIACONSOLE", "temporary-secret", "the-session-token"
 SIGNIN = "/_dockyard/console/signin"
-WRONG = "The access key id or secret access key is wrong."
+WRONG = "The access key id, secret access key or session token is wrong."
 
 
 @dataclass
@@ -139,8 +139,9 @@ def test_a_form_that_does_not_decode_gets_the_form_again_naming_why(secured: Ser
 
 
 def test_a_key_with_a_session_token_signs_in_with_its_token_only(secured: Server) -> None:
-    wrong = call(secured, "POST", SIGNIN, form={"access_key_id": TEMP_KEY, "secret_access_key": TEMP_SECRET, "session_token": "x"})
-    assert wrong.status == 403 and WRONG.encode() in wrong.body
+    for token in ("x", ""):  # the message names the token: the key and secret alone are right
+        wrong = call(secured, "POST", SIGNIN, form={"access_key_id": TEMP_KEY, "secret_access_key": TEMP_SECRET, "session_token": token})
+        assert wrong.status == 403 and WRONG.encode() in wrong.body
     cookies = sign_in(secured, TEMP_KEY, TEMP_SECRET, TOKEN)
     assert call(secured, "GET", "/_dockyard/console/api/endpoints", session=cookies).status == 200
 

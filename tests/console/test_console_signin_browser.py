@@ -54,7 +54,7 @@ def test_sign_in_see_endpoints_invoke_and_sign_out(signed_out_page: Any, secured
         screenshot("signin")
         submit(page, KEY, "not-the-secret")
         wait(page, 30, lambda d: text(d, "#signin-message"), "a wrong secret showed no message")
-        assert text(page, "#signin-message") == "The access key id or secret access key is wrong."
+        assert text(page, "#signin-message") == "The access key id, secret access key or session token is wrong."
         assert page.current_url == f"{secured.url}{SIGNIN}" and page.get_cookies() == []
 
         page.get_log("browser")  # the refusal's 403 is logged by the browser: not the console's doing

@@ -126,7 +126,7 @@ class SignIn:
             failures.append(now)
             self._failures[client] = failures
             log.warning("console: failed sign-in from %s (%d in %.0f s)", client, len(failures), FAILURE_WINDOW)
-            return _page("The access key id or secret access key is wrong.", 403)
+            return _page("The access key id, secret access key or session token is wrong.", 403)
         self._failures.pop(client, None)
         for sid in [sid for sid, s in self._sessions.items() if s.expires <= now]:
             del self._sessions[sid]
