@@ -49,16 +49,14 @@ from dockyard.runtime.base import (
     start_containers,
 )
 from dockyard.runtime.contract import (
-    BIND_TO_PORT_LABEL,
     CODE_DIR,
     DEFAULT_PORT,
     MODEL_DIR,
     MULTI_MODEL_DIR,
-    MULTI_MODEL_LABEL,
     container_environment,
 )
 from dockyard.runtime.docker_engine import cgroup_memory, has_cpu_baseline, usage
-from dockyard.runtime.docker_images import ImageResolver, LocalImage
+from dockyard.runtime.docker_images import ImageResolver, LocalImage, check_labels
 from dockyard.runtime.docker_watch import ExitWatcher, LogFollower
 from dockyard.runtime.health import NotHealthy, ping, wait_healthy
 from dockyard.runtime.instance_types import resources_for
@@ -149,9 +147,7 @@ class DockerRuntime:
         if not await self._call(self._watcher.wait_connected, ENGINE_EVENTS_TIMEOUT):
             raise InstanceStartError("The container engine did not open its event stream; is the engine healthy?")
         images = await asyncio.gather(*(self._call(self._images.resolve, c.image) for c in spec.containers))
-        if len(spec.containers) > 1:
-            _check_bind_to_port(spec, images)
-        _check_multi_model(spec, images)
+        check_labels(spec, images)
         limits = await self._call(self._limits, spec.instance_type)
         instance = RunningInstance(spec, (), extra={"sandbox": None})
         try:
@@ -475,29 +471,6 @@ class DockerRuntime:
         await self._call(self._watcher.close)
         self._pool.shutdown(wait=False)
         self._client.close()
-
-
-def _check_bind_to_port(spec: InstanceSpec, images: list[LocalImage]) -> None:
-    """Side by side, every container must listen where SAGEMAKER_BIND_TO_PORT says, not on 8080."""
-    for c, image in zip(spec.containers, images):
-        if image.labels.get(BIND_TO_PORT_LABEL, "").lower() != "true":
-            raise InstanceStartError(
-                f"Container {c.hostname}'s image {c.image} does not have the label {BIND_TO_PORT_LABEL}=true, "
-                f"which every container of a multi-container model needs: listen on the port in "
-                f"SAGEMAKER_BIND_TO_PORT and add LABEL {BIND_TO_PORT_LABEL}=true to its Dockerfile."
-            )
-
-
-def _check_multi_model(spec: InstanceSpec, images: list[LocalImage]) -> None:
-    """A Mode MultiModel container's image must say it serves the multi-model API, as on SageMaker."""
-    for c, image in zip(spec.containers, images):
-        if c.multi_model and image.labels.get(MULTI_MODEL_LABEL, "").lower() != "true":
-            raise InstanceStartError(
-                f"Container {c.hostname}'s image {c.image} does not have the label {MULTI_MODEL_LABEL}=true, "
-                f"which a model with Mode MultiModel needs: serve the multi-model API (/models) and add "
-                f"LABEL {MULTI_MODEL_LABEL}=true to its Dockerfile (managed images: rebuild them with "
-                f"`dockyard images build`)."
-            )
 
 
 def _published_port(sandbox: Any, port: int, bind_host: str) -> str:

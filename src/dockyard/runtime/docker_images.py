@@ -8,6 +8,9 @@ In order, the first that works:
    configured (``DOCKYARD_REGISTRY=localhost:5000``): ``localhost:5000/<repo>:<tag>``, local or pulled;
 4. any other reference: pulled as given.
 When nothing works the error names the image and every place that was tried.
+
+``check_labels`` then holds the resolved images to what SageMaker reads from their labels: side by
+side, each container listens on ``SAGEMAKER_BIND_TO_PORT``; a Mode MultiModel one serves ``/models``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from typing import TYPE_CHECKING
 import regex
 
 from dockyard.images import catalogue
-from dockyard.runtime.base import InstanceStartError
+from dockyard.runtime.base import InstanceSpec, InstanceStartError
+from dockyard.runtime.contract import BIND_TO_PORT_LABEL, MULTI_MODEL_LABEL
 
 if TYPE_CHECKING:
     import docker
@@ -112,3 +116,33 @@ class ImageResolver:
             except LookupError as exc:
                 tried.append(f"pull {reference} ({exc})")
         raise InstanceStartError(f"Image {image} is not available to the container engine. Tried: {'; '.join(tried)}.")
+
+
+def check_labels(spec: InstanceSpec, images: list[LocalImage]) -> None:
+    """Raise ``InstanceStartError`` naming the container and the label its image lacks."""
+    if len(spec.containers) > 1:
+        _check_bind_to_port(spec, images)
+    _check_multi_model(spec, images)
+
+
+def _check_bind_to_port(spec: InstanceSpec, images: list[LocalImage]) -> None:
+    """Side by side, every container must listen where SAGEMAKER_BIND_TO_PORT says, not on 8080."""
+    for c, image in zip(spec.containers, images):
+        if image.labels.get(BIND_TO_PORT_LABEL, "").lower() != "true":
+            raise InstanceStartError(
+                f"Container {c.hostname}'s image {c.image} does not have the label {BIND_TO_PORT_LABEL}=true, "
+                f"which every container of a multi-container model needs: listen on the port in "
+                f"SAGEMAKER_BIND_TO_PORT and add LABEL {BIND_TO_PORT_LABEL}=true to its Dockerfile."
+            )
+
+
+def _check_multi_model(spec: InstanceSpec, images: list[LocalImage]) -> None:
+    """A Mode MultiModel container's image must say it serves the multi-model API, as on SageMaker."""
+    for c, image in zip(spec.containers, images):
+        if c.multi_model and image.labels.get(MULTI_MODEL_LABEL, "").lower() != "true":
+            raise InstanceStartError(
+                f"Container {c.hostname}'s image {c.image} does not have the label {MULTI_MODEL_LABEL}=true, "
+                f"which a model with Mode MultiModel needs: serve the multi-model API (/models) and add "
+                f"LABEL {MULTI_MODEL_LABEL}=true to its Dockerfile (managed images: rebuild them with "
+                f"`dockyard images build`)."
+            )
