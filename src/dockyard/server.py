@@ -66,9 +66,17 @@ def container_user(settings: Settings) -> ContainerUser | None:
     if settings.runtime != "process":
         return None
     try:
-        return privileges.container_user(settings.container_user)
+        user = privileges.container_user(settings.container_user)
     except ValueError as exc:
         raise SystemExit(f"dockyard serve: {exc}") from None
+    blocked = privileges.blocks_managed_images(user) if user is not None else None
+    if user is not None and blocked is not None:
+        # Said at start, not only in each endpoint's FailureReason: the first deployment would fail.
+        log.warning(
+            "containers run as user %s (DOCKYARD_CONTAINER_USER), who cannot read %s: endpoints on managed "
+            "images will fail to start. Install Python and dockyard where %s can read them, or set "
+            "DOCKYARD_CONTAINER_USER=root to run containers as root.", user.name, blocked, user.name)
+    return user
 
 
 def make_runtime(settings: Settings, user: ContainerUser | None = None, scratch: Path | None = None) -> Runtime:

@@ -15,7 +15,6 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import dockyard
 from dockyard.runtime import privileges
 from dockyard.runtime.ports import free_port
 from dockyard.settings import Settings
@@ -86,7 +85,7 @@ def _loopback_container_user() -> dict[str, str]:
         return {}  # the server names the bad setting itself
     if user is None:
         return {}
-    blocked = privileges.unreachable(user, [Path(sys.executable).resolve(), Path(dockyard.__file__).resolve().parent])
+    blocked = privileges.blocks_managed_images(user)
     if blocked is None:
         return {}
     print(f"note: containers run as root: user {user.name} cannot read {blocked} "

@@ -14,6 +14,7 @@ import hashlib
 import os
 import pwd
 import stat
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,14 @@ def hand_over(directory: Path, user: ContainerUser) -> None:
         for name in (parent, *(os.path.join(parent, n) for n in (*dirs, *files))):
             os.chown(name, user.uid, user.gid, follow_symlinks=False)
     directory.chmod(0o700)
+
+
+def blocks_managed_images(user: ContainerUser) -> Path | None:
+    """The first path of this Python or of dockyard that ``user`` cannot read — a managed image's
+    container runs both — or None when it can read them all."""
+    import dockyard
+
+    return unreachable(user, [Path(sys.executable).resolve(), Path(dockyard.__file__).resolve().parent])
 
 
 def unreachable(user: ContainerUser, paths: list[Path]) -> Path | None:
