@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from servers import Server, self_signed_tls
 
 from dockyard.api import auth
@@ -287,3 +290,22 @@ async def test_failed_sign_ins_from_one_address_are_limited_for_a_while(client: 
     assert f"Too many failed sign-ins from 127.0.0.1: try again in {int(FAILURE_WINDOW) + 1} s." in await refused.text()
     clock.now += FAILURE_WINDOW
     assert await _sign_in(client) == 303  # the window has passed
+
+
+async def test_a_signed_sign_out_without_a_session_answers_204_and_leaves_other_sessions(
+        client: TestClient, clock: Clock) -> None:
+    # A SigV4-signed request passes the middleware without any session cookie; signing out of
+    # nothing clears the cookies rather than failing with a 500, and ends no one else's session.
+    assert await _sign_in(client) == 303
+    url = client.make_url("/_dockyard/console/signout")
+    session = client.session.cookie_jar.filter_cookies(url)
+    signed = AWSRequest("POST", str(url), data=b"")
+    SigV4Auth(Credentials(KEY, SECRET), auth.SERVICE, "us-east-1").add_auth(signed)
+    client.session.cookie_jar.clear()
+    out = await client.post("/_dockyard/console/signout", headers=dict(signed.headers.items()), data=b"")
+    assert out.status == 204, await out.text()
+    assert sorted(c.split("=", 1)[0] for c in out.headers.getall("Set-Cookie")) == [
+        "dockyard-console-csrf", "dockyard-console-session"]
+    assert all("Max-Age=0" in c for c in out.headers.getall("Set-Cookie"))
+    client.session.cookie_jar.update_cookies(session, url)
+    assert (await client.get("/_dockyard/console/api/endpoints")).status == 200

@@ -140,9 +140,10 @@ class SignIn:
         return response
 
     async def sign_out(self, request: web.Request) -> web.Response:
-        # authorizes() let it through: the session exists and the CSRF header matched.
-        session = self._sessions.pop(request.cookies[SESSION_COOKIE])
-        log.info("console: %s signed out", session.access_key_id)
+        # authorizes() checked the CSRF header of a session; a SigV4-signed request may carry none.
+        session = self._sessions.pop(request.cookies.get(SESSION_COOKIE, ""), None)
+        if session is not None:
+            log.info("console: %s signed out", session.access_key_id)
         response = web.Response(status=204)
         for name in (SESSION_COOKIE, CSRF_COOKIE):
             response.del_cookie(name, path="/")
