@@ -211,3 +211,25 @@ def test_the_strategy_form_ends_in_the_advisors_init_command(page: Any, server: 
     assert text(page, "#advice-command") == expected.next_command
     screenshot("choose")
     assert console_errors(page) == []
+
+
+def test_a_stopped_server_leaves_the_page_waiting_without_an_uncaught_error(page: Any, tmp_path: Path) -> None:
+    # On each failed reconnect the page asks whether its session ended; with the server gone that
+    # question fails too, which must not surface as an unhandled promise rejection.
+    srv = Server(tmp_path / "state", tmp_path / "server.log").start()
+    try:
+        page.get(f"{srv.url}/")
+        wait(page, 30, lambda d: css(d, ".live.on"), "the live channel did not connect")
+    finally:
+        srv.stop()
+    # Each failed reconnect asks whether the session ended: wait for two of those questions to
+    # fail, so the first one's outcome (an uncaught rejection, before the fix) is surely logged.
+    logged: list[dict[str, Any]] = []
+
+    def asked_twice(d: Any) -> bool:
+        logged.extend(e for e in d.get_log("browser") if e["level"] == "SEVERE")
+        return sum("/_dockyard/console/api/endpoints" in e["message"] for e in logged) >= 2
+
+    wait(page, 30, asked_twice, "the page did not ask after its session once the server had gone")
+    assert [e["message"] for e in logged if "Uncaught" in e["message"]] == []
+    assert page.current_url == f"{srv.url}/"

@@ -79,7 +79,12 @@
 
   // The live channel failed: if that is because the session ended, sign in again.
   async function checkSession() {
-    const response = await fetch(`${API}/endpoints`);
+    let response;
+    try {
+      response = await fetch(`${API}/endpoints`);
+    } catch {
+      return; // the server is unreachable (restarting?): the live channel retries by itself
+    }
     if (response.status === 403) location.assign(SIGNIN);
   }
 
