@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 from dockyard.serving.frameworks import load_framework
+from dockyard.serving.layers import add_requirements
 from dockyard.serving.multimodel import ModelRegistry
 from dockyard.serving.server import build_app
 from dockyard.serving.settings import Settings
@@ -113,3 +115,21 @@ async def test_requirements_pip_cannot_install_fail_the_load_with_pips_error(aio
     assert "Invalid requirement" in message
     assert [d for d in (tmp_path / "layers").iterdir() if d.is_dir()] == []  # no half-installed layer left
     assert (await client.get("/models/bad")).status == 404
+
+
+def test_an_install_killed_midway_is_cleared_by_the_next_install_of_its_layer(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the layer joins this process's import path
+    local_wheel(tmp_path, "dockyard_probe_killed", "v")
+    directory = model_dir(tmp_path, "m", USES_REQUIREMENT.format(package="dockyard_probe_killed"))
+    Path(directory, "code", "requirements.txt").write_text(f"{tmp_path / 'dockyard_probe_killed-1.0-py3-none-any.whl'}\n")
+    layers_dir = tmp_path / "layers"
+    layer = Path(add_requirements(directory, str(layers_dir)) or "")
+    assert (layer / "dockyard_probe_killed" / "__init__.py").is_file()
+    # What a killed pip leaves: its temporary directory (KEY.RANDOM), and no layer.
+    shutil.rmtree(layer)
+    (layers_dir / f"{layer.name}.k1ll3d" / "half").mkdir(parents=True)
+    (layers_dir / "0123456789abcdef.other").mkdir()  # another key's: not this install's to remove
+    assert add_requirements(directory, str(layers_dir)) == str(layer)
+    assert sorted(p.name for p in layers_dir.iterdir() if p.is_dir()) == ["0123456789abcdef.other", layer.name]
+    assert (layer / "dockyard_probe_killed" / "__init__.py").is_file()
