@@ -134,3 +134,24 @@ async def test_an_update_stops_an_old_instance_only_once_its_invocations_are_ans
     ep = await dockyard.wait_status("ep", "InService")
     assert ep["EndpointConfigName"] == "green"
     assert dockyard.fake.stopped == [blue] and blue not in dockyard.fake.running
+
+
+async def test_a_delete_during_an_update_s_drain_stops_the_old_instance_too(dockyard: Dockyard) -> None:
+    await dockyard.deploy("ep", env={"FAKE_BODY": "blue"})
+    (blue,) = dockyard.fake.running
+    hold = asyncio.Event()
+    for container in dockyard.fake.containers("ep"):
+        container.hold = hold
+    in_flight = asyncio.ensure_future(dockyard.invoke("ep", b"in flight"))
+    await dockyard.until(lambda: any(c.invocations for c in dockyard.fake.containers("ep")))
+    await dockyard.create_model("green", env={"FAKE_BODY": "green"})
+    await dockyard.create_config("green", [{"VariantName": "AllTraffic", "ModelName": "green"}])
+    await dockyard.call("UpdateEndpoint", EndpointName="ep", EndpointConfigName="green")
+    await dockyard.until(lambda: len(dockyard.fake.running) == 2)  # green started, blue draining
+
+    await dockyard.call("DeleteEndpoint", EndpointName="ep")
+    await dockyard.wait_gone("ep")
+    # The delete cancelled the update while blue was draining: blue is stopped all the same.
+    assert blue in dockyard.fake.stopped and dockyard.fake.running == {}
+    hold.set()
+    await asyncio.gather(in_flight, return_exceptions=True)
