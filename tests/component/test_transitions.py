@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 from component_harness import IMAGE, AwsError, Dockyard, error_of
@@ -106,7 +107,9 @@ async def test_images_can_be_configured_per_image(dockyard: Dockyard) -> None:
     assert await (await dockyard.invoke("ep")).read() == b"other image"
 
 
-async def test_an_update_stops_an_old_instance_only_once_its_invocations_are_answered(dockyard: Dockyard) -> None:
+async def _update_while_blue_answers(dockyard: Dockyard) -> tuple[str, list[Any], asyncio.Event, asyncio.Future[Any]]:
+    """Endpoint ep on a "blue" instance, held answering one invocation, being updated to "green"
+    (started); blue's id, its containers, what releases the invocation, and its answer."""
     await dockyard.deploy("ep", env={"FAKE_BODY": "blue"})
     (blue,) = dockyard.fake.running
     blue_containers = dockyard.fake.containers("ep")
@@ -120,6 +123,11 @@ async def test_an_update_stops_an_old_instance_only_once_its_invocations_are_ans
     await dockyard.create_config("green", [{"VariantName": "AllTraffic", "ModelName": "green"}])
     await dockyard.call("UpdateEndpoint", EndpointName="ep", EndpointConfigName="green")
     await dockyard.until(lambda: len(dockyard.fake.running) == 2)
+    return blue, blue_containers, hold, in_flight
+
+
+async def test_an_update_stops_an_old_instance_only_once_its_invocations_are_answered(dockyard: Dockyard) -> None:
+    blue, blue_containers, hold, in_flight = await _update_while_blue_answers(dockyard)
     answer = await dockyard.invoke("ep")
     while await answer.read() != b"green":  # until the new route is published
         await asyncio.sleep(0.005)
@@ -134,3 +142,14 @@ async def test_an_update_stops_an_old_instance_only_once_its_invocations_are_ans
     ep = await dockyard.wait_status("ep", "InService")
     assert ep["EndpointConfigName"] == "green"
     assert dockyard.fake.stopped == [blue] and blue not in dockyard.fake.running
+
+
+async def test_a_delete_during_an_update_s_drain_stops_the_old_instance_too(dockyard: Dockyard) -> None:
+    blue, _, hold, in_flight = await _update_while_blue_answers(dockyard)
+
+    await dockyard.call("DeleteEndpoint", EndpointName="ep")
+    await dockyard.wait_gone("ep")
+    # The delete cancelled the update while blue was draining: blue is stopped all the same.
+    assert blue in dockyard.fake.stopped and dockyard.fake.running == {}
+    hold.set()
+    await asyncio.gather(in_flight, return_exceptions=True)

@@ -316,6 +316,8 @@ def test_file_locations_as_local_extension(tmp_path, moto_url, model_data):
              f"S3OutputPath https://{BUCKET}.s3.amazonaws.com/out: dockyard writes asynchronous results to s3://"),
             ("https-failure", [variant], {"S3OutputPath": out.as_uri(), "S3FailurePath": f"https://s3.amazonaws.com/{BUCKET}/f"},
              "S3FailurePath https://"),
+            ("unparsable-output", [variant], {"S3OutputPath": "s3://[::1/out"},
+             "AsyncInferenceConfig.OutputConfig.S3OutputPath s3://[::1/out does not parse as a URL (Invalid IPv6 URL)."),
             ("serverless", [{"VariantName": "v", "ModelName": "async-files",
                              "ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 1}}],
              {"S3OutputPath": out.as_uri()}, "serverless"),
@@ -349,6 +351,9 @@ def test_https_input_locations_name_s3_objects(tmp_path, moto_url, aws, model_da
             message = validation_error(rt.invoke_endpoint_async, EndpointName="async-https", InputLocation=url)
             assert message.startswith(f"InputLocation {url} is not an S3 object URL: ") and reason in message
             assert f"https://{endpoint}/BUCKET/KEY on the configured S3 endpoint" in message
+        # Not a URL at all (an unclosed IPv6 bracket passes botocore's pattern): the reason, not an InternalFailure.
+        assert validation_error(rt.invoke_endpoint_async, EndpointName="async-https", InputLocation="https://[::1/in") == \
+            "InputLocation https://[::1/in does not parse as a URL (Invalid IPv6 URL)"
         # http:// is not in botocore's pattern at all.
         unchecked = server.client("sagemaker-runtime", parameter_validation=False)
         assert "InputLocation" in validation_error(

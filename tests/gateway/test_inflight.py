@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from dockyard.gateway.inflight import InFlight
 from dockyard.gateway.invocation import InvocationResult
 
@@ -45,10 +47,8 @@ async def test_a_whole_answer_or_a_failure_leaves_nothing_in_flight() -> None:
     async def fails() -> InvocationResult:
         raise RuntimeError("the container went away")
 
-    try:
+    with pytest.raises(RuntimeError, match="the container went away"):
         await in_flight.holding("i-1", fails())
-    except RuntimeError:
-        pass
     assert in_flight.count("i-1") == 0
     assert await in_flight.drained(["i-1"], timeout=0) == []
 

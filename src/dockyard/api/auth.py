@@ -104,7 +104,7 @@ def authenticate(keys: Mapping[str, Credential], akid: str, secret: str, session
     credential = keys.get(akid)
     expected = credential or Credential(secrets.token_urlsafe(32))
     secret_ok = same(secret, expected.secret)
-    token_ok = same(session_token, expected.session_token or "") if expected.session_token else True
+    token_ok = expected.session_token is None or same(session_token, expected.session_token)
     return credential is not None and secret_ok and token_ok
 
 

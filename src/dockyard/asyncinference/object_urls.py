@@ -40,7 +40,10 @@ class NotAnObjectUrl(ValueError):
 def s3_object(url: str, endpoint: str | None) -> tuple[str, str]:
     """The (bucket, key) that ``url`` names; ``endpoint`` is the URL of the S3 endpoint the server's
     client talks to (its path-style URLs are accepted too)."""
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as exc:  # an unclosed "[" of an IPv6 host, say
+        raise _refused(url, endpoint, f"it does not parse as a URL ({exc})") from None
     try:
         port = parts.port
     except ValueError:

@@ -41,7 +41,7 @@ class Location:
 
     @classmethod
     def parse(cls, uri: str) -> Location:
-        parts = urllib.parse.urlsplit(uri)
+        parts = _split(uri)
         if parts.scheme == "s3" and parts.netloc:
             return cls(uri, parts.netloc, parts.path.lstrip("/"))
         if parts.scheme == "file" and parts.path:
@@ -52,6 +52,13 @@ class Location:
         """The URI of ``names`` under this location (a prefix)."""
         parts = [self.uri.rstrip("/"), *(n.strip("/") for n in names if n.strip("/"))]
         return "/".join(parts)
+
+
+def _split(uri: str) -> urllib.parse.SplitResult:
+    try:
+        return urllib.parse.urlsplit(uri)
+    except ValueError as exc:  # an unclosed "[" of an IPv6 host, say
+        raise StorageError(f"{uri} does not parse as a URL ({exc})") from None
 
 
 class Storage:
@@ -66,7 +73,7 @@ class Storage:
     def locate(self, uri: str) -> Location:
         """What ``uri`` names; ``StorageError`` when it names nothing this storage reads or writes
         (an ``https://`` URL that is not an S3 object URL, say)."""
-        if urllib.parse.urlsplit(uri).scheme.lower() != "https":
+        if _split(uri).scheme.lower() != "https":
             return Location.parse(uri)
         try:
             bucket, key = s3_object(uri, self._s3().meta.endpoint_url)

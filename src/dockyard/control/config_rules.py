@@ -6,6 +6,7 @@ names each variant once."""
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -92,8 +93,13 @@ def _check_async_output(output: dict[str, Any]) -> None:
 
 
 def _check_written_location(field: str, location: str, what: str) -> None:
-    # botocore's patterns allow https://, but dockyard writes to s3:// and file:// locations only
-    # (an https:// one would fail at every write, long after the config was accepted).
+    # botocore's patterns allow https://, and hosts such as "[::1" that are not URLs, but dockyard
+    # writes to s3:// and file:// locations only: either would fail at every write, long after
+    # the config was accepted.
+    try:
+        urllib.parse.urlsplit(location)
+    except ValueError as exc:
+        raise errors.validation(f"{field} {location} does not parse as a URL ({exc}).") from None
     if location.startswith("https://"):
         raise errors.validation(
             f"{field} {location}: dockyard writes {what} to s3://BUCKET/PREFIX (or file://) locations only; "

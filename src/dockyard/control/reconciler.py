@@ -292,10 +292,13 @@ class Reconciler:
         kept = {id(i) for v in new.values() for i in v.instances}
         leaving = [i for v in old.values() for i in v.instances if id(i) not in kept]
         # Out of rotation now; what they are still answering finishes before they stop.
-        if busy := await self._drain([i.spec.instance_id for i in leaving]):
-            log.warning("endpoint %s: stopping instance(s) %s with invocations still in flight after the "
-                        "invocation timeout", ep.name, ", ".join(busy))
-        await self._stop(leaving)
+        try:
+            if busy := await self._drain([i.spec.instance_id for i in leaving]):
+                log.warning("endpoint %s: stopping instance(s) %s with invocations still in flight after the "
+                            "invocation timeout", ep.name, ", ".join(busy))
+        finally:
+            # Also when cancelled (a delete): out of ``running``, nothing else would stop them.
+            await self._stop(leaving)
         await self._set(ep.name, Status.UPDATING, status=Status.IN_SERVICE, pending=None,
                         deployment=ep.pending, config_name=ep.pending.config_name)
 

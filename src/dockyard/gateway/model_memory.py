@@ -63,8 +63,9 @@ class MemoryBudget:
         self._unloads = 0  # in flight
         self._tokens = itertools.count()
         self._first = asyncio.Lock()
-        # Set (and replaced) whenever memory may have become free: loads waiting for room look again.
-        self._room = asyncio.Event()
+        # Set (and dropped) whenever memory may have become free: loads waiting for room look again.
+        # Made only when a load looks for room, so that an invocation ending costs no new Event.
+        self._room: asyncio.Event | None = None
 
     def estimate(self, target: str) -> int | None:
         """What loading ``target`` will add: its own growth, else the largest measured here."""
@@ -85,6 +86,8 @@ class MemoryBudget:
         try:
             expected = self.estimate(target) or 0
             while True:
+                if self._room is None:
+                    self._room = asyncio.Event()
                 room = self._room  # whatever frees memory from now on wakes this load
                 resident, reserved, alone = await self._reading(read)
                 if resident is None or resident + reserved + expected <= self.limit:
@@ -118,8 +121,9 @@ class MemoryBudget:
     def freed(self) -> None:
         """Memory may have become free (a reservation ended, an unload ended, a model's
         invocations ended): loads waiting for room read the container again."""
-        self._room.set()
-        self._room = asyncio.Event()
+        if self._room is not None:
+            self._room.set()
+            self._room = None
 
     def unloading(self) -> None:
         """A model is being unloaded: a growth measured meanwhile would be short by its memory."""

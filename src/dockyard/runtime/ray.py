@@ -189,8 +189,12 @@ class RayRuntime:
                                  f"({type(exc).__name__})", host_lost=True)
             # At once: Ray would re-place the lost node's groups on the nodes left, taking the room
             # the replacement needs (which the reconciler starts before it stops the lost instance).
-            await asyncio.to_thread(remove_placement_group, instance.extra["group"])
-            instance.extra["group"] = None
+            try:
+                await asyncio.to_thread(remove_placement_group, instance.extra["group"])
+                instance.extra["group"] = None
+            except Exception as removal:  # the GCS did not answer: the stop of the instance tries again
+                log.warning("instance %s: could not remove its placement group yet: %s", instance.spec.instance_id,
+                            removal)
         instance.extra["dead"] = dead
         self.on_exit(event)
 

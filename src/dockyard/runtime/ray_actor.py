@@ -23,6 +23,7 @@ from pathlib import Path
 
 from dockyard.artifacts.policy import AccessPolicy
 from dockyard.artifacts.store import ArtifactStore
+from dockyard.doorbell import rung
 from dockyard.runtime import privileges
 from dockyard.runtime.base import ContainerStats, InstanceSpec, InstanceStartError, RunningInstance, Runtime
 from dockyard.runtime.model_data import prepare_container
@@ -134,10 +135,7 @@ class InstanceHost:
                 dead = self._runtime.dead_containers(self._instance)
                 if dead:
                     return dead
-            try:
-                await asyncio.wait_for(self._exited.wait(), WATCH_INTERVAL)
-            except asyncio.TimeoutError:
-                pass
+            await rung(self._exited, WATCH_INTERVAL)
             self._exited.clear()
 
     async def stats(self) -> list[ContainerStats]:
