@@ -48,6 +48,25 @@ def model_data(tmp_path_factory: pytest.TempPathFactory) -> str:
     return package(tmp_path_factory.mktemp("model"), iris_classifier()).as_uri()
 
 
+# Loads the model a second late, so that a new instance is seen starting: an instance of the fork
+# server is up in about 0.1 s, quicker than a poll of DescribeEndpoint under load may come round.
+SLOW_START = """
+import os
+import time
+
+import joblib
+
+def model_fn(model_dir):
+    time.sleep(1.0)
+    return joblib.load(os.path.join(model_dir, "model.joblib"))
+"""
+
+
+@pytest.fixture(scope="module")
+def slow_start_model_data(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return package(tmp_path_factory.mktemp("slow-model"), iris_classifier(), SLOW_START).as_uri()
+
+
 @pytest.fixture(scope="module")
 def clients(server: Server) -> tuple[Any, Any, Any]:
     return server.client("sagemaker"), server.client("sagemaker-runtime"), server.client("application-autoscaling")
@@ -72,9 +91,9 @@ def error(call: Any, **params: Any) -> tuple[str, str]:
     return exc.value.response["Error"]["Code"], exc.value.response["Error"]["Message"]
 
 
-def test_load_scales_out_and_quiet_scales_back_in(clients: Any, model_data: str) -> None:
+def test_load_scales_out_and_quiet_scales_back_in(clients: Any, slow_start_model_data: str) -> None:
     sm, rt, aas = clients
-    deploy(sm, "scaled", model_data)
+    deploy(sm, "scaled", slow_start_model_data)
     registered = aas.register_scalable_target(ServiceNamespace="sagemaker", ResourceId=resource("scaled"),
                                               ScalableDimension=DIMENSION, MinCapacity=1, MaxCapacity=2)
     assert registered["ScalableTargetARN"].startswith("arn:aws:application-autoscaling:us-east-1:123456789012:")
